@@ -1,0 +1,72 @@
+"""RoPE delta re-rotation of cached keys.
+
+HF caches keys *after* RoPE: k(p) = R(p)·k. RoPE is a rotation by angle p·θᵢ per frequency, so
+R(p + Δ) = R(Δ)·R(p): a block prefilled at position 0 is moved to offset Δ by rotating its cached keys by
+Δ·θᵢ -- values are position-free and stay as they are. The rotation is done in fp32 whatever the cache
+dtype (bf16 rotation error would grow with Δ).
+
+Layout: HF's rotate-half (Llama, Qwen2/3, Mistral): the rotated part of a head is [x₁ | x₂] with pairs
+(x₁[i], x₂[i]) sharing frequency θᵢ. Partial rotary (`partial_rotary_factor`) rotates only the first
+`rotary_dim` channels. Rope scaling (linear, llama3, yarn, longrope...) is already folded into the model's
+`inv_freq`; yarn/longrope also scale cos/sin by `attention_scaling`, which the cached keys already carry,
+so the delta is a pure rotation. "dynamic" NTK scaling changes θ with the sequence length, so a cached key
+cannot be moved exactly: refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class RopeSpec:
+    """What re-rotation needs to know about a model's RoPE."""
+
+    inv_freq: torch.Tensor  # (rotary_dim / 2,) fp32 frequencies θᵢ, rope scaling included
+    rotary_dim: int  # channels of each head that RoPE rotates (head_dim unless partial rotary)
+
+    @staticmethod
+    def from_model(model: nn.Module) -> "RopeSpec":
+        rotary = find_rotary_embedding(model)
+        rope_type = getattr(rotary, "rope_type", "default")
+        if "dynamic" in str(rope_type):
+            raise ValueError(
+                f"rope type {rope_type!r} rescales frequencies with sequence length; cached keys cannot be "
+                "re-rotated exactly, so block KV reuse is not supported for this model")
+        inv_freq = rotary.inv_freq.detach().to(torch.float32).cpu().clone()
+        return RopeSpec(inv_freq=inv_freq, rotary_dim=2 * inv_freq.numel())
+
+
+def find_rotary_embedding(model: nn.Module) -> nn.Module:
+    """The model's (single, shared) rotary embedding module."""
+    for module in model.modules():
+        if type(module).__name__.endswith("RotaryEmbedding") and hasattr(module, "inv_freq"):
+            return module
+    raise ValueError(f"{type(model).__name__} has no rotary embedding: not a RoPE (Llama-family) model")
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def rerotate_keys(keys: torch.Tensor, delta: int | float, rope: RopeSpec) -> torch.Tensor:
+    """Keys cached at positions p (any layout (..., T, head_dim)) → the same keys at positions p + delta.
+
+    Computed in fp32 and returned in the keys' dtype. delta may be negative (moving a block earlier)."""
+    if delta == 0:
+        return keys
+    dtype = keys.dtype
+    rot = rope.rotary_dim
+    # angles in fp64 first: Δ·θ for Δ up to 1e6 keeps fp32-level accuracy after the cast
+    angle = (torch.as_tensor(float(delta), dtype=torch.float64) * rope.inv_freq.to(torch.float64))
+    angle = torch.cat((angle, angle)).to(device=keys.device, dtype=torch.float32)  # (rotary_dim,)
+    cos, sin = angle.cos(), angle.sin()
+    k = keys.to(torch.float32)
+    k_rot, k_pass = k[..., :rot], k[..., rot:]
+    k_rot = k_rot * cos + _rotate_half(k_rot) * sin
+    out = torch.cat((k_rot, k_pass), dim=-1) if k_pass.shape[-1] else k_rot
+    return out.to(dtype)

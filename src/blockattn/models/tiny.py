@@ -1,0 +1,35 @@
+"""Tiny random-weight Llama-family models for fast tests (same code paths as the real model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ARCHITECTURES = ("llama", "qwen2")
+
+
+def tiny_config(arch: str = "llama", vocab_size: int = 512, **overrides: Any):
+    """A 2-layer, 64-wide config with grouped-query attention (4 query heads, 2 KV heads)."""
+    from transformers import LlamaConfig, Qwen2Config
+
+    common = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                  tie_word_embeddings=True, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    common.update(overrides)
+    if arch == "llama":
+        return LlamaConfig(**common)
+    if arch == "qwen2":
+        return Qwen2Config(**{"use_sliding_window": False, **common})
+    raise ValueError(f"unknown tiny architecture {arch!r}; choose from {ARCHITECTURES}")
+
+
+def tiny_model(arch: str = "llama", seed: int = 0, dtype: str = "float32", **overrides: Any):
+    """A random-weight model in eval mode, switched to the blockattn attention implementation."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from blockattn.attention.interface import enable_block_attention
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(tiny_config(arch, **overrides), dtype=getattr(torch, dtype)).eval()
+    enable_block_attention(model)
+    return model

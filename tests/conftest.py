@@ -1,0 +1,28 @@
+"""Shared fixtures: tiny random models (fast) and the real default model (slow tests)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# Tests must never reach a hub; everything they need is installed locally.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    """The real SmolLM2-135M-Instruct in fp32 (converted once by `make setup`)."""
+    from blockattn.models import load
+
+    return load("smollm2-135m-instruct", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    from blockattn.models import load_tokenizer
+
+    return load_tokenizer("smollm2-135m-instruct")
