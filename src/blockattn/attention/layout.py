@@ -2,19 +2,27 @@
 
 A sequence is laid out as
 
-    [shared sink S] [sinks₁ B1] [sinks₂ B2] ... [Q]        (sinks and the shared sink are optional)
+    [shared sink S] [S' k₁ B1] [S' k₂ B2] ... [Q]        (S, S' and the k sinks are optional)
 
 and every token gets a *kind*:
 
     PAD      padding in a batch; attends only to itself, seen by nobody
-    SHARED   the shared sink prefix (APE / Star-Attention style), seen by every later token
-    CONTEXT  a context block (its sinks included): attends causally inside its own block (+ SHARED)
-    QUERY    a query block: attends causally to every earlier SHARED/CONTEXT token and to its own
-             block, but never to an earlier QUERY block; no later block attends to it
+    CONTEXT  a context block, its k per-block sink tokens included: attends causally inside its own block
+    QUERY    a query block: attends causally to every earlier CONTEXT/SHARED token and to its own block,
+             never to an earlier QUERY block; no later block attends to it
+    SHARED   the shared sink S at position 0: seen by query blocks (and itself), stored once in the cache
+    LOCAL    the copy S' of the shared sink in front of each context block: seen by its own block only
+
+Why the shared sink needs local copies: a context block must not depend on its offset, or its KV could not
+be reused at any position. A block that saw S at position 0 would see it at a distance that grows with the
+block's offset; seeing its own copy S' right in front of it, it sees the sink at the same distance wherever
+it sits. The engine computes [S' B] at position 0, keeps B's KV, and stores S once: exactly this forward.
 
 The final block is always a query block. With block dropout (distillation) some earlier blocks are query
-blocks too. Positions are global offsets (0..N-1): because RoPE is relative, a block computed alone at
-position 0 and re-rotated by its offset is the same computation (see `rope.rerotate_keys`).
+blocks too. Positions are global offsets, the positions the tokens will have in the assembled cache
+(0..N-1 without a shared sink; local copies S' reuse the positions just before their block): because RoPE is
+relative, a block computed alone at position 0 and re-rotated by its offset is the same computation
+(see `rope.rerotate_keys`).
 
 Example, 2 context blocks of 3 tokens and a query of 2 (x = attends):
 
@@ -36,7 +44,7 @@ from typing import Sequence
 
 import torch
 
-PAD, SHARED, CONTEXT, QUERY = 0, 1, 2, 3
+PAD, SHARED, CONTEXT, QUERY, LOCAL = 0, 1, 2, 3, 4
 
 # Block id of padding and of the shared sink prefix; real blocks are numbered 0, 1, 2, ...
 PAD_BLOCK = -1
@@ -62,7 +70,7 @@ class BlockLayout:
 
     block_ids: torch.Tensor  # (B, N) long: block index, PAD_BLOCK for padding, SHARED_BLOCK for the shared sink
     kinds: torch.Tensor  # (B, N) long: PAD / SHARED / CONTEXT / QUERY
-    position_ids: torch.Tensor  # (B, N) long: global RoPE positions
+    position_ids: torch.Tensor  # (B, N) long: global RoPE positions (= the positions in the assembled cache)
     sink_index: torch.Tensor  # (B, N) long: which per-block sink a token is (-1: not a per-block sink)
     shared_sink_index: torch.Tensor  # (B, N) long: which shared-sink token a token is (-1: not one)
     lengths: list[int]  # true (unpadded) length of each sequence
@@ -75,7 +83,8 @@ class BlockLayout:
     def build(blocks: Sequence[BlockSpec], sinks_per_block: int = 0, shared_sink: int = 0) -> "BlockLayout":
         """Layout of one sequence. The last block must be a query block; context blocks get
         `sinks_per_block` sink tokens in front of them, query blocks get none (at inference the final
-        query block has none either). `shared_sink` tokens go at position 0, visible to all."""
+        query block has none either). `shared_sink` tokens go at position 0 (seen by query blocks) and,
+        as local copies, in front of every context block (seen by that block)."""
         if not blocks:
             raise ValueError("a layout needs at least one block (the query block)")
         if not blocks[-1].is_query:
@@ -86,16 +95,22 @@ class BlockLayout:
         kinds: list[int] = [SHARED] * shared_sink
         sink_index: list[int] = [-1] * shared_sink
         shared_index: list[int] = list(range(shared_sink))
+        positions: list[int] = list(range(shared_sink))
+        start = shared_sink  # position of the next block's first (sink or text) token
         for i, spec in enumerate(blocks):
             if spec.length < 0:
                 raise ValueError(f"block {i} has negative length")
+            n_local = 0 if spec.is_query else shared_sink
             n_sinks = 0 if spec.is_query else sinks_per_block
             kind = QUERY if spec.is_query else CONTEXT
-            block_ids += [i] * (n_sinks + spec.length)
-            kinds += [kind] * (n_sinks + spec.length)
-            sink_index += list(range(n_sinks)) + [-1] * spec.length
-            shared_index += [-1] * (n_sinks + spec.length)
-        n = len(block_ids)
+            block_ids += [i] * (n_local + n_sinks + spec.length)
+            kinds += [LOCAL] * n_local + [kind] * (n_sinks + spec.length)
+            sink_index += [-1] * n_local + list(range(n_sinks)) + [-1] * spec.length
+            shared_index += list(range(n_local)) + [-1] * (n_sinks + spec.length)
+            # a local sink copy sits just before its block, on positions it shares with the previous
+            # block's tail (they never see each other): the block sees it exactly as the cached [S' B] did
+            positions += list(range(start - n_local, start + n_sinks + spec.length))
+            start += n_sinks + spec.length
 
         def row(values: list[int]) -> torch.Tensor:
             return torch.tensor(values, dtype=torch.long).unsqueeze(0)  # (1, N)
@@ -103,10 +118,10 @@ class BlockLayout:
         return BlockLayout(
             block_ids=row(block_ids),
             kinds=row(kinds),
-            position_ids=torch.arange(n, dtype=torch.long).unsqueeze(0),
+            position_ids=row(positions),
             sink_index=row(sink_index),
             shared_sink_index=row(shared_index),
-            lengths=[n],
+            lengths=[len(block_ids)],
         )
 
     @staticmethod
@@ -174,7 +189,7 @@ def pack_sequence(blocks: Sequence[Sequence[int]], is_query: Sequence[bool] | No
                                sinks_per_block=sinks_per_block, shared_sink=shared_sink)
     ids: list[int] = [placeholder_id] * shared_sink
     for block, q in zip(blocks, flags):
-        ids += [placeholder_id] * (0 if q else sinks_per_block) + list(block)
+        ids += [placeholder_id] * (0 if q else shared_sink + sinks_per_block) + list(block)
     return torch.tensor(ids, dtype=torch.long).unsqueeze(0), layout
 
 

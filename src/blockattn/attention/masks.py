@@ -20,10 +20,11 @@ MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tor
 def block_mask_mod(layout: BlockLayout) -> MaskMod:
     """The visibility predicate of `layout` (True = q may attend to kv).
 
-    Student (block attention): causal, and kv is in q's own block, or in the shared sink, or q is in a
-    query block and kv in a context block. Teacher (`layout.teacher`): causal, and kv is in q's own block
-    or in any shared/context block -- full attention over exactly the text the student can see.
-    Padding is seen by no one; every token sees itself, so no row of the mask is empty.
+    Student (block attention): causal, and kv is in q's own block, or q is in a query block and kv is a
+    context or shared-sink token. Teacher (`layout.teacher`): causal, and kv is in q's own block or is any
+    context / shared-sink token -- full attention over exactly the text the student can see. Local sink
+    copies are seen by their own block only. Padding is seen by no one; every token sees itself, so no row
+    of the mask is empty.
     """
     block_ids, kinds, teacher = layout.block_ids, layout.kinds, layout.teacher
 
@@ -32,10 +33,7 @@ def block_mask_mod(layout: BlockLayout) -> MaskMod:
         kv_kind = kinds[b, kv_idx]
         same_block = block_ids[b, q_idx] == block_ids[b, kv_idx]
         kv_is_context = (kv_kind == CONTEXT) | (kv_kind == SHARED)
-        if teacher:
-            cross = kv_is_context
-        else:
-            cross = (kv_kind == SHARED) | ((q_kind == QUERY) & (kv_kind == CONTEXT))
+        cross = kv_is_context if teacher else (q_kind == QUERY) & kv_is_context
         visible = (kv_idx <= q_idx) & (kv_kind != PAD) & (same_block | cross)
         return visible | (q_idx == kv_idx)
 

@@ -61,10 +61,11 @@ def rerotate_keys(keys: torch.Tensor, delta: int | float, rope: RopeSpec) -> tor
         return keys
     dtype = keys.dtype
     rot = rope.rotary_dim
-    # angles in fp64 first: Δ·θ for Δ up to 1e6 keeps fp32-level accuracy after the cast
-    angle = (torch.as_tensor(float(delta), dtype=torch.float64) * rope.inv_freq.to(torch.float64))
-    angle = torch.cat((angle, angle)).to(device=keys.device, dtype=torch.float32)  # (rotary_dim,)
-    cos, sin = angle.cos(), angle.sin()
+    # Δ·θ and its cos/sin in fp64: an fp32 angle of ~1e3 rad is already off by ~6e-5 rad
+    angle = float(delta) * rope.inv_freq.to(torch.float64)
+    angle = torch.cat((angle, angle))  # (rotary_dim,)
+    cos = angle.cos().to(device=keys.device, dtype=torch.float32)
+    sin = angle.sin().to(device=keys.device, dtype=torch.float32)
     k = keys.to(torch.float32)
     k_rot, k_pass = k[..., :rot], k[..., rot:]
     k_rot = k_rot * cos + _rotate_half(k_rot) * sin
