@@ -1,7 +1,60 @@
-"""`blockattn bench ...`: Speed benchmarks (write JSON + a plot to reports/)."""
+"""`blockattn bench ...`: speed benchmarks (write JSON + a plot to reports/)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
+from blockattn.errors import UserError
+
 app = typer.Typer(no_args_is_help=True, help="Speed benchmarks (write JSON + a plot to reports/).")
+
+
+def parse_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--sizes must be comma-separated integers, got {text!r}") from None
+    if not sizes or min(sizes) < 128:
+        raise UserError("--sizes needs at least one size, each >= 128 tokens")
+    return sizes
+
+
+@app.command("attention")
+def attention(
+    device: str = typer.Option("auto", help="cuda, cpu, or auto (cuda when present)."),
+    sizes: str = typer.Option("", help="Comma-separated sequence lengths (default: 2k,8k,16k,32k on CUDA; 1k,2k,4k on CPU)."),
+    block_tokens: int = typer.Option(512, help="Tokens per context block."),
+    out: Path = typer.Option(Path("reports/bench_attention.json"), help="JSON output; the plot goes beside it (.png)."),
+) -> None:
+    """Block mask via FlexAttention vs dense SDPA mask vs plain causal SDPA: time and memory."""
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    from blockattn.bench.attention import AttentionBenchConfig, run, write
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda, but no CUDA device is available")
+    on_cuda = device == "cuda"
+    cfg = AttentionBenchConfig(
+        sizes=parse_sizes(sizes) if sizes else ([2048, 8192, 16384, 32768] if on_cuda else [1024, 2048, 4096]),
+        device=device, dtype="bfloat16" if on_cuda else "float32", block_tokens=block_tokens,
+        # CPU: fewer heads so a 2-core run stays short; the ratios are what matter
+        heads=32 if on_cuda else 8, kv_heads=8 if on_cuda else 2, head_dim=128 if on_cuda else 64)
+    result = run(cfg)
+    path = write(result, out)
+    table = Table(title=f"attention benchmark ({result['env'].get('gpu', 'CPU')})")
+    for col in ("N", "method", "fwd ms", "fwd+bwd ms", "peak MB (fwd+bwd)", "mask MB"):
+        table.add_column(col, justify="right")
+    fmt = lambda x, f="{:.2f}": "n/a" if x is None else f.format(x)  # noqa: E731
+    for r in result["rows"]:
+        table.add_row(str(r["n"]), r["method"], fmt(r["fwd_ms"]), fmt(r["fwdbwd_ms"]),
+                      fmt(r["fwdbwd_peak_mb"], "{:.0f}"), f"{r['mask_bytes'] / 2**20:.2f}")
+    Console().print(table)
+    for ratio in result["ratios"]:
+        typer.echo("  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in ratio.items()))
+    typer.echo(f"wrote {path} and {path.with_suffix('.png')}")
