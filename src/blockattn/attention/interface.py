@@ -41,6 +41,12 @@ def compiled_flex_attention():
     """FlexAttention compiled once per process (eager Flex is a slow reference implementation)."""
     global _compiled_flex
     if _compiled_flex is None:
+        # Static shapes give the fastest kernels; every new sequence length is one more compiled graph.
+        # Training and serving see many lengths, so allow more graphs than dynamo's default of 8 before it
+        # falls back to the (slow) eager reference.
+        import torch._dynamo.config as dynamo_config
+
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
         _compiled_flex = torch.compile(_flex_attention, dynamic=False)
     return _compiled_flex
 
