@@ -1,7 +1,106 @@
-"""`blockattn segment ...`: Cut text into self-contained blocks."""
+"""`blockattn segment ...`: cut text into self-contained blocks; evaluate and train segmenters.
+
+`blockattn segment FILE|-` cuts (the `cut` command is the default: a first argument that names no
+subcommand is handed to it). Nothing heavy is imported at module level: this module loads with every
+`blockattn` command, and the learned fast path must not pay for torch.
+"""
 
 from __future__ import annotations
 
-import typer
+import json
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
 
-app = typer.Typer(no_args_is_help=True, help="Cut text into self-contained blocks.")
+import typer
+from typer.core import TyperGroup
+
+
+class _DefaultCutGroup(TyperGroup):
+    """A group whose first argument, unless it names a subcommand (or asks for help), goes to `cut`."""
+
+    def parse_args(self, ctx, args):
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+            args = ["cut", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(cls=_DefaultCutGroup, no_args_is_help=True,
+                  help="Cut text into self-contained blocks (`blockattn segment FILE|-`), evaluate, train.")
+
+_FORMATS = ("text", "json", "jsonl")
+
+
+@app.command("cut")
+def cut(
+    file: str = typer.Argument(..., help="UTF-8 text file, or - for stdin."),
+    level: str = typer.Option("medium", help="Granularity: coarse | medium | fine."),
+    target_tokens: Optional[int] = typer.Option(None, help="Mean block length in tokens (overrides --level)."),
+    num_blocks: Optional[int] = typer.Option(None, help="Exactly this many blocks (overrides the others)."),
+    min_tokens: int = typer.Option(0, help="Hard lower bound on a block's tokens."),
+    max_tokens: Optional[int] = typer.Option(None, help="Hard upper bound on a block's tokens."),
+    method: str = typer.Option("learned", help="learned | fixed | sentence | paragraph | recursive | "
+                                                "texttiling | semantic."),
+    fmt: str = typer.Option("text", "--format", help="text | json | jsonl."),
+) -> None:
+    """Cut FILE (default command: `blockattn segment FILE` is `blockattn segment cut FILE`)."""
+    from blockattn.errors import UserError
+    from blockattn.segment import Document, Request, segment_document
+    from blockattn.textio import read_text_file
+
+    if fmt not in _FORMATS:
+        raise UserError(f"unknown format {fmt!r}; choose one of {', '.join(_FORMATS)}")
+    request = Request(level=level, target_tokens=target_tokens, num_blocks=num_blocks,
+                      min_tokens=min_tokens, max_tokens=max_tokens)
+    text = read_text_file(file)
+    started = time.perf_counter()
+    blocks = segment_document(Document(text), method, request)
+    ms = (time.perf_counter() - started) * 1000
+    out = sys.stdout
+    if fmt == "json":
+        json.dump({"blocks": [b.to_dict() for b in blocks], "method": method, "ms": round(ms, 3)}, out,
+                  ensure_ascii=False)
+        out.write("\n")
+    elif fmt == "jsonl":
+        for b in blocks:
+            out.write(json.dumps(b.to_dict(), ensure_ascii=False) + "\n")
+    else:
+        for i, b in enumerate(blocks):
+            out.write(f"──── block {i + 1}/{len(blocks)} · chars {b.start}–{b.end} · {b.n_tokens} tokens ────\n")
+            out.write(b.text if b.text.endswith("\n") else b.text + "\n")
+
+
+@app.command("eval")
+def evaluate(
+    data: Path = typer.Option(..., help="SemanticSeg folder (Parquet per split)."),
+    split: str = typer.Option("test", help="train | validation | test."),
+    methods: List[str] = typer.Option(["learned", "fixed", "sentence", "paragraph", "recursive", "texttiling",
+                                       "semantic"], help="Methods to compare (comma-separated, or repeat the option)."),
+    per_category: Optional[int] = typer.Option(None, help="Evaluate at most this many documents per category "
+                                                          "(a seeded sample; default all)."),
+    out: Path = typer.Option(Path("reports/segmentation.json"), help="Report JSON; the plot goes beside it."),
+    seed: int = typer.Option(0, help="Seed of the per-category sample."),
+) -> None:
+    """Compare methods at the gold number of blocks; print the per-category table, write JSON + plot."""
+    from blockattn.segment.evaluate import run_evaluation
+
+    names = [m for item in methods for m in item.split(",") if m]
+    command = (f"blockattn segment eval --data {data} --split {split} --methods {','.join(names)}"
+               + (f" --per-category {per_category} --seed {seed}" if per_category else "") + f" --out {out}")
+    run_evaluation(data, split, names, out, per_category=per_category, seed=seed, command=command)
+
+
+@app.command("train")
+def train(
+    data: Path = typer.Option(..., help="SemanticSeg folder (Parquet per split)."),
+    out: Path = typer.Option(None, help="Where to write the weights (default: the package's shipped ones)."),
+    steps: int = typer.Option(3000, help="Optimizer steps."),
+    seed: int = typer.Option(0, help="Random seed."),
+    work: Path = typer.Option(Path("runs/segmenter"), help="Cache of features and checkpoints (resumable)."),
+    device: str = typer.Option("cpu", help="cpu | cuda."),
+) -> None:
+    """Train the learned segmenter on the train split, select on validation, export numpy weights."""
+    from blockattn.segment.learned.train import train as run_training
+
+    run_training(data, out=out, steps=steps, seed=seed, work=work, device=device)
