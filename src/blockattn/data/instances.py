@@ -1,0 +1,153 @@
+"""Turning documents into SemanticSeg instances: a text with nested gold boundaries.
+
+Two kinds, mixed (issue 3):
+
+    natural  one document, a window of consecutive pieces starting at one of its boundaries:
+             gold boundaries are the document's own (chapter, section, definition, ...)
+    concat   units (coarse spans) of different documents of one category, one after another:
+             every unit start is a coarse boundary (an unmarked topic shift, as in Wiki-727k), the
+             units' inner structure gives the medium and fine ones; the last unit may be cut short,
+             at a piece border
+
+Guarantees of `render` (and so of every instance): boundaries are character offsets where a block starts,
+sorted, unique, strictly inside the text (never 0), coarse ⊆ medium ⊆ fine, no block is empty or blank;
+with markup off no piece heading appears in the text.
+
+Lengths are planned with per-source characters-per-token estimates and checked exactly afterwards by the
+builder; `Planner` only promises a candidate near its target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from blockattn.data.documents import COARSE, FINE, NONE, Document, Piece
+
+
+@dataclass
+class Candidate:
+    text: str
+    boundaries: dict[str, list[int]]   # "coarse" / "medium" / "fine" → sorted offsets
+    markup: bool                       # the text shows its source's headings/separators
+    kind: str                          # "natural" | "concat"
+    documents: list[str]               # ids of the documents it draws from
+    sources: list[str]                 # their sources
+    estimate: float                    # planned tokens (exact count comes later)
+
+
+def render(parts: list[tuple[Piece, int]], markup: bool) -> tuple[str, dict[str, list[int]], bool]:
+    """(piece, boundary level before it) pairs → text, nested boundaries, and whether any markup shows."""
+    chunks, offsets = [], {"coarse": [], "medium": [], "fine": []}
+    pos, shown = 0, False
+    for i, (piece, level) in enumerate(parts):
+        if i > 0 and level <= FINE:
+            offsets["fine"].append(pos)
+            if level <= 1:
+                offsets["medium"].append(pos)
+            if level == COARSE:
+                offsets["coarse"].append(pos)
+        chunk = piece.render(markup)
+        shown |= markup and bool(piece.heading)
+        chunks.append(chunk)
+        pos += len(chunk)
+    return "".join(chunks), offsets, shown
+
+
+class Planner:
+    """Draws candidates for one category and split from its documents.
+
+    `piece_tokens` estimates each piece's tokens (with and without its heading) from its source's
+    characters-per-token ratio; only relative sizes matter for where windows end.
+    """
+
+    def __init__(self, documents: list[Document], chars_per_token: dict[str, float]):
+        self.documents = documents
+        self.tokens = [np.array([len(p.text) / chars_per_token[d.source] for p in d.pieces]) for d in documents]
+        self.heading_tokens = [np.array([len(p.heading) / chars_per_token[d.source] for p in d.pieces])
+                               for d in documents]
+        # Cumulative sizes, for "how much text lies after this piece".
+        self.cum = [np.concatenate([[0.0], np.cumsum(t + h)]) for t, h in zip(self.tokens, self.heading_tokens)]
+        self.sizes = np.array([c[-1] for c in self.cum])
+        # Units: coarse spans (doc index, first piece, end piece).
+        self.units: list[tuple[int, int, int]] = []
+        for d, doc in enumerate(documents):
+            starts = [i for i, p in enumerate(doc.pieces) if p.level == COARSE or i == 0]
+            self.units += [(d, a, b) for a, b in zip(starts, starts[1:] + [len(doc.pieces)])]
+        # Natural windows need a document with boundaries of its own.
+        self.natural = np.array([sum(p.level <= FINE for p in doc.pieces[1:]) > 0 for doc in documents])
+
+    def _piece_size(self, d: int, i: int, markup: bool) -> float:
+        return self.tokens[d][i] + (self.heading_tokens[d][i] if markup else 0.0)
+
+    def natural_candidate(self, target: float, markup: bool, rng: np.random.Generator) -> Candidate | None:
+        fits = np.flatnonzero(self.natural & (self.sizes >= target))
+        if len(fits) == 0:
+            return None
+        weights = self.sizes[fits] / self.sizes[fits].sum()
+        d = int(fits[rng.choice(len(fits), p=weights)])
+        doc, cum = self.documents[d], self.cum[d]
+        # Start at a boundary of the document with enough text after it: coarse if possible.
+        room = cum[-1] - cum[:-1] >= target * 0.98
+        for max_level in (COARSE, FINE, NONE):
+            starts = [i for i, p in enumerate(doc.pieces) if (p.level <= max_level or i == 0) and room[i]]
+            if starts and (max_level == NONE or rng.random() < 0.8):
+                break
+        if not starts:
+            return None
+        start = starts[rng.integers(len(starts))]
+        parts, size = [], 0.0
+        for i in range(start, len(doc.pieces)):
+            step = self._piece_size(d, i, markup)
+            if parts and size + step > target:
+                break
+            parts.append((doc.pieces[i], doc.pieces[i].level))
+            size += step
+        if not any(level <= FINE for _, level in parts[1:]):
+            return None  # a window inside one block teaches nothing about boundaries
+        text, bounds, shown = render(parts, markup)
+        return Candidate(text, bounds, shown, "natural", [doc.id], [doc.source], size)
+
+    def concat_candidate(self, target: float, markup: bool, rng: np.random.Generator) -> Candidate | None:
+        if len(self.documents) < 2:
+            return None
+        parts: list[tuple[Piece, int]] = []
+        used_docs: list[int] = []
+        size, misses = 0.0, 0
+        while size < target * 0.98 and misses < 30:
+            d, a, b = self.units[rng.integers(len(self.units))]
+            if d in used_docs:
+                misses += 1
+                continue
+            # The first unit takes at most part of the budget, so every instance holds at least two units.
+            budget = (target * rng.uniform(0.25, 0.75) if not parts else target - size)
+            taken, taken_size = [], 0.0
+            for i in range(a, b):
+                step = self._piece_size(d, i, markup)
+                if taken_size + step > budget:
+                    break
+                taken.append(i)
+                taken_size += step
+            if not taken:
+                misses += 1
+                continue
+            doc = self.documents[d]
+            parts += [(doc.pieces[i], COARSE if i == taken[0] else doc.pieces[i].level) for i in taken]
+            used_docs.append(d)
+            size += taken_size
+            if taken[-1] + 1 < b:  # the unit was cut short: it ends the instance
+                break
+        if len(used_docs) < 2:
+            return None
+        text, bounds, shown = render(parts, markup)
+        docs = [self.documents[d] for d in used_docs]
+        return Candidate(text, bounds, shown, "concat", [doc.id for doc in docs], sorted({doc.source for doc in docs}),
+                         size)
+
+    def natural_possible(self, target: float) -> bool:
+        return bool(np.any(self.natural & (self.sizes >= target)))
+
+
+def log_uniform(rng: np.random.Generator, low: int, high: int) -> float:
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))

@@ -1,0 +1,110 @@
+"""The source registry: every adapter, its category, and cached access to its documents and units.
+
+`load_documents(name)` fetches the source's pinned packages (once), parses them (once: the result is
+cached under $BLOCKATTN_HOME/cache/documents, keyed on the adapter version and the package pins) and
+returns its documents. `load_units(name)` gives independent texts for other stages (RAG items).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+from blockattn.data.documents import COARSE, Document, Unit
+from blockattn.data.fetch import fetch, is_fetched
+from blockattn.data.sources import code, fortunes, novels, scripture
+from blockattn.data.sources.base import Source
+from blockattn.errors import UserError
+from blockattn.models.home import blockattn_home
+
+_ALL = (novels.AUSTEN, novels.MOBYDICK, scripture.WEB, scripture.KJV, fortunes.FORTUNES,
+        code.PYTHON, code.GO, code.LINUX)
+
+SOURCES: dict[str, Source] = {s.name: s for s in _ALL}
+CATEGORIES: tuple[str, ...] = tuple(sorted({s.category for s in _ALL}))
+
+
+def sources_for(categories: list[str] | None = None) -> list[Source]:
+    """The sources of the given categories (all when None); unknown names raise UserError."""
+    if categories is None:
+        return list(_ALL)
+    unknown = sorted(set(categories) - set(CATEGORIES))
+    if unknown:
+        raise UserError(f"unknown categor{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)} "
+                        f"(known: {', '.join(CATEGORIES)})")
+    return [s for s in _ALL if s.category in categories]
+
+
+def get_source(name: str) -> Source:
+    if name not in SOURCES:
+        raise UserError(f"unknown source {name!r} (known: {', '.join(sorted(SOURCES))})")
+    return SOURCES[name]
+
+
+def _cache_path(source: Source) -> Path:
+    return blockattn_home() / "cache" / "documents" / f"{source.name}.pkl"
+
+
+def _cache_key(source: Source) -> str:
+    return f"v{source.version}:" + ",".join(str(p) for p in source.packages)
+
+
+def is_parsed(source: Source) -> bool:
+    path = _cache_path(source)
+    if not path.is_file():
+        return False
+    with path.open("rb") as f:
+        return pickle.load(f)["key"] == _cache_key(source)
+
+
+def fetch_source(source: Source) -> list[Path]:
+    """Fetch every package of `source` (no-op for those already fetched); return their folders."""
+    return [fetch(p, source.name) for p in source.packages]
+
+
+def is_fetched_source(source: Source) -> bool:
+    return all(is_fetched(p, source.name) for p in source.packages)
+
+
+def load_documents(name: str) -> list[Document]:
+    """All documents of a source, fetching and parsing on first use (then from the cache)."""
+    source = get_source(name)
+    path = _cache_path(source)
+    if path.is_file():
+        with path.open("rb") as f:
+            cached = pickle.load(f)
+        if cached["key"] == _cache_key(source):
+            return cached["documents"]
+    documents = list(source.parse(fetch_source(source)))
+    if not documents:
+        raise UserError(f"source {name!r}: its packages yielded no documents (format changed?)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump({"key": _cache_key(source), "documents": documents}, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"source {name!r}: cannot write its cache {path} ({exc.strerror})") from None
+    return documents
+
+
+def load_units(name: str, markup: bool = True) -> list[Unit]:
+    """Independent texts of a source: each document cut at its coarse boundaries (a chapter, a function, a
+    man-page section, a whole email), titled by the document (and the unit's heading, if it has one)."""
+    units = []
+    for doc in load_documents(name):
+        spans: list[list] = []
+        for piece in doc.pieces:
+            if piece.level == COARSE or not spans:
+                spans.append([])
+            spans[-1].append(piece)
+        for k, span in enumerate(spans):
+            heading = span[0].heading.strip().strip("%").strip()
+            title = f"{doc.title} — {heading.splitlines()[0]}" if heading else doc.title
+            text = "".join(p.render(markup) for p in span)
+            units.append(Unit(f"{doc.id}#{k}", text, title, doc.category, doc.source))
+    return units
