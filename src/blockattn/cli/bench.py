@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -46,6 +47,7 @@ def attention(
         # CPU: fewer heads so a 2-core run stays short; the ratios are what matter
         heads=32 if on_cuda else 8, kv_heads=8 if on_cuda else 2, head_dim=128 if on_cuda else 64)
     result = run(cfg)
+    result["command"] = "blockattn " + " ".join(sys.argv[1:])
     path = write(result, out)
     table = Table(title=f"attention benchmark ({result['env'].get('gpu', 'CPU')})")
     for col in ("N", "method", "fwd ms", "fwd+bwd ms", "peak MB (fwd+bwd)", "mask MB"):
