@@ -150,8 +150,10 @@ def plot(result: dict, path: Path) -> None:
             pts = [(r["n"], r[key]) for r in result["rows"] if r["method"] == method and r.get(key)]
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=method)
-        ax.set(xscale="log", yscale="log", xlabel="sequence length (tokens)", ylabel="ms", title=title)
-        ax.set_xticks(result["config"]["sizes"], [str(s) for s in result["config"]["sizes"]])
+        ax.set_xscale("log", base=2)
+        ax.set(yscale="log", xlabel="sequence length (tokens)", ylabel="ms", title=title)
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xticks(result["config"]["sizes"], [f"{s // 1024}k" for s in result["config"]["sizes"]])
         ax.grid(alpha=0.3)
         ax.legend()
     env = result["env"]
