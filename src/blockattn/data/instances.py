@@ -52,7 +52,8 @@ def render(parts: list[tuple[Piece, int]], markup: bool) -> tuple[str, dict[str,
         shown |= markup and bool(piece.heading)
         chunks.append(chunk)
         pos += len(chunk)
-    return "".join(chunks), offsets, shown
+    # Every piece ends with a blank line; the text ends with one newline.
+    return "".join(chunks).rstrip("\n") + "\n", offsets, shown
 
 
 class Planner:

@@ -14,7 +14,7 @@ from blockattn.data.documents import NONE, Piece
 # paragraphs whole in prose.
 MAX_PIECE_CHARS = 4000
 
-_BLANK_RUN = re.compile(r"\n[ \t]*\n\s*")
+_BLANK_RUN = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)*")  # blank lines only: keep the next indentation
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]])) +(?=[A-Z\"'(\[])")
 
 
@@ -27,12 +27,10 @@ def normalize(text: str) -> str:
 
 
 def paragraphs(text: str) -> list[str]:
-    """Blank-line separated paragraphs of normalised text, each ending with "\\n\\n" (the last with "\\n")."""
+    """Blank-line separated paragraphs of normalised text, each ending with one blank line ("\\n\\n"), so that
+    pieces from anywhere concatenate with the same spacing as paragraphs (spacing gives no boundary away)."""
     text = normalize(text)
-    if not text:
-        return []
-    parts = [p for p in _BLANK_RUN.split(text) if p.strip()]
-    return [p.rstrip("\n") + "\n\n" for p in parts[:-1]] + [parts[-1].rstrip("\n") + "\n"]
+    return [p.rstrip("\n") + "\n\n" for p in _BLANK_RUN.split(text) if p.strip()]
 
 
 def _chunk(text: str, max_chars: int) -> list[str]:
@@ -69,7 +67,7 @@ def section(body: str, level: int, heading: str = "", max_chars: int = MAX_PIECE
             split_paragraphs: bool = True) -> list[Piece]:
     """A structural unit → pieces: the first opens the boundary at `level` (and carries the heading), the
     rest are paragraph-sized continuation pieces (level NONE). Empty bodies give no pieces."""
-    blocks = paragraphs(body) if split_paragraphs else ([normalize(body)] if body.strip() else [])
+    blocks = paragraphs(body) if split_paragraphs else ([normalize(body) + "\n"] if body.strip() else [])
     texts = [c for block in blocks for c in _ensure_newline(_chunk(block, max_chars)) if c.strip()]
     if not texts:
         return []

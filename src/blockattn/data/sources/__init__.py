@@ -14,13 +14,15 @@ from pathlib import Path
 
 from blockattn.data.documents import COARSE, Document, Unit
 from blockattn.data.fetch import fetch, is_fetched
-from blockattn.data.sources import code, fortunes, novels, scripture
+from blockattn.data.sources import code, fortunes, manpages, manuals, novels, perl, scripture
 from blockattn.data.sources.base import Source
 from blockattn.errors import UserError
 from blockattn.models.home import blockattn_home
 
 _ALL = (novels.AUSTEN, novels.MOBYDICK, scripture.WEB, scripture.KJV, fortunes.FORTUNES,
-        code.PYTHON, code.GO, code.LINUX)
+        code.PYTHON, code.GO, code.LINUX, manuals.PYTHON_DOCS, manuals.LINUX_DOCS, manuals.GIT_DOCS,
+        manuals.PYTHON_FAQ, perl.PERL_DOCS, perl.PERLFAQ,
+        manpages.MANPAGES)
 
 SOURCES: dict[str, Source] = {s.name: s for s in _ALL}
 CATEGORIES: tuple[str, ...] = tuple(sorted({s.category for s in _ALL}))
