@@ -14,7 +14,8 @@ from pathlib import Path
 
 from blockattn.data.documents import COARSE, Document, Unit
 from blockattn.data.fetch import fetch, is_fetched
-from blockattn.data.sources import code, fortunes, manpages, manuals, novels, perl, scripture
+from blockattn.data.sources import (code, conversations, dictionaries, emails, encyclopedia, fortunes, htmldocs,
+                                    legal, manpages, manuals, news, novels, perl, scripture, speeches)
 from blockattn.data.sources.base import Source
 from blockattn.errors import UserError
 from blockattn.models.home import blockattn_home
@@ -22,7 +23,10 @@ from blockattn.models.home import blockattn_home
 _ALL = (novels.AUSTEN, novels.MOBYDICK, scripture.WEB, scripture.KJV, fortunes.FORTUNES,
         code.PYTHON, code.GO, code.LINUX, manuals.PYTHON_DOCS, manuals.LINUX_DOCS, manuals.GIT_DOCS,
         manuals.PYTHON_FAQ, perl.PERL_DOCS, perl.PERLFAQ,
-        manpages.MANPAGES)
+        manpages.MANPAGES, encyclopedia.FACTBOOK, encyclopedia.WIKIPEDIA,
+        dictionaries.GCIDE, dictionaries.WORDNET, dictionaries.FOLDOC,
+        conversations.CHITCHAT, conversations.CHATTERBOT, emails.SPAMASSASSIN, speeches.SOTU, legal.LICENSES,
+        news.LEE_NEWS, htmldocs.POSTGRES_DOCS, htmldocs.DEBIAN_FAQ)
 
 SOURCES: dict[str, Source] = {s.name: s for s in _ALL}
 CATEGORIES: tuple[str, ...] = tuple(sorted({s.category for s in _ALL}))
