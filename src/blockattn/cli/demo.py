@@ -7,7 +7,7 @@ import typer
 QUESTIONS = (
     "Who designed the Bell Rock Lighthouse?",
     "In which city was Marie Curie born?",
-    "How many eggs can a honey bee queen lay in a day?",
+    "When was the Bell Rock light first lit?",
 )
 
 
