@@ -279,9 +279,8 @@ def _progress():
 def build(out: str | Path, n_instances: int = 30000, categories: list[str] | None = None, seed: int = 0,
           workers: int = 1, command: str = "") -> BuildResult:
     """Build SemanticSeg into `out` (see the module docstring for what is guaranteed)."""
-    from blockattn.data import card
     from blockattn.data.output import Staging
-    from blockattn.data.sources import fetch_source, sources_for
+    from blockattn.data.sources import fetch_source, is_parsed, sources_for
 
     if n_instances < 1:
         raise UserError(f"--instances must be at least 1 (got {n_instances})")
@@ -293,9 +292,11 @@ def build(out: str | Path, n_instances: int = 30000, categories: list[str] | Non
     runner = Runner(min(workers, len(sources)))
     try:
         with staging as tmp, _progress() as bars:
-            fetch_bar = bars.add_task("fetch", total=sum(len(s.packages) for s in sources))
-            for source in sources:  # downloads are I/O-bound and fast; one at a time keeps errors clear
-                bars.update(fetch_bar, description=f"fetch", advance=0)
+            # Sources parsed before need no packages; downloads are I/O-bound and fast, so one at a time
+            # (which keeps errors clear).
+            to_fetch = [s for s in sources if not is_parsed(s)]
+            fetch_bar = bars.add_task("fetch", total=sum(len(s.packages) for s in to_fetch))
+            for source in to_fetch:
                 fetch_source(source)
                 bars.advance(fetch_bar, len(source.packages))
             parse_bar = bars.add_task("parse", total=len(sources))

@@ -137,7 +137,7 @@ class Planner:
             parts += [(doc.pieces[i], COARSE if i == taken[0] else doc.pieces[i].level) for i in taken]
             used_docs.append(d)
             size += taken_size
-            if taken[-1] + 1 < b:  # the unit was cut short: it ends the instance
+            if len(used_docs) > 1 and taken[-1] + 1 < b:  # a later unit cut short ends the instance
                 break
         if len(used_docs) < 2:
             return None

@@ -60,10 +60,10 @@ def c_cuts(source: str) -> list[tuple[int, int]]:
     blanked = _C_NOISE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), source)
     lines, plain = source.split("\n"), blanked.split("\n")
     starts, depth = [], 0
-    for i, line in enumerate(plain):
-        if depth == 0 and line[:1] not in ("", " ", "\t", "{", "}", "#") and (i == 0 or not plain[i - 1].strip()):
+    for i, line in enumerate(lines):  # comments count as text here (they open items), not for braces
+        if depth == 0 and line[:1] not in ("", " ", "\t", "{", "}", "#") and (i == 0 or not lines[i - 1].strip()):
             starts.append(i)
-        depth = max(0, depth + line.count("{") - line.count("}"))
+        depth = max(0, depth + plain[i].count("{") - plain[i].count("}"))
     cuts = []
     for k, start in enumerate(starts):
         end = starts[k + 1] if k + 1 < len(starts) else len(lines)
@@ -77,9 +77,8 @@ def c_cuts(source: str) -> list[tuple[int, int]]:
 def code_pieces(source: str, cuts: list[tuple[int, int]]) -> list[Piece]:
     """Cut a file's lines at `cuts`; the text before the first cut (header, imports) is a coarse piece too."""
     lines = source.split("\n")
-    marks = sorted({line: level for line, level in cuts}.items())
-    if not marks or marks[0][0] != 0:
-        marks.insert(0, (0, COARSE))
+    marks = [(line, level) for line, level in sorted(dict(cuts).items()) if line > 0]
+    marks.insert(0, (0, COARSE))
     pieces: list[Piece] = []
     for k, (start, level) in enumerate(marks):
         end = marks[k + 1][0] if k + 1 < len(marks) else len(lines)

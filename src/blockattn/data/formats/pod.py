@@ -16,7 +16,7 @@ from blockattn.data.formats.text import section
 DEFAULT_LEVELS = {1: COARSE, 2: MEDIUM, 3: FINE, 4: FINE}
 _ESCAPES = {"lt": "<", "gt": ">", "verbar": "|", "sol": "/"}
 # Innermost first: a code whose content holds no further code; C<< x >> forms take any content.
-_CODE_MULTI = re.compile(r"([A-Z])<(<+)\s(.*?)\s\2>", re.S)
+_CODE_MULTI = re.compile(r"([A-Z])(<{2,})\s+(.*?)\s+(>{2,})", re.S)
 _CODE = re.compile(r"([A-Z])<([^<>]*)>")
 
 
@@ -33,7 +33,8 @@ def _code(letter: str, content: str) -> str:
 
 def plain(text: str) -> str:
     """POD formatting codes → visible text."""
-    text = _CODE_MULTI.sub(lambda m: _code(m.group(1), m.group(3)), text)
+    text = _CODE_MULTI.sub(lambda m: _code(m.group(1), m.group(3)) if len(m.group(2)) == len(m.group(4))
+                           else m.group(0), text)
     for _ in range(5):
         new = _CODE.sub(lambda m: _code(m.group(1), m.group(2)), text)
         if new == text:

@@ -58,11 +58,10 @@ def _cache_key(source: Source) -> str:
 
 
 def is_parsed(source: Source) -> bool:
-    path = _cache_path(source)
-    if not path.is_file():
-        return False
-    with path.open("rb") as f:
-        return pickle.load(f)["key"] == _cache_key(source)
+    """Whether the source's documents are cached for its current adapter version and pins (then its
+    packages need not even be fetched)."""
+    key_file = _cache_path(source).with_suffix(".key")
+    return key_file.is_file() and key_file.read_text() == _cache_key(source)
 
 
 def fetch_source(source: Source) -> list[Path]:
@@ -78,24 +77,29 @@ def load_documents(name: str) -> list[Document]:
     """All documents of a source, fetching and parsing on first use (then from the cache)."""
     source = get_source(name)
     path = _cache_path(source)
-    if path.is_file():
+    if is_parsed(source):
         with path.open("rb") as f:
-            cached = pickle.load(f)
-        if cached["key"] == _cache_key(source):
-            return cached["documents"]
+            return pickle.load(f)
     documents = list(source.parse(fetch_source(source)))
     if not documents:
         raise UserError(f"source {name!r}: its packages yielded no documents (format changed?)")
+    save_documents(source, documents)
+    return documents
+
+
+def save_documents(source: Source, documents: list[Document]) -> None:
+    """Cache a source's documents: the pickle first, then the key file that marks it valid."""
+    path = _cache_path(source)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            pickle.dump({"key": _cache_key(source), "documents": documents}, f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(documents, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
+        path.with_suffix(".key").write_text(_cache_key(source))
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise UserError(f"source {name!r}: cannot write its cache {path} ({exc.strerror})") from None
-    return documents
+        raise UserError(f"source {source.name!r}: cannot write its cache {path} ({exc.strerror})") from None
 
 
 def load_units(name: str, markup: bool = True) -> list[Unit]:

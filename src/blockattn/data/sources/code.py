@@ -87,4 +87,5 @@ GO = Source(
     license="BSD-3-Clause", description="Go 1.19 standard library sources (no tests)", parse=parse_go)
 LINUX = Source(
     name="linux", category="c-code", packages=(Package("debian", "linux-source-6.1", "6.1.176-1"),),
-    license="GPL-2.0", description=f"Linux 6.1 C files, one in {_LINUX_SAMPLE} by path hash", parse=parse_linux)
+    license="GPL-2.0", description=f"Linux 6.1 C files, one in {_LINUX_SAMPLE} by path hash", parse=parse_linux,
+    version=2)

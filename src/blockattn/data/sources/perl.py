@@ -42,6 +42,6 @@ def parse_faq(roots: Sequence[Path]) -> Iterator[Document]:
 _PKG = Package("debian", "perl-doc", "5.36.0-7+deb12u3")
 PERL_DOCS = Source(name="perl-docs", category="technical-docs", packages=(_PKG,),
                    license="Artistic-1.0 or GPL-1.0+ (Perl's terms)",
-                   description="Perl manual pages (pod), no release notes", parse=parse_docs)
+                   description="Perl manual pages (pod), no release notes", parse=parse_docs, version=2)
 PERLFAQ = Source(name="perlfaq", category="faq", packages=(_PKG,), license="Artistic-1.0 or GPL-1.0+ (Perl's terms)",
-                 description="perlfaq1-9, one question per unit", parse=parse_faq)
+                 description="perlfaq1-9, one question per unit", parse=parse_faq, version=2)
