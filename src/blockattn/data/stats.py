@@ -31,6 +31,8 @@ def print_stats(root: Path) -> None:
 
     rows = stats_rows(root)
     console = Console()
+    if not console.is_terminal:  # piped or captured: print whole tables, not ones cut to 80 columns
+        console = Console(width=200)
     counts = card.count_table(rows)
     table = Table(title=f"{root}: {len(rows)} instances")
     for col in counts[0]:
