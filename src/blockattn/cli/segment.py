@@ -94,8 +94,11 @@ def evaluate(
 @app.command("train")
 def train(
     data: Path = typer.Option(..., help="SemanticSeg folder (Parquet per split)."),
-    out: Path = typer.Option(None, help="Where to write the weights (default: the package's shipped ones)."),
+    out: Optional[Path] = typer.Option(None, help="Where to write the weights (default: the shipped ones)."),
     steps: int = typer.Option(3000, help="Optimizer steps."),
+    batch_size: int = typer.Option(32, help="Crops per step."),
+    eval_every: int = typer.Option(250, help="Validate (and checkpoint) every this many steps."),
+    max_train_docs: Optional[int] = typer.Option(None, help="Use at most this many training documents."),
     seed: int = typer.Option(0, help="Random seed."),
     work: Path = typer.Option(Path("runs/segmenter"), help="Cache of features and checkpoints (resumable)."),
     device: str = typer.Option("cpu", help="cpu | cuda."),
@@ -103,4 +106,5 @@ def train(
     """Train the learned segmenter on the train split, select on validation, export numpy weights."""
     from blockattn.segment.learned.train import train as run_training
 
-    run_training(data, out=out, steps=steps, seed=seed, work=work, device=device)
+    run_training(data, out=out, steps=steps, batch_size=batch_size, eval_every=eval_every,
+                 max_train_docs=max_train_docs, seed=seed, work=work, device=device)

@@ -56,6 +56,10 @@ def decode(gain: np.ndarray, positions: np.ndarray, total: int, prior: Prior = n
     """
     gain = np.asarray(gain, dtype=np.float64)
     n = len(gain)
+    if (num_blocks is not None and prior is no_prior and not min_tokens and max_tokens is None
+            and forced is None and 1 <= num_blocks <= n + 1):
+        # Nothing couples the cuts: the optimum is simply the num_blocks − 1 largest gains.
+        return np.sort(np.argsort(-gain, kind="stable")[:num_blocks - 1])
     nodes = np.concatenate([[0], np.asarray(positions, dtype=np.int64), [total]])  # (n+2,) start, cands, end
     node_gain = np.concatenate([[0.0], gain, [0.0]])
     if n and (np.any(np.diff(nodes) <= 0)):

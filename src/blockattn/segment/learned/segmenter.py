@@ -1,0 +1,173 @@
+"""The learned segmenter: boundary log-odds per candidate and level, then DP decoding (numpy only).
+
+    --level L          levels are decoded coarsest first, each one inside the blocks of the one above
+                       (forced cuts), with a log-normal prior on block length fitted to that level of the
+                       training data. Finer levels therefore refine coarser ones, and each level has more
+                       blocks than the one above whenever the text has a candidate left to cut at.
+    --num-blocks K     exactly K blocks: the K−1 cuts of highest total log-odds (under the limits), using
+    --target-tokens T  the level whose expected block count is nearest K (T means K = round(N / T)).
+
+Hard min/max token limits hold in every mode; word candidates are added inside units longer than
+max_tokens, with a low score so they are used only where needed.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+
+from blockattn.errors import UserError
+from blockattn.segment.decode import Infeasible, LogNormalPrior, decode, no_prior
+from blockattn.segment.document import Document
+from blockattn.segment.fit import SPAN_FACTOR, decode_bounded
+from blockattn.segment.learned import config as cfg
+from blockattn.segment.learned.embeddings import StaticEmbeddings
+from blockattn.segment.learned.features import unit_count, unit_features
+from blockattn.segment.learned.tagger import Tagger
+from blockattn.segment.methods import Segmenter
+from blockattn.segment.request import LEVELS, Request
+
+WEIGHTS_ASSET = "learned.safetensors"
+WEIGHTS_ENV = "BLOCKATTN_SEGMENTER_WEIGHTS"  # a weights file to use instead of the shipped one
+_CHUNK_UNITS = 8192  # units featurised at once: bounds memory on very long texts
+_WORD_LOGIT = -8.0  # score of a word-level cut (only there to meet a hard maximum)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class LearnedSegmenter(Segmenter):
+    name = "learned"
+
+    def __init__(self, embeddings: StaticEmbeddings | None = None, tagger: Tagger | None = None,
+                 decoding: cfg.DecodeConfig | None = None):
+        """Parts given explicitly (training validates with in-memory weights), or loaded on first use from
+        $BLOCKATTN_SEGMENTER_WEIGHTS or the shipped weights."""
+        self._parts = (embeddings, tagger, decoding) if tagger is not None else None
+
+    @property
+    def parts(self) -> tuple[StaticEmbeddings, Tagger, cfg.DecodeConfig]:
+        if self._parts is None:
+            self._parts = load_weights(os.environ.get(WEIGHTS_ENV))
+        return self._parts
+
+    @property
+    def decoding(self) -> cfg.DecodeConfig:
+        return self.parts[2]
+
+    def logits(self, doc: Document) -> np.ndarray:
+        """(n candidates, levels) raw boundary log-odds (level biases not applied), memoised on `doc`."""
+        if "learned" not in doc.memo:
+            emb, tagger, _ = self.parts
+            n_units = unit_count(doc)
+            out = np.zeros((n_units, len(tagger.config.levels)), dtype=np.float32)
+            context = tagger.config.window
+            for lo in range(0, n_units, _CHUNK_UNITS):
+                hi = min(lo + _CHUNK_UNITS, n_units)
+                a, b = max(0, lo - context), min(n_units, hi + context)
+                out[lo:hi] = tagger.logits(unit_features(doc, emb, a, b))[lo - a:hi - a]
+            doc.memo["learned"] = out[1:]  # unit u ≥ 1 starts right after candidate u − 1
+        return doc.memo["learned"]
+
+    def gains(self, doc: Document, request: Request) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(candidate offsets, token positions, (n, levels) log-odds) for the request's candidate set
+        (word candidates included, with a low score, when a hard maximum needs them)."""
+        scores = self.logits(doc)
+        cands = doc.candidates_within(request.max_tokens)
+        if len(cands) == len(doc.candidates):
+            return doc.candidates.offsets, doc.candidate_tokens, scores
+        full = np.full((len(cands), scores.shape[1]), _WORD_LOGIT, dtype=np.float32)
+        full[np.searchsorted(cands.offsets, doc.candidates.offsets)] = scores
+        return cands.offsets, doc.tokens.before(cands.offsets), full
+
+    def cut(self, doc: Document, request: Request) -> np.ndarray:
+        total = doc.total_tokens
+        if total < request.min_tokens or len(doc.candidates) == 0 and request.max_tokens is None:
+            return np.zeros(0, dtype=np.int64)
+        offsets, positions, scores = self.gains(doc, request)
+        if request.mode == "level":
+            return offsets[self._decode_level(scores, positions, total, request)]
+        k = min(request.block_count(total, self.decoding.level_tokens), len(offsets) + 1)
+        level = self.level_for_count(scores, k)
+        prior = no_prior
+        if self.decoding.count_prior_weight > 0:
+            prior = LogNormalPrior(total / k, self.decoding.count_prior_sigma, self.decoding.count_prior_weight)
+        chosen = decode_bounded(scores[:, level], positions, total, prior, min_tokens=request.min_tokens,
+                                max_tokens=request.max_tokens, num_blocks=k)
+        return offsets[chosen]
+
+    @staticmethod
+    def level_for_count(scores: np.ndarray, num_blocks: int) -> int:
+        """The level whose expected block count (1 + Σ P(boundary)) is nearest `num_blocks` (in log)."""
+        expected = 1.0 + _sigmoid(scores).sum(axis=0)
+        return int(np.argmin(np.abs(np.log(expected) - np.log(num_blocks))))
+
+    def _level_prior(self, level: str) -> LogNormalPrior:
+        d = self.decoding
+        return LogNormalPrior(d.level_tokens[level], d.level_sigma[level], d.level_prior_weight[level])
+
+    def decode_one_level(self, scores: np.ndarray, positions: np.ndarray, total: int, level: str,
+                         request: Request, forced: np.ndarray | None = None, num_blocks: int | None = None
+                         ) -> np.ndarray:
+        """Decoding of one level: its log-odds plus its tuned bias, under its length prior (and the
+        request's limits, forced cuts, an exact count when given)."""
+        gain = scores[:, LEVELS.index(level)] + self.decoding.level_bias[level]
+        span = None if request.max_tokens or num_blocks else SPAN_FACTOR * int(self.decoding.level_tokens[level])
+        return decode(gain, positions, total, self._level_prior(level), min_tokens=request.min_tokens,
+                      max_tokens=request.max_tokens, forced=forced, num_blocks=num_blocks, span_tokens=span)
+
+    def _decode_level(self, scores: np.ndarray, positions: np.ndarray, total: int, request: Request) -> np.ndarray:
+        forced = np.zeros(0, dtype=np.int64)
+        for level in LEVELS[:LEVELS.index(request.level) + 1]:
+            cuts = self.decode_one_level(scores, positions, total, level, request, forced)
+            if len(forced) and len(cuts) <= len(forced) < len(positions):
+                try:  # finer must mean more blocks: exactly one more than the level above
+                    cuts = self.decode_one_level(scores, positions, total, level, request, forced,
+                                                 num_blocks=len(forced) + 2)
+                except Infeasible:
+                    pass  # the limits leave no room for another cut
+            forced = cuts
+        return forced
+
+
+@functools.cache
+def _load_cached(path: str) -> tuple[StaticEmbeddings, Tagger, cfg.DecodeConfig]:
+    from safetensors import safe_open
+
+    with safe_open(path, framework="numpy") as f:
+        metadata = f.metadata()
+        arrays = {k: f.get_tensor(k) for k in f.keys()}
+    tagger_config, decoding = cfg.load(metadata)
+    emb = StaticEmbeddings.from_arrays(arrays)
+    weights = {k[len("tagger."):]: v for k, v in arrays.items() if k.startswith("tagger.")}
+    return emb, Tagger(tagger_config, weights), decoding
+
+
+def load_weights(path: str | Path | None = None) -> tuple[StaticEmbeddings, Tagger, cfg.DecodeConfig]:
+    """Embeddings, tagger and decoding settings from a weights file (default: the shipped one)."""
+    if path is None:
+        from blockattn.segment.assets import asset
+
+        path = asset(WEIGHTS_ASSET)
+        if not path.is_file():
+            raise UserError("the learned segmenter has no weights yet: run `blockattn segment train`, "
+                            "or choose a baseline with --method")
+    return _load_cached(str(path))
+
+
+def save_weights(path: str | Path, emb: StaticEmbeddings, tagger_weights: dict[str, np.ndarray],
+                 tagger_config: cfg.TaggerConfig, decoding: cfg.DecodeConfig) -> None:
+    """Write one safetensors file: embeddings, float16 tagger weights, both configs as metadata."""
+    from safetensors.numpy import save_file
+
+    arrays = {**emb.to_arrays(), **{f"tagger.{k}": v.astype(np.float16) for k, v in tagger_weights.items()}}
+    # safetensors writes an array's raw buffer: a transposed view would come back scrambled.
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(f"{path}.tmp")
+    save_file(arrays, str(tmp), metadata=cfg.dump(tagger_config, decoding))
+    tmp.replace(path)  # never a half-written weights file

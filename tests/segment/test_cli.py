@@ -1,0 +1,84 @@
+"""`blockattn segment`: default-command routing, output formats, bad input (exit code 2)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from blockattn.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def text_file(tmp_path, sample_text):
+    path = tmp_path / "doc.txt"
+    path.write_text(sample_text, encoding="utf-8")
+    return path
+
+
+def _run(*args, input=None):
+    return runner.invoke(app, ["segment", *map(str, args)], input=input)
+
+
+class TestFormats:
+    def test_json_blocks_cover_the_input_contiguously(self, text_file, sample_text):
+        result = _run(text_file, "--method", "sentence", "--num-blocks", "4", "--format", "json")
+        assert result.exit_code == 0, result.output
+        out = json.loads(result.output)
+        assert set(out) == {"blocks", "method", "ms"} and out["method"] == "sentence"
+        blocks = out["blocks"]
+        assert len(blocks) == 4 and all(set(b) == {"start", "end", "n_tokens", "text"} for b in blocks)
+        assert blocks[0]["start"] == 0 and blocks[-1]["end"] == len(sample_text)
+        assert all(a["end"] == b["start"] for a, b in zip(blocks, blocks[1:]))
+        assert "".join(b["text"] for b in blocks) == sample_text
+
+    def test_jsonl_is_one_block_per_line(self, text_file):
+        result = _run(text_file, "--method", "paragraph", "--format", "jsonl")
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 0 and len(lines) > 1
+        assert all(set(json.loads(line)) == {"start", "end", "n_tokens", "text"} for line in lines)
+
+    def test_text_format_and_stdin(self, sample_text):
+        result = _run("-", "--method", "fixed", "--target-tokens", "200", input=sample_text)
+        assert result.exit_code == 0 and "block 1/" in result.output
+
+    def test_options_before_the_file_still_reach_cut(self, text_file):
+        assert _run("--method", "fixed", text_file).exit_code == 0
+
+    def test_default_method_is_learned(self, text_file, learned_is_random):
+        out = json.loads(_run(text_file, "--format", "json").output)
+        assert out["method"] == "learned"
+
+
+class TestBadInput:
+    """Through the real entry point: a user error is one line on stderr and exit code 2."""
+
+    def _main(self, monkeypatch, capsys, *args) -> tuple[int, str]:
+        from blockattn.cli import main
+
+        monkeypatch.setattr(sys, "argv", ["blockattn", "segment", *map(str, args)])
+        with pytest.raises(SystemExit) as exit_info:
+            main()
+        return exit_info.value.code, capsys.readouterr().err
+
+    @pytest.mark.parametrize("content", [b"", b"   \n\t", b"\x00\x01binary", b"caf\xe9 latin-1"])
+    def test_unusable_input_exits_2(self, monkeypatch, capsys, tmp_path, content):
+        path = tmp_path / "bad.txt"
+        path.write_bytes(content)
+        code, err = self._main(monkeypatch, capsys, path, "--method", "fixed")
+        assert code == 2 and err.startswith("error:") and err.count("\n") == 1
+
+    @pytest.mark.parametrize("args", [["nope.txt"], ["DOC", "--format", "xml"], ["DOC", "--level", "huge"],
+                                      ["DOC", "--method", "magic"], ["DOC", "--min-tokens", "9", "--max-tokens", "3"]])
+    def test_bad_arguments_exit_2(self, monkeypatch, capsys, text_file, args):
+        args = [text_file if a == "DOC" else a for a in args]
+        code, err = self._main(monkeypatch, capsys, *args)
+        assert code == 2 and err.startswith("error:")
+
+    def test_empty_stdin_in_a_real_process(self):
+        result = subprocess.run([sys.executable, "-m", "blockattn", "segment", "-", "--method", "fixed"],
+                                input=b"", capture_output=True, timeout=60)
+        assert result.returncode == 2 and b"empty" in result.stderr

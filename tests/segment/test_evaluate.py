@@ -1,0 +1,50 @@
+"""`blockattn segment eval` and `train` on a small SemanticSeg-shaped fixture."""
+
+import json
+
+import numpy as np
+import pytest
+
+from blockattn.segment.evaluate import distinct_levels, run_evaluation
+
+
+class TestEvaluate:
+    def test_report_plot_and_table(self, semanticseg, tmp_path, learned_is_random, capsys):
+        out = tmp_path / "seg.json"
+        methods = ["learned", "fixed", "sentence", "paragraph"]
+        report = run_evaluation(semanticseg, "test", methods, out, command="test")
+        saved = json.loads(out.read_text())
+        assert saved["methods"] == methods and saved["n_docs"] == 6
+        assert out.with_suffix(".png").is_file()
+        assert set(saved["per_category"]) == {"notes", "prose"}
+        for m in methods:
+            assert 0 <= saved["overall"][m]["windowdiff"] <= 1
+        assert saved["gold_boundaries_on_candidates"] == 1.0
+        assert saved["levels_rise_on_every_document"] is True
+        assert "learned_beats_all_baselines" in report
+        assert "windowdiff" in capsys.readouterr().out
+
+    def test_identical_levels_count_once(self):
+        assert list(distinct_levels({"coarse": [5], "medium": [5], "fine": [5, 9]})) == ["coarse", "fine"]
+
+
+@pytest.mark.slow
+class TestTrain:
+    def test_a_short_run_exports_weights_that_segment(self, semanticseg, tmp_path, random_embeddings,
+                                                       sample_text, monkeypatch):
+        from blockattn.segment import Document, Request
+        from blockattn.segment.learned import train as train_mod
+        from blockattn.segment.learned.segmenter import LearnedSegmenter
+
+        work = tmp_path / "work"
+        work.mkdir()
+        # A random static table stands in for the MiniLM distillation (minutes of CPU).
+        np.savez(work / "embeddings.npz", codes=random_embeddings.codes, scales=random_embeddings.scales)
+        monkeypatch.setattr(train_mod, "EMBED_DIM", random_embeddings.dim)
+        out = train_mod.train(semanticseg, out=tmp_path / "w.safetensors", steps=6, work=work, batch_size=4,
+                              eval_every=3, val_per_category=2)
+        report = json.loads((work / "train_report.json").read_text())
+        assert report["best_step"] in (3, 6) and len(report["history"]) == 2
+        monkeypatch.setenv("BLOCKATTN_SEGMENTER_WEIGHTS", str(out))
+        cuts = LearnedSegmenter().cut(Document(sample_text), Request(num_blocks=4))
+        assert len(cuts) == 3

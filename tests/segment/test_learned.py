@@ -1,0 +1,94 @@
+"""The learned segmenter's machinery, with random weights: twins agree, chunking is exact, modes hold."""
+
+import numpy as np
+import pytest
+import torch
+
+from blockattn.segment.document import Document
+from blockattn.segment.learned.config import DecodeConfig, TaggerConfig
+from blockattn.segment.learned.features import N_SCALARS, unit_count, unit_features
+from blockattn.segment.learned.segmenter import LearnedSegmenter, load_weights, save_weights
+from blockattn.segment.learned.tagger import Tagger
+from blockattn.segment.learned.torch_tagger import BoundaryTagger
+from blockattn.segment.request import LEVELS, Request
+
+
+class TestTaggerTwins:
+    def test_numpy_forward_equals_torch(self):
+        torch.manual_seed(0)
+        config = TaggerConfig(in_dim=20, dim=32, layers=2, heads=4, ffn=48, window=24, margin=4)
+        model = BoundaryTagger(config).eval()
+        tagger = Tagger(config, {k: v.numpy() for k, v in model.state_dict().items()})
+        x = np.random.default_rng(0).normal(size=(3, 24, 20)).astype(np.float32)
+        expected = model(torch.from_numpy(x)).detach().numpy()
+        np.testing.assert_allclose(tagger._forward(x), expected, atol=1e-5)
+
+    def test_windowed_logits_equal_one_window_when_the_sequence_fits(self):
+        torch.manual_seed(1)
+        config = TaggerConfig(in_dim=8, dim=16, layers=1, heads=2, ffn=16, window=64, margin=8)
+        tagger = Tagger(config, {k: v.numpy() for k, v in BoundaryTagger(config).state_dict().items()})
+        x = np.random.default_rng(1).normal(size=(50, 8)).astype(np.float32)
+        np.testing.assert_allclose(tagger.logits(x), tagger._forward(x[None])[0], atol=1e-6)
+        assert tagger.logits(np.tile(x, (5, 1))).shape == (250, 3)
+
+
+class TestFeatures:
+    def test_shape_and_finiteness(self, sample_text, random_embeddings):
+        doc = Document(sample_text)
+        f = unit_features(doc, random_embeddings)
+        assert f.shape == (unit_count(doc), 3 * random_embeddings.dim + N_SCALARS)
+        assert np.isfinite(f).all()
+
+    def test_a_slice_equals_the_same_rows_of_the_whole(self, sample_text, random_embeddings):
+        doc = Document(sample_text * 3)
+        whole = unit_features(doc, random_embeddings)
+        np.testing.assert_allclose(unit_features(doc, random_embeddings, 40, 75), whole[40:75], atol=1e-5)
+
+
+class TestModes:
+    def test_levels_nest_and_rise(self, sample_text, random_segmenter):
+        doc = Document(sample_text)
+        cuts = [set(random_segmenter.cut(doc, Request(level=lv)).tolist()) for lv in LEVELS]
+        assert cuts[0] <= cuts[1] <= cuts[2]
+        assert len(cuts[0]) < len(cuts[1]) < len(cuts[2])
+
+    def test_target_tokens_sets_the_mean_length(self, sample_text, random_segmenter):
+        doc = Document(sample_text)
+        cuts = random_segmenter.cut(doc, Request(target_tokens=100))
+        assert len(cuts) + 1 == round(doc.total_tokens / 100)
+
+    def test_level_for_count_picks_the_nearest_expected_count(self):
+        scores = np.stack([np.full(100, -4.0), np.full(100, -1.0), np.full(100, 2.0)], axis=1)
+        assert LearnedSegmenter.level_for_count(scores, 2) == 0
+        assert LearnedSegmenter.level_for_count(scores, 90) == 2
+
+
+class TestWeightsFile:
+    def test_round_trip(self, tmp_path, random_segmenter):
+        emb, tagger, decoding = random_segmenter.parts
+        path = tmp_path / "w.safetensors"
+        save_weights(path, emb, tagger_weights_of(tagger), tagger.config, decoding)
+        emb2, tagger2, decoding2 = load_weights(path)
+        assert decoding2 == decoding and tagger2.config.levels == tagger.config.levels
+        np.testing.assert_array_equal(emb2.codes, emb.codes)
+        x = np.random.default_rng(0).normal(size=(10, tagger.config.in_dim)).astype(np.float32)
+        np.testing.assert_allclose(tagger2.logits(x), tagger.logits(x), atol=5e-2)  # float16 storage
+
+
+def tagger_weights_of(tagger: Tagger) -> dict[str, np.ndarray]:
+    """Tagger.w holds linear weights transposed; undo that to get the state-dict layout back."""
+    return {k: (v.T if k.endswith(".weight") and v.ndim == 2 else v) for k, v in tagger.w.items()}
+
+
+@pytest.mark.slow
+class TestLargeInput:
+    def test_ten_megabytes_in_bounded_memory(self, sample_text, random_segmenter):
+        import resource
+
+        text = (sample_text * (10_000_000 // len(sample_text) + 1))[:10_000_000]
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        doc = Document(text)
+        cuts = random_segmenter.cut(doc, Request(level="medium"))
+        grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+        assert len(cuts) > 100 and cuts[-1] < len(text)
+        assert grown_mb < 1500, grown_mb
