@@ -8,7 +8,8 @@ from pathlib import Path
 
 from blockattn.data.documents import COARSE, FINE, MEDIUM, NONE
 from blockattn.data.sources import (SOURCES, code, conversations, dictionaries, emails, encyclopedia, fortunes,
-                                    htmldocs, legal, manpages, manuals, news, novels, perl, scripture, speeches)
+                                    htmldocs, legal, manpages, manuals, news, novels, perl, rvignettes, scripture,
+                                    speeches)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -47,12 +48,12 @@ class TestRegistry:
             assert source.packages and all(p.version for p in source.packages)
 
     def test_no_r_vignettes_in_semanticseg(self):
-        # They are reserved as unseen text (issue 3): no source may read an r-cran package's doc/ folder.
-        import inspect
+        # They are reserved as unseen text (issue 3): no SemanticSeg source shares a package with them.
+        from blockattn.data.sources import CATEGORIES, UNSEEN, sources_for
 
-        for source in SOURCES.values():
-            assert "/doc/" not in inspect.getsource(source.parse) or not any(
-                p.name.startswith("r-cran-") for p in source.packages)
+        used = {p.name for s in sources_for(None) for p in s.packages}
+        assert not used & {p.name for s in UNSEEN for p in s.packages}
+        assert not {s.category for s in UNSEEN} & set(CATEGORIES)
 
 
 class TestNovels:
@@ -126,6 +127,12 @@ class TestCode:
 
 
 class TestManuals:
+    def test_build_only_directives_are_dropped(self):
+        from blockattn.data.formats.headings import underlined_pieces
+
+        text = "Title\n=====\n\n.. only:: html\n\n   .. contents::\n      :local:\n\n.. index:: x\n\nReal.\n"
+        assert underlined_pieces(text)[1][0].text == "Real.\n\n"
+
     def test_rst_sections_nest_and_targets_travel_with_headings(self, package_tree):
         root = package_tree({"usr/share/doc/python3.11/html/_sources/library/json.rst.txt": fixture_text("doc.rst"),
                              "usr/share/doc/python3.11/html/_sources/whatsnew/3.11.rst.txt": fixture_text("doc.rst")})
@@ -265,6 +272,19 @@ class TestEmailsSpeechesLegalNews:
         root = package_tree({"gensim/test/test_data/lee_background.cor": fixture_text("lee_background.cor")})
         docs = check(list(news.parse([root])), "lee-news", "news")
         assert len(docs) == 2
+
+
+class TestRVignettes:
+    def test_atx_headings_outside_code_fences(self, package_tree):
+        rmd = ('---\ntitle: "Tiny vignette"\noutput: html\n---\n\nIntro.\n\n## Part one\n\nText.\n\n'
+               '```{r}\n# a comment, not a heading\nx <- 1\n```\n\n### Detail\n\nMore.\n\n## Part two\n\nEnd.\n')
+        root = package_tree({"usr/lib/R/site-library/tiny/doc/tiny.Rmd": rmd,
+                             "usr/lib/R/site-library/tiny/doc/tiny.html": "<html></html>"})
+        (doc,) = check(list(rvignettes.parse([root])), "r-vignettes", "r-vignettes")
+        assert doc.title == "Tiny vignette" and "output: html" not in doc.text()
+        assert [(p.level, p.heading.strip()) for p in doc.pieces if p.level < NONE] == [
+            (COARSE, ""), (COARSE, "## Part one"), (MEDIUM, "### Detail"), (COARSE, "## Part two")]
+        assert "# a comment, not a heading" in doc.text(markup=False)
 
 
 class TestHtml:

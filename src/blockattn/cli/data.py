@@ -31,6 +31,20 @@ def build(
     typer.echo(f"{len(result.stats)} instances in {result.seconds:.0f} s → {out} (card: {out}/README.md)")
 
 
+@app.command("build-unseen")
+def build_unseen(
+    out: Path = typer.Option(..., "--out", help="Folder to write (replaced atomically if it holds an earlier build)."),
+    instances: int = typer.Option(300, help="Instances wanted (fewer if the vignettes hold too little text)."),
+    seed: int = typer.Option(0, help="Seed: the same seed gives byte-identical files."),
+    workers: int = typer.Option(1, help="Processes for parsing and instance making."),
+) -> None:
+    """Build the held-out set from R package vignettes (kept out of SemanticSeg): same schema, split `test`."""
+    from blockattn.data.build import build as run_build
+
+    result = run_build(out, instances, None, seed, workers, command=_command_line(), unseen=True)
+    typer.echo(f"{len(result.stats)} instances in {result.seconds:.0f} s → {out} (card: {out}/README.md)")
+
+
 @app.command("stats")
 def stats(root: Path = typer.Argument(..., help="A folder made by `blockattn data build`.")) -> None:
     """Print counts per category and split, and the length histogram."""

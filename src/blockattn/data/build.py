@@ -92,7 +92,13 @@ def summarize_source(name: str, progress: Callable[[int], None] | None = None) -
     return SourceSummary(name, get_source(name).category, len(docs), groups, ratio)
 
 
-def plan_quotas(summaries: list[SourceSummary], n_instances: int) -> dict[str, dict[str, int]]:
+def test_only(group_sizes: dict[str, int]) -> dict[str, str]:
+    """The split assignment of an evaluation-only set: everything is `test`."""
+    return dict.fromkeys(group_sizes, "test")
+
+
+def plan_quotas(summaries: list[SourceSummary], n_instances: int,
+                assign: Callable[[dict[str, int]], dict[str, str]] = assign_splits) -> dict[str, dict[str, int]]:
     """Instances per category and split: equal shares, capped by each category's text (MAX_REUSE), the
     remainder spread over categories with room; within a category, by each split's share of the text."""
     by_cat: dict[str, list[SourceSummary]] = {}
@@ -113,7 +119,7 @@ def plan_quotas(summaries: list[SourceSummary], n_instances: int) -> dict[str, d
             left -= give
     plan = {}
     for c, ss in by_cat.items():
-        splits = assign_splits({g: n for s in ss for g, n in s.group_chars.items()})
+        splits = assign({g: n for s in ss for g, n in s.group_chars.items()})
         split_chars = dict.fromkeys(SPLITS, 0)
         for s in ss:
             for g, n in s.group_chars.items():
@@ -277,16 +283,18 @@ def _progress():
 
 
 def build(out: str | Path, n_instances: int = 30000, categories: list[str] | None = None, seed: int = 0,
-          workers: int = 1, command: str = "") -> BuildResult:
-    """Build SemanticSeg into `out` (see the module docstring for what is guaranteed)."""
+          workers: int = 1, command: str = "", unseen: bool = False) -> BuildResult:
+    """Build SemanticSeg into `out` (see the module docstring for what is guaranteed). With `unseen`, build
+    the held-out evaluation set instead: the reserved sources (R vignettes), same schema, split `test` only."""
     from blockattn.data.output import Staging
-    from blockattn.data.sources import fetch_source, is_parsed, sources_for
+    from blockattn.data.sources import UNSEEN, fetch_source, is_parsed, sources_for
 
     if n_instances < 1:
         raise UserError(f"--instances must be at least 1 (got {n_instances})")
     if workers < 1:
         raise UserError(f"--workers must be at least 1 (got {workers})")
-    sources = sources_for(categories)
+    sources = list(UNSEEN) if unseen else sources_for(categories)
+    assign = test_only if unseen else assign_splits
     staging = Staging(Path(out), MARKER)
     start = time.time()
     runner = Runner(min(workers, len(sources)))
@@ -302,11 +310,11 @@ def build(out: str | Path, n_instances: int = 30000, categories: list[str] | Non
             parse_bar = bars.add_task("parse", total=len(sources))
             summaries = runner.map(summarize_source, [s.name for s in sources],
                                    lambda _: bars.advance(parse_bar), lambda n: None)
-            plan = plan_quotas(summaries, n_instances)
+            plan = plan_quotas(summaries, n_instances, assign)
             jobs = []
             for cat in sorted(plan):
                 cat_sources = [s for s in summaries if s.category == cat]
-                splits = assign_splits({g: n for s in cat_sources for g, n in s.group_chars.items()})
+                splits = assign({g: n for s in cat_sources for g, n in s.group_chars.items()})
                 jobs.append(CategoryJob(cat, tuple(s.name for s in cat_sources), splits, plan[cat],
                                         {s.name: s.chars_per_token for s in cat_sources}, seed, str(tmp)))
             # Largest categories first, so the pool's last job is a short one.
@@ -317,7 +325,7 @@ def build(out: str | Path, n_instances: int = 30000, categories: list[str] | Non
                            key=lambda r: (SPLITS.index(r["split"]), r["category"]))
             if not stats:
                 raise UserError("no instance could be made from the selected categories")
-            _write_card(tmp, stats, summaries, plan, n_instances, categories, seed, command)
+            _write_card(tmp, stats, summaries, plan, n_instances, categories, seed, command, unseen)
             staging.commit()
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
@@ -329,7 +337,7 @@ def build(out: str | Path, n_instances: int = 30000, categories: list[str] | Non
 
 
 def _write_card(tmp: Path, stats: list[dict], summaries: list[SourceSummary], plan: dict[str, dict[str, int]],
-                n_instances: int, categories: list[str] | None, seed: int, command: str) -> None:
+                n_instances: int, categories: list[str] | None, seed: int, command: str, unseen: bool) -> None:
     import json
 
     from blockattn.data import card
@@ -350,16 +358,24 @@ def _write_card(tmp: Path, stats: list[dict], summaries: list[SourceSummary], pl
             "categories": ",".join(categories) if categories else "all",
             "tokenizer": tokenizer_name(), "length range (tokens)": f"{MIN_TOKENS}–{MAX_TOKENS}, log-uniform",
             "natural share": NATURAL_SHARE, "markup share": MARKUP_SHARE, "max token reuse": MAX_REUSE,
-            "split shares (by text size)": "train 0.8 / validation 0.1 / test 0.1"}
+            "splits": "test only" if unseen else "train 0.8 / validation 0.1 / test 0.1 of the text, by source group"}
     sources = [{"name": s.name, "category": s.category, "documents": s.n_documents,
                 "packages": ", ".join(f"`{p}`" for p in SOURCES[s.name].packages),
                 "license": SOURCES[s.name].license, "description": SOURCES[s.name].description}
                for s in sorted(summaries, key=lambda s: (s.category, s.name))]
-    card.write_card(tmp / "README.md", name="SemanticSeg (blockattn rebuild)",
-                    description="Long texts (2k–32k tokens) with gold block boundaries at three nested "
-                                "granularities, for training and judging a segmenter for block attention. "
-                                "Built offline from text shipped in Debian, PyPI and npm packages.",
-                    command=command, info=info, sources=sources, rows=stats, notes=notes)
-    card.plot(stats, tmp / "lengths.png", f"SemanticSeg: {made} instances by category and length")
+    if unseen:
+        name = "Unseen R vignettes (blockattn)"
+        description = ("An evaluation-only set in SemanticSeg's schema (split `test`), built from R package "
+                       "vignettes: a kind of text SemanticSeg never contains, to judge a segmenter on text it "
+                       "never saw. Gold boundaries are the vignettes' own headings.")
+    else:
+        name = "SemanticSeg (blockattn rebuild)"
+        description = ("Long texts (2k–32k tokens) with gold block boundaries at three nested granularities, "
+                       "for training and judging a segmenter for block attention. Built offline from text "
+                       "shipped in Debian, PyPI and npm packages. R package vignettes are kept out: they are "
+                       "the unseen evaluation set (`blockattn data build-unseen`).")
+    card.write_card(tmp / "README.md", name=name, description=description, command=command, info=info,
+                    sources=sources, rows=stats, notes=notes)
+    card.plot(stats, tmp / "lengths.png", f"{name}: {made} instances by category and length")
     (tmp / MARKER).write_text(json.dumps({"info": info, "sources": sources, "counts": card.count_table(stats)},
                                          indent=1, ensure_ascii=False) + "\n")

@@ -41,9 +41,29 @@ def _find_titles(lines: list[str]) -> list[tuple[int, int, str]]:
     return found
 
 
+# Sphinx directives that only steer the build (no text a reader sees).
+_META_DIRECTIVE = re.compile(r"^\.\. (?:only|contents|index|highlight|toctree|sectionauthor|moduleauthor|"
+                             r"currentmodule|module|testsetup|testcleanup|include|raw|ifconfig|kernel-doc|"
+                             r"tabularcolumns|SPDX-License-Identifier)\b")
+
+
+def drop_meta_directives(lines: list[str]) -> list[str]:
+    """Remove build-only directives with their indented bodies (blank lines inside a body included)."""
+    out, skipping = [], False
+    for line in lines:
+        if _META_DIRECTIVE.match(line):
+            skipping = True
+            continue
+        if skipping and (not line.strip() or line[:1] in (" ", "\t")):
+            continue
+        skipping = False
+        out.append(line)
+    return out
+
+
 def underlined_pieces(text: str, levels: Sequence[int] = DEFAULT_LEVELS) -> tuple[str, list[Piece]]:
     """(document title or "", pieces) of an underlined-heading document."""
-    lines = normalize(text).split("\n")
+    lines = drop_meta_directives(normalize(text).split("\n"))
     titles = _find_titles(lines)
     styles: list[str] = []
     for _, _, style in titles:

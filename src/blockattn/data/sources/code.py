@@ -1,4 +1,5 @@
-"""Source code in three languages: Python (the CPython standard library, Debian `libpython3.11-stdlib`),
+"""Source code in three languages: Python (the CPython standard library, Debian `libpython3.11-stdlib` and
+`libpython3.11-minimal`),
 Go (the Go 1.19 standard library, `golang-1.19-src`) and C (a deterministic sample of Linux 6.1,
 `linux-source-6.1`).
 
@@ -37,9 +38,10 @@ def _document(source: str, category: str, rel: str, text: str, cuts) -> Document
 
 
 def parse_python(roots: Sequence[Path]) -> Iterator[Document]:
-    base = roots[0] / "usr/lib/python3.11"
-    for path in sorted(base.rglob("*.py")):
-        rel = path.relative_to(base).as_posix()
+    # The standard library is split over two packages (-minimal holds os, re, collections, ...).
+    files = sorted((p.relative_to(root / "usr/lib/python3.11").as_posix(), p)
+                   for root in roots for p in (root / "usr/lib/python3.11").rglob("*.py"))
+    for rel, path in files:
         if path.is_symlink() or "test" in rel.split("/")[0] or "/test" in rel or path.stat().st_size > _MAX_FILE_BYTES:
             continue
         doc = _document("cpython-stdlib", "python-code", rel, path.read_text(encoding="utf-8", errors="replace"),
@@ -80,8 +82,10 @@ def parse_linux(roots: Sequence[Path]) -> Iterator[Document]:
 
 PYTHON = Source(
     name="cpython-stdlib", category="python-code",
-    packages=(Package("debian", "libpython3.11-stdlib", "3.11.2-6+deb12u8"),),
-    license="PSF License 2.0", description="CPython 3.11 standard library modules", parse=parse_python)
+    packages=(Package("debian", "libpython3.11-stdlib", "3.11.2-6+deb12u8"),
+              Package("debian", "libpython3.11-minimal", "3.11.2-6+deb12u8")),
+    license="PSF License 2.0", description="CPython 3.11 standard library modules (no tests)", parse=parse_python,
+    version=2)
 GO = Source(
     name="go-stdlib", category="go-code", packages=(Package("debian", "golang-1.19-src", "1.19.8-2"),),
     license="BSD-3-Clause", description="Go 1.19 standard library sources (no tests)", parse=parse_go)

@@ -75,15 +75,15 @@ _PY_DOC_PKG = Package("debian", "python3.11-doc", "3.11.2-6+deb12u8")
 PYTHON_DOCS = Source(
     name="python-docs", category="reference-manuals", packages=(_PY_DOC_PKG,), license="PSF License 2.0",
     description="Python 3.11 documentation sources (library, reference, tutorial, howto, ...)",
-    parse=parse_python_docs)
+    parse=parse_python_docs, version=2)
 PYTHON_FAQ = Source(
     name="python-faq", category="faq", packages=(_PY_DOC_PKG,), license="PSF License 2.0",
-    description="the Python FAQ, one question per unit", parse=parse_python_faq)
+    description="the Python FAQ, one question per unit", parse=parse_python_faq, version=2)
 LINUX_DOCS = Source(
     name="linux-docs", category="reference-manuals", packages=(Package("debian", "linux-doc-6.1", "6.1.176-1"),),
     license="GPL-2.0", description="Linux 6.1 kernel documentation (reStructuredText, no translations)",
-    parse=parse_linux_docs)
+    parse=parse_linux_docs, version=2)
 GIT_DOCS = Source(
     name="git-docs", category="technical-docs", packages=(Package("debian", "git-doc", "1:2.39.5-0+deb12u3"),),
     license="GPL-2.0", description="Git manual pages, guides and technical notes (AsciiDoc)",
-    parse=parse_git_docs)
+    parse=parse_git_docs, version=2)
