@@ -7,7 +7,9 @@ mask, **kwargs)` and passes the kwargs given to `model(...)` through to it. So:
 - without a `block_layout` kwarg the call is delegated to HF's own SDPA attention, with HF's own SDPA mask:
   full-attention behaviour is untouched (bit-identical to `attn_implementation="sdpa"`);
 - with `block_layout=<BlockLayout>` the mask HF built is ignored and the block mask is used, dense (SDPA) or
-  FlexAttention (`block_backend="auto"` picks Flex on CUDA).
+  FlexAttention (`block_backend="auto"` picks Flex on CUDA);
+- with `attention_fn=<callable>` that callable computes this forward's attention (same signature as this
+  function, returning (B, T, H, D)): the engine's kernel over its preallocated KV buffer (`engine.attention`).
 """
 
 from __future__ import annotations
@@ -84,8 +86,11 @@ def block_attention_forward(
     scaling: float | None = None,
     block_layout: BlockLayout | None = None,
     block_backend: str = "auto",
+    attention_fn=None,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
+    if attention_fn is not None:
+        return attention_fn(module, query, key, value, attention_mask, scaling=scaling)
     if block_layout is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)

@@ -53,21 +53,36 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def rerotate_keys(keys: torch.Tensor, delta: int | float, rope: RopeSpec) -> torch.Tensor:
-    """Keys cached at positions p (any layout (..., T, head_dim)) → the same keys at positions p + delta.
-
-    Computed in fp32 and returned in the keys' dtype. delta may be negative (moving a block earlier)."""
-    if delta == 0:
-        return keys
-    dtype = keys.dtype
-    rot = rope.rotary_dim
+def rotation_tables(delta: int | float | torch.Tensor, rope: RopeSpec,
+                    device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 cos/sin of Δ·θ: (rotary_dim,) for a scalar Δ, (T, rotary_dim) for per-position deltas Δ of shape (T,)
+    (the engine moves many blocks, each by its own Δ, in one pass)."""
     # Δ·θ and its cos/sin in fp64: an fp32 angle of ~1e3 rad is already off by ~6e-5 rad
-    angle = float(delta) * rope.inv_freq.to(torch.float64)
-    angle = torch.cat((angle, angle))  # (rotary_dim,)
-    cos = angle.cos().to(device=keys.device, dtype=torch.float32)
-    sin = angle.sin().to(device=keys.device, dtype=torch.float32)
+    inv_freq = rope.inv_freq.to(device=device, dtype=torch.float64)
+    if isinstance(delta, torch.Tensor):
+        angle = delta.to(device=device, dtype=torch.float64).unsqueeze(-1) * inv_freq  # (T, rotary_dim / 2)
+    else:
+        angle = float(delta) * inv_freq  # (rotary_dim / 2,)
+    angle = torch.cat((angle, angle), dim=-1)  # (..., rotary_dim)
+    return angle.cos().to(torch.float32), angle.sin().to(torch.float32)
+
+
+def apply_rotation(keys: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the first cos.shape[-1] channels of `keys` (..., T, head_dim) by the angles of `rotation_tables`;
+    computed in fp32, returned in the keys' dtype."""
+    rot = cos.shape[-1]
     k = keys.to(torch.float32)
     k_rot, k_pass = k[..., :rot], k[..., rot:]
     k_rot = k_rot * cos + _rotate_half(k_rot) * sin
     out = torch.cat((k_rot, k_pass), dim=-1) if k_pass.shape[-1] else k_rot
-    return out.to(dtype)
+    return out.to(keys.dtype)
+
+
+def rerotate_keys(keys: torch.Tensor, delta: int | float | torch.Tensor, rope: RopeSpec) -> torch.Tensor:
+    """Keys cached at positions p (any layout (..., T, head_dim)) → the same keys at positions p + delta.
+
+    Computed in fp32 and returned in the keys' dtype. delta may be negative (moving a block earlier), or a
+    (T,) tensor giving each position its own delta."""
+    if not isinstance(delta, torch.Tensor) and delta == 0:
+        return keys
+    return apply_rotation(keys, *rotation_tables(delta, rope, keys.device))
