@@ -1,4 +1,4 @@
-"""`blockattn generate`: answer a question over documents, in block or full mode."""
+"""`blockattn generate`: answer a question over documents on the block KV-cache engine."""
 
 from __future__ import annotations
 
@@ -16,27 +16,50 @@ def generate(
     question: str = typer.Option(..., "--question", "-q", help="The question to answer."),
     mode: str = typer.Option("block", help="block: documents cannot see each other; full: plain causal attention."),
     model: str = typer.Option("smollm2-135m-instruct", help="Model name or local HF model directory."),
+    adapter: str = typer.Option("default", help="Block adapter directory, or 'none' (default: the shipped one, "
+                                                "when there is one)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Persist block KV here: later runs reuse it."),
     max_new_tokens: int = typer.Option(64, help="Most tokens to generate."),
+    temperature: float = typer.Option(0.0, help="0: greedy (deterministic); > 0: sample."),
+    top_p: float = typer.Option(1.0, help="Nucleus sampling mass (with --temperature > 0)."),
+    seed: Optional[int] = typer.Option(None, help="Sampling seed (same seed, same answer)."),
+    stop: List[str] = typer.Option([], "--stop", help="Stop at this string; repeat for several."),
     segment: str = typer.Option("none", help="none: each --doc is one block; auto: cut documents with the segmenter."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of the answer."),
 ) -> None:
-    """Answer QUESTION from the given documents (greedy, deterministic)."""
+    """Answer QUESTION from the given documents (greedy and deterministic unless --temperature > 0)."""
+    from blockattn.engine.segmenting import SEGMENT_MODES
     from blockattn.textio import read_text_file
 
     if mode not in ("block", "full"):
         raise UserError(f"unknown mode {mode!r}; choose block or full")
-    if segment not in ("none",):
-        raise UserError(f"--segment {segment!r} is not available yet; use none")
+    if segment not in SEGMENT_MODES:
+        raise UserError(f"unknown --segment {segment!r}; choose one of {', '.join(SEGMENT_MODES)}")
     if not question.strip():
         raise UserError("the question is empty")
+    if max_new_tokens < 1:
+        raise UserError("--max-new-tokens must be at least 1")
     documents = [read_text_file(p) for p in doc]
 
-    from blockattn.engine.generate import answer
-    from blockattn.models import load
+    from blockattn.engine.sampling import SamplingParams
+    from blockattn.engine.service import DEFAULT_ADAPTER, Service
 
-    loaded = load(model)
-    result = answer(loaded, documents, question, mode=mode, max_new_tokens=max_new_tokens)
-    if as_json:
-        typer.echo(json.dumps({**result.to_dict(), "model": loaded.name}))
-    else:
-        typer.echo(result.answer)
+    sampling = SamplingParams(temperature=temperature, top_p=top_p, seed=seed)
+    service = Service.load(model, adapter=DEFAULT_ADAPTER if adapter == "default" else adapter,
+                           cache_dir=cache_dir, device=device)
+    prompt = service.rag_prompt(documents, question, mode=mode, segment=segment)
+    generation = service.generate(prompt, sampling, max_new_tokens, stop)
+    answer = generation.text().strip()
+    if not as_json:
+        typer.echo(answer)
+        return
+    usage = generation.usage
+    typer.echo(json.dumps({
+        "answer": answer, "mode": mode, "n_blocks": prompt.n_documents,
+        "context_tokens": prompt.context_tokens, "query_tokens": len(prompt.query),
+        "new_tokens": usage.completion_tokens, "ttft_ms": usage.ttft_ms, "total_ms": usage.total_ms,
+        "model": service.model_name, "adapter": service.adapter_name,
+        "cached_blocks": usage.cached_blocks, "computed_blocks": usage.computed_blocks,
+        "finish_reason": generation.finish_reason,
+    }))

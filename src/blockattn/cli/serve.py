@@ -1,10 +1,46 @@
-"""`blockattn serve`: the OpenAI-compatible server (engine issue)."""
+"""`blockattn serve`: the OpenAI-compatible server over the block KV-cache engine."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Optional
+
 import typer
 
+from blockattn.errors import UserError
 
-def serve() -> None:
-    """Serve the engine over an OpenAI-compatible HTTP API."""
-    raise typer.Exit(code=2)
+
+def serve(
+    model: str = typer.Option("smollm2-135m-instruct", help="Model name or local HF model directory."),
+    adapter: str = typer.Option("default", help="Block adapter directory, or 'none' (default: the shipped one, "
+                                                "when there is one)."),
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="TCP port (0: any free port)."),
+    cache_dir: Optional[Path] = typer.Option(None, help="Persist block KV here (survives restarts)."),
+    api_key: Optional[str] = typer.Option(None, help="Require 'Authorization: Bearer KEY' on /v1 routes "
+                                                     "(default: $BLOCKATTN_API_KEY, if set)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    dtype: str = typer.Option("auto", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
+    gpu_cache_gb: float = typer.Option(8.0, help="GPU tier budget for block KV (GB)."),
+    cpu_cache_gb: float = typer.Option(4.0, help="CPU tier budget for block KV (GB)."),
+    max_queue: int = typer.Option(256, help="Most generations waiting for the model; more get HTTP 429."),
+    log_level: str = typer.Option("info", help="uvicorn log level."),
+) -> None:
+    """Serve the engine over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...)."""
+    from blockattn.engine.server import bind, create_app
+    from blockattn.engine.server import serve as run
+    from blockattn.engine.service import DEFAULT_ADAPTER, Service
+
+    if max_queue < 1:
+        raise UserError("--max-queue must be at least 1")
+    if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
+        raise UserError(f"unknown --log-level {log_level!r}")
+    api_key = api_key or os.environ.get("BLOCKATTN_API_KEY") or None
+    sock = bind(host, port)  # fail fast (exit 2) on a taken port, before loading the model
+    service = Service.load(model, adapter=DEFAULT_ADAPTER if adapter == "default" else adapter, cache_dir=cache_dir,
+                           device=device, dtype=dtype, gpu_cache_gb=gpu_cache_gb, cpu_cache_gb=cpu_cache_gb)
+    bound_host, bound_port = sock.getsockname()[:2]
+    typer.echo(f"blockattn: serving {service.model_name} (adapter: {service.adapter_name or 'none'}) on "
+               f"http://{bound_host}:{bound_port}/v1", err=True)
+    run(create_app(service, api_key=api_key, max_queue=max_queue), sock, log_level=log_level)

@@ -1,0 +1,77 @@
+"""Placing cached blocks into a request's KV buffer, each moved from its native position to its offset.
+
+A block's K/V was computed at positions start.. (0, or after the shared sink); placed at `offset` its keys are
+re-rotated by Δ = offset - start (`attention.rope`), its values copied as they are. All blocks' keys move in
+one pass: they are gathered (one `torch.cat`) and rotated into the buffer with per-position angles, so the
+cost is two passes over the keys and one over the values whatever the number of blocks. On CUDA that
+rotation is compiled into one fused kernel (eager, it is ~6 passes over fp32 temporaries: for Llama-8B at
+32k tokens ~10 ms against ~1 ms).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from blockattn.attention.rope import RopeSpec, apply_rotation, rotation_tables
+from blockattn.engine.kvbuffer import SequenceKV
+
+log = logging.getLogger(__name__)
+
+
+def _rotate_into(dst: torch.Tensor, src: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
+    """dst ← src rotated by (cos, sin); src, dst (..., T, D), cos/sin (T, rotary_dim)."""
+    dst.copy_(apply_rotation(src, cos, sin))
+
+
+class BlockPlacer:
+    """Copies blocks into a `SequenceKV`, re-rotating keys; `compiled` fuses the rotation (falls back to eager
+    if compilation fails, so a missing compiler costs speed, never a request)."""
+
+    def __init__(self, rope: RopeSpec, compiled: bool):
+        self.rope = rope
+        self._rotate = torch.compile(_rotate_into, dynamic=True) if compiled else _rotate_into
+        self.compiled = compiled
+
+    def place(self, kv: SequenceKV, parts: list[tuple[torch.Tensor, int, int]]) -> int:
+        """Write `parts` = [(entry (n_layers, 2, H_kv, T, D), native start, offset), ...] into `kv`.
+
+        Offsets must tile [0, n) in order; the buffer's length becomes n, which is returned."""
+        if not parts:
+            kv.set_length(0)
+            return 0
+        buffer = kv.buffer
+        expected = 0
+        for entry, _, offset in parts:
+            if offset != expected:
+                raise ValueError(f"block placed at {offset}, expected {expected}: offsets must tile the context")
+            expected += entry.shape[3]
+        n = expected
+        if n > kv.capacity:
+            raise ValueError(f"{n} context tokens exceed the KV buffer capacity {kv.capacity}")
+        entries = [entry.to(buffer.device, non_blocking=True) for entry, _, _ in parts]
+        for entry, (_, _, offset) in zip(entries, parts):
+            buffer[:, 1, :, offset:offset + entry.shape[3]] = entry[:, 1]  # values: position-free
+        deltas = [offset - start for _, start, offset in parts]
+        keys_dst = buffer[:, 0, :, :n]  # (n_layers, H_kv, n, D)
+        keys_src = entries[0][:, 0] if len(entries) == 1 else torch.cat([e[:, 0] for e in entries], dim=2)
+        if not any(deltas):
+            keys_dst.copy_(keys_src)
+        else:
+            lengths = torch.tensor([e.shape[3] for e in entries])
+            per_position = torch.repeat_interleave(torch.tensor(deltas), lengths)  # (n,)
+            cos, sin = rotation_tables(per_position, self.rope, buffer.device)  # (n, rotary_dim) each
+            self._rotate_keys(keys_dst, keys_src, cos, sin)
+        kv.set_length(n)
+        return n
+
+    def _rotate_keys(self, dst, src, cos, sin) -> None:
+        try:
+            self._rotate(dst, src, cos, sin)
+        except Exception as exc:  # noqa: BLE001 - e.g. no C/Triton compiler: keep serving, eagerly
+            if not self.compiled:
+                raise
+            log.warning("compiled key rotation failed (%s: %s); using the eager rotation", type(exc).__name__, exc)
+            self._rotate, self.compiled = _rotate_into, False
+            _rotate_into(dst, src, cos, sin)

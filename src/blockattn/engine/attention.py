@@ -1,0 +1,45 @@
+"""Attention of a request's new tokens (its query block, or one decoded token) over its KV buffer.
+
+Passed to the model as `attention_fn=cached_attention` (the hook in `attention.interface`). Why not HF's SDPA
+path: with a mask it expands the grouped K/V heads to every query head (`repeat_kv`: for Llama-8B 4× the whole
+cache copied per layer) and builds a [T × L] mask that forces a masked, non-flash kernel. Here, with the T new
+tokens being the last T of the L keys:
+
+    T == L   nothing before them (a full-attention prompt): plain causal          -> `is_causal=True`
+    T == 1   one decoded token: sees every key                                    -> no mask at all
+    else     a query block after cached blocks: token i sees all L - T cached keys
+             and the block's own keys up to i (causal, aligned lower-right)       -> `causal_lower_right(T, L)`
+
+    q\\kv   c c c c c q q q
+    q      x x x x x x . .
+    q      x x x x x x x .
+    q      x x x x x x x x
+
+All three reach flash attention on CUDA (the lower-right bias dispatches to the flash kernel, which aligns its
+causal mask lower-right; no mask tensor exists); elsewhere the lower-right mask is materialised (T × L, small:
+T is a query block). Grouped-query attention goes through `enable_gqa`, never a K/V copy.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.attention.bias import causal_lower_right
+
+
+def cached_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                     attention_mask: torch.Tensor | None, scaling: float | None = None) -> tuple[torch.Tensor, None]:
+    """query (B, H, T, D), key/value (B, H_kv, L, D) whose last T positions are the query's own → (B, T, H, D).
+
+    `attention_mask` (HF's) is ignored: the structure above is all a request's new tokens ever need."""
+    t, length = query.shape[2], key.shape[2]
+    if t > length:
+        raise ValueError(f"{t} query tokens but only {length} keys: the query's own keys must be in the cache")
+    gqa = query.shape[1] != key.shape[1]
+    if t == 1 or t == length:
+        out = nn.functional.scaled_dot_product_attention(query, key, value, is_causal=t > 1, scale=scaling,
+                                                         enable_gqa=gqa)
+    else:
+        out = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=causal_lower_right(t, length),
+                                                         scale=scaling, enable_gqa=gqa)
+    return out.transpose(1, 2).contiguous(), None  # (B, T, H, D)

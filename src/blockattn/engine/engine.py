@@ -1,0 +1,265 @@
+"""The block-attention engine: token ids in, token ids out, block K/V computed once and reused anywhere.
+
+The engine knows nothing about tokenization (nanochat). A request is context blocks + a query block:
+
+    prefill(blocks, query)
+      1. key each block by content (`keys.KeySpace`); look it up in the store (GPU → CPU → disk tiers);
+         prefill the misses alone at their native positions, batched (`blockprefill`); store them
+      2. place every block into a fresh KV buffer at its offset, keys re-rotated (`assemble`)
+      3. run the query block over that buffer (`attention.cached_attention`)   → logits of the first new token
+    decode_one_token(state, token)  → logits of the next one
+    generate(state, sampling, ...)  → the new token ids, one at a time (streaming)
+
+Guarantee (tests/engine/test_exactness.py): the logits equal the uncached block-mode forward
+(`attention.block_forward` over [blocks, query]) within 1e-4 in fp32, whether blocks come from the cache or
+not, in any order and at any offset, with per-block and shared sinks. Generated tokens are part of the query
+block: decoding continues exactly the block-mode sequence.
+
+Full mode (`mode="full"`, requests without documents) is plain causal attention over the concatenated tokens
+with the block adapter disabled (PEFT `disable_adapter()`): one copy of the weights serves both modes.
+
+Thread-safe: model work is serialised by one lock; block computation is de-duplicated across concurrent
+callers by the store (a block in flight is awaited, not recomputed).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+from torch import nn
+
+from blockattn.attention.kv import prefill_shared_sink
+from blockattn.attention.rope import RopeSpec
+from blockattn.engine.assemble import BlockPlacer
+from blockattn.engine.attention import cached_attention
+from blockattn.engine.blockprefill import prefill_blocks
+from blockattn.engine.disk import DiskTier
+from blockattn.engine.keys import KeySpace
+from blockattn.engine.kvbuffer import SequenceKV
+from blockattn.engine.sampling import Sampler, SamplingParams
+from blockattn.engine.store import BlockStore, MemoryTier
+from blockattn.errors import UserError
+
+MODES = ("block", "full")
+GiB = 1 << 30
+
+
+class ContextTooLong(UserError):
+    """The prompt plus the requested new tokens do not fit the model's window."""
+
+
+@dataclass
+class EngineConfig:
+    gpu_cache_bytes: int = 8 * GiB  # GPU tier budget (used when the model is on CUDA)
+    cpu_cache_bytes: int = 4 * GiB  # CPU tier budget
+    cache_dir: str | None = None  # disk tier directory (persistent across runs); None: no disk tier
+    max_batch_tokens: int = 16384  # padded tokens per batched block prefill (bounds activation memory)
+    compile_rotation: bool | None = None  # fuse the key re-rotation with torch.compile; None: on CUDA only
+
+
+@dataclass
+class Prefilled:
+    """A prefilled request, ready to decode."""
+
+    kv: SequenceKV
+    logits: torch.Tensor  # (keep, V) logits of the last `keep` prompt positions; [-1] predicts the first new token
+    mode: str
+    cached_blocks: int = 0  # context blocks this request did not compute (from a tier, or computed by another)
+    computed_blocks: int = 0  # context blocks this request prefilled
+    timings_ms: dict[str, float] = field(default_factory=dict)  # blocks / assemble / query phases
+    finish_reason: str | None = None  # set by `generate`: "stop" (a stop token) or "length" (max tokens)
+
+
+def model_dims(config) -> tuple[int, int, int]:
+    """(n_layers, kv_heads, head_dim) of a Llama-family config."""
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    return config.num_hidden_layers, kv_heads, head_dim
+
+
+class BlockEngine:
+    def __init__(self, model: nn.Module, model_identity: str, adapter=None, config: EngineConfig | None = None):
+        """`model`: the base model; `adapter`: a `blockattn.adapter.BlockAdapter` loaded onto it, or None."""
+        self.config = config or EngineConfig()
+        self.base = model
+        self.model = adapter.model if adapter is not None else model
+        self._lora = self.model is not model  # a PEFT wrapper: block mode = adapter on, full mode = off
+        self.sinks = adapter.sinks if adapter is not None else None
+        self.n_sinks = adapter.sinks_per_block if adapter is not None else 0
+        self.n_shared = adapter.shared_sink if adapter is not None else 0
+        weight = model.get_input_embeddings().weight
+        self.device, self.dtype = weight.device, weight.dtype
+        self.vocab_size = weight.shape[0]
+        self.dims = model_dims(model.config)
+        self.max_positions = getattr(model.config, "max_position_embeddings", None)
+        self.keys = KeySpace(model=model_identity, adapter=adapter.identity if adapter is not None else "none",
+                             dtype=str(self.dtype), sinks_per_block=self.n_sinks, shared_sink=self.n_shared)
+        on_cuda = self.device.type == "cuda"
+        tiers = [MemoryTier("gpu", self.device, self.config.gpu_cache_bytes)] if on_cuda else []
+        tiers.append(MemoryTier("cpu", "cpu", self.config.cpu_cache_bytes))
+        disk = DiskTier(self.config.cache_dir) if self.config.cache_dir else None
+        self.store = BlockStore(tiers, disk)
+        compiled = on_cuda if self.config.compile_rotation is None else self.config.compile_rotation
+        self.placer = BlockPlacer(RopeSpec.from_model(model), compiled)
+        self._lock = threading.RLock()
+
+    # ---------------------------------------------------------------- checks
+    def check_tokens(self, tokens: Sequence[int], what: str) -> None:
+        """Raise UserError when a token id is outside the vocabulary."""
+        bad = [t for t in tokens if not 0 <= int(t) < self.vocab_size]
+        if bad:
+            raise UserError(f"{what}: token id {bad[0]} outside the vocabulary (0..{self.vocab_size - 1})")
+
+    def positions_needed(self, blocks: Sequence[Sequence[int]], query: Sequence[int], mode: str) -> int:
+        """Positions a prompt occupies (sink tokens included in block mode)."""
+        if mode == "full":
+            return sum(len(b) for b in blocks) + len(query)
+        content = [b for b in blocks if b or self.n_sinks]
+        return self.n_shared + sum(self.n_sinks + len(b) for b in content) + len(query)
+
+    def check_fits(self, blocks: Sequence[Sequence[int]], query: Sequence[int], mode: str, max_new_tokens: int) -> None:
+        """Raise UserError when prompt + new tokens exceed the model's window."""
+        needed = self.positions_needed(blocks, query, mode) + max_new_tokens
+        if self.max_positions is not None and needed > self.max_positions:
+            raise ContextTooLong(f"context too long: the prompt needs {needed - max_new_tokens} positions + "
+                            f"{max_new_tokens} new tokens, over the model's {self.max_positions}-token window")
+
+    def _adapter_state(self, mode: str):
+        return self.model.disable_adapter() if (mode == "full" and self._lora) else nullcontext()
+
+    # ---------------------------------------------------------------- blocks
+    def fetch_blocks(self, blocks: list[list[int]]) -> tuple[list[torch.Tensor], torch.Tensor | None, int, int]:
+        """K/V of each block (cache or computed) and of the shared sink (None without one).
+
+        Returns (entries in `blocks` order, shared entry, cached count, computed count)."""
+        block_keys = [self.keys.block(b) for b in blocks]
+        shared_key = self.keys.shared() if self.n_shared else None
+        lookup = self.store.lookup(block_keys + ([shared_key] if shared_key else []))
+        found = dict(lookup.found)
+        if lookup.claimed:
+            tokens_of = dict(zip(block_keys, blocks))
+            try:
+                computed = self._compute(lookup.claimed, tokens_of, shared_key)
+            except BaseException as exc:
+                self.store.fail(lookup.claimed, exc)
+                raise
+            for key, entry in zip(lookup.claimed, computed):
+                found[key] = self.store.publish(key, entry)
+        for key, future in lookup.waiting.items():
+            found[key] = future.result()
+        computed_blocks = len(set(lookup.claimed) - {shared_key})
+        return ([found[k] for k in block_keys], found[shared_key] if shared_key else None,
+                len(blocks) - computed_blocks, computed_blocks)
+
+    @torch.no_grad()
+    def _compute(self, keys: list[str], tokens_of: dict[str, list[int]], shared_key: str | None) -> list[torch.Tensor]:
+        block_keys = [k for k in keys if k != shared_key]
+        with self._lock, self._adapter_state("block"):
+            entries = dict(zip(block_keys, prefill_blocks(
+                self.model, [tokens_of[k] for k in block_keys], self.sinks, self.n_sinks, self.n_shared,
+                self.config.max_batch_tokens)))
+            if shared_key in keys:
+                shared = prefill_shared_sink(self.model, self.sinks)
+                # (n_layers, 2, H_kv, s, D)
+                entries[shared_key] = torch.stack([torch.stack((k[0], v[0])) for k, v in zip(shared.keys, shared.values)])
+        return [entries[k] for k in keys]
+
+    # ---------------------------------------------------------------- prefill / decode
+    @torch.no_grad()
+    def prefill(self, blocks: Sequence[Sequence[int]], query: Sequence[int], mode: str = "block",
+                max_new_tokens: int = 0, keep_logits: int = 1, sync_timings: bool = False) -> Prefilled:
+        """Prefill context `blocks` and the `query` block; room is reserved for `max_new_tokens`.
+
+        `keep_logits`: how many final prompt positions to return logits for (tests compare them all).
+        `sync_timings`: synchronise the device between phases so `timings_ms` splits device time (benchmarks)."""
+        if mode not in MODES:
+            raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if not query:
+            raise UserError("the query block is empty")
+        blocks = [list(map(int, b)) for b in blocks]
+        query = list(map(int, query))
+        for i, block in enumerate(blocks):
+            self.check_tokens(block, f"block {i}")
+        self.check_tokens(query, "query")
+        self.check_fits(blocks, query, mode, max_new_tokens)
+        if mode == "full":
+            blocks, query = [], [t for b in blocks for t in b] + query
+        blocks = [b for b in blocks if b or self.n_sinks]  # an empty block without sinks holds nothing
+        clock = _PhaseClock(self.device, sync_timings)
+        entries, shared, cached, computed = self.fetch_blocks(blocks) if blocks else ([], None, 0, 0)
+        clock.lap("blocks")
+        parts: list[tuple[torch.Tensor, int, int]] = []
+        if shared is not None:
+            parts.append((shared, 0, 0))
+        offset = self.n_shared
+        for entry in entries:
+            parts.append((entry, self.n_shared, offset))
+            offset += entry.shape[3]
+        n_layers, kv_heads, head_dim = self.dims
+        with self._lock, self._adapter_state(mode):
+            kv = SequenceKV(n_layers, kv_heads, head_dim, offset + len(query) + max_new_tokens, self.dtype, self.device)
+            self.placer.place(kv, parts)
+            clock.lap("assemble")
+            logits = self._forward(kv, query, keep_logits)
+            clock.lap("query")
+        return Prefilled(kv=kv, logits=logits, mode=mode, cached_blocks=cached, computed_blocks=computed,
+                         timings_ms=clock.laps)
+
+    def _forward(self, kv: SequenceKV, tokens: list[int], keep: int) -> torch.Tensor:
+        """Run `tokens` at the next positions of `kv`; logits (keep, V) of the last `keep` of them."""
+        start = kv.length
+        ids = torch.tensor([tokens], dtype=torch.long, device=self.device)  # (1, T)
+        positions = torch.arange(start, start + len(tokens), device=self.device).unsqueeze(0)  # (1, T)
+        out = self.model(input_ids=ids, position_ids=positions, past_key_values=kv, use_cache=True,
+                         logits_to_keep=keep, attention_fn=cached_attention)
+        return out.logits[0]
+
+    @torch.no_grad()
+    def decode_one_token(self, state: Prefilled, token: int) -> torch.Tensor:
+        """Append `token` to the request; the logits (V,) of the token after it."""
+        self.check_tokens([token], "token")
+        with self._lock, self._adapter_state(state.mode):
+            return self._forward(state.kv, [int(token)], 1)[-1]
+
+    def generate(self, state: Prefilled, sampling: SamplingParams, max_new_tokens: int,
+                 stop_ids: set[int] | frozenset[int] = frozenset()) -> Iterator[int]:
+        """New token ids, one at a time. Ends at a stop id (not yielded; finish_reason "stop") or after
+        `max_new_tokens` (finish_reason "length"). Closing the generator early stops all work."""
+        sampler = Sampler(sampling)
+        logits = state.logits[-1]
+        for step in range(max_new_tokens):
+            token = sampler(logits)
+            if token in stop_ids:
+                state.finish_reason = "stop"
+                return
+            yield token
+            if step + 1 == max_new_tokens:
+                break
+            logits = self.decode_one_token(state, token)
+        state.finish_reason = "length"
+
+    def info(self) -> dict:
+        return {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."), "adapter": self.keys.adapter,
+                "sinks_per_block": self.n_sinks, "shared_sink": self.n_shared, "compiled_rotation": self.placer.compiled,
+                "max_positions": self.max_positions}
+
+
+class _PhaseClock:
+    """Wall-clock laps (ms) between phases; with `sync`, each lap waits for the device first."""
+
+    def __init__(self, device: torch.device, sync: bool):
+        self.device, self.sync = device, sync
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        if self.sync and self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.laps[name] = (now - self._last) * 1e3
+        self._last = now

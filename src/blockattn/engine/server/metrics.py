@@ -1,0 +1,71 @@
+"""Prometheus metrics of the server (`GET /metrics`), in a registry of its own (one per app).
+
+    blockattn_requests_total{endpoint,status}      HTTP requests by route and status code
+    blockattn_ttft_seconds                         request arrival → first token (queueing included)
+    blockattn_request_seconds                      request arrival → last token
+    blockattn_prompt_tokens_total, blockattn_generated_tokens_total
+    blockattn_queue_depth                          generations waiting for the model thread
+    blockattn_cache_hits_total{tier}               block lookups served by a tier (gpu, cpu, disk)
+    blockattn_cache_misses_total                   blocks no tier had (each computed once)
+    blockattn_cache_tier_misses_total{tier}        lookups that passed through a tier without finding
+    blockattn_cache_bytes{tier}, blockattn_cache_entries{tier}, blockattn_cache_evictions_total{tier}
+    blockattn_cache_corrupt_total                  disk entries that failed verification (dropped, recomputed)
+
+Cache numbers are read from the engine's store at scrape time, so they cannot drift from its own stats.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from blockattn.engine.store import BlockStore
+
+# TTFT spans ~1 ms (all blocks cached, GPU) to tens of seconds (cold long prompts on a CPU)
+_TIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class CacheCollector:
+    def __init__(self, store: BlockStore):
+        self.store = store
+
+    def collect(self):
+        stats = self.store.stats()
+        tiers = list(stats["tiers"]) + ([stats["disk"]] if stats["disk"] else [])
+        families = {
+            "hits": CounterMetricFamily("blockattn_cache_hits", "Block lookups served by a cache tier", labels=["tier"]),
+            "misses": CounterMetricFamily("blockattn_cache_tier_misses", "Lookups that passed through a tier "
+                                          "without finding the block", labels=["tier"]),
+            "bytes": GaugeMetricFamily("blockattn_cache_bytes", "Bytes held by a cache tier", labels=["tier"]),
+            "entries": GaugeMetricFamily("blockattn_cache_entries", "Blocks held by a cache tier", labels=["tier"]),
+        }
+        evictions = CounterMetricFamily("blockattn_cache_evictions", "Blocks evicted from a memory tier",
+                                        labels=["tier"])
+        for tier in tiers:
+            for name, family in families.items():
+                family.add_metric([tier["name"]], tier[name])
+            if "evictions" in tier:
+                evictions.add_metric([tier["name"]], tier["evictions"])
+        yield from families.values()
+        yield evictions
+        yield CounterMetricFamily("blockattn_cache_misses", "Blocks found in no tier (computed once each)",
+                                  value=stats["computed"])
+        yield CounterMetricFamily("blockattn_cache_corrupt", "Disk entries that failed verification",
+                                  value=stats["disk"]["corrupt"] if stats["disk"] else 0)
+
+
+class Metrics:
+    def __init__(self, store: BlockStore, queue_depth):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("blockattn_requests", "HTTP requests by endpoint and status code",
+                                ["endpoint", "status"], registry=self.registry)
+        self.ttft = Histogram("blockattn_ttft_seconds", "Request arrival to first token (queueing included)",
+                              buckets=_TIME_BUCKETS, registry=self.registry)
+        self.latency = Histogram("blockattn_request_seconds", "Request arrival to the last token",
+                                 buckets=_TIME_BUCKETS, registry=self.registry)
+        self.prompt_tokens = Counter("blockattn_prompt_tokens", "Prompt tokens of completed generations",
+                                     registry=self.registry)
+        self.generated_tokens = Counter("blockattn_generated_tokens", "Tokens generated", registry=self.registry)
+        Gauge("blockattn_queue_depth", "Generations waiting for the model thread",
+              registry=self.registry).set_function(queue_depth)
+        self.registry.register(CacheCollector(store))

@@ -1,0 +1,258 @@
+"""Text in, text out: the engine with a tokenizer -- what `blockattn generate` and the server run on.
+
+    Service.load(model, adapter, cache_dir)          model + tokenizer + block adapter + BlockEngine
+    service.rag_prompt / chat_prompt / completion_prompt  → Prompt (token blocks; block or full mode)
+    service.generate(prompt, sampling, max_tokens, stop) → Generation: iterate for text deltas, then read
+                                                        finish_reason and usage
+
+Requests with documents run in block mode (documents are context blocks, cached); requests without run in
+full mode (plain causal attention, adapter disabled). The tokenizer is used under a lock: HF fast tokenizers
+are not safe to call from several threads at once, and the server tokenizes off the model thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from blockattn.engine import prompt as prompts
+from blockattn.engine.engine import GiB, BlockEngine, ContextTooLong, EngineConfig, Prefilled
+from blockattn.engine.sampling import SamplingParams
+from blockattn.engine.segmenting import split_documents
+from blockattn.engine.text import TextStream
+from blockattn.errors import UserError
+
+# What `--adapter` means when not given. "none" until the distillation issue ships a block adapter; then its
+# path (or a name that `resolve_adapter` maps to it).
+DEFAULT_ADAPTER = "none"
+DEFAULT_MAX_TOKENS = 256  # new tokens when a request does not say
+
+
+def resolve_adapter(spec: str | None) -> Path | None:
+    """`--adapter PATH|none` → an adapter directory, or None for the base model alone."""
+    if spec is None or spec.strip().lower() in ("", "none"):
+        return None
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise UserError(f"adapter {spec!r}: no such directory (give a block adapter directory, or 'none')")
+    return path
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise UserError(f"unknown device {device!r}; choose auto, cpu or cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}, but no CUDA device is available")
+    return device
+
+
+@dataclass
+class Prompt:
+    """A tokenized request."""
+
+    blocks: list[list[int]]  # context blocks (the instruction prefix first, when there is one)
+    query: list[int]  # the query block
+    mode: str  # "block" (documents → cached blocks) or "full" (plain causal attention over everything)
+    n_documents: int = 0  # document blocks among `blocks`
+
+    @property
+    def context_tokens(self) -> int:
+        return sum(len(b) for b in self.blocks)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.context_tokens + len(self.query)
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_blocks: int = 0
+    computed_blocks: int = 0
+    ttft_ms: float = 0.0  # model work from the start of prefill to the first token decided
+    total_ms: float = 0.0
+
+    def openai(self) -> dict:
+        """The OpenAI `usage` object, with blockattn's own numbers under "blockattn"."""
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens,
+                "blockattn": {"cached_blocks": self.cached_blocks, "computed_blocks": self.computed_blocks,
+                              "ttft_ms": round(self.ttft_ms, 3)}}
+
+
+@dataclass
+class Generation:
+    """One request's generation. Iterating runs the model (prefill on the first step) and yields text deltas;
+    afterwards `finish_reason` ("stop" | "length" | "cancelled") and `usage` are set. Setting `cancel` stops
+    it between tokens."""
+
+    service: "Service"
+    prompt: Prompt
+    sampling: SamplingParams
+    max_tokens: int
+    stop: list[str] = field(default_factory=list)
+    cancel: threading.Event = field(default_factory=threading.Event)
+    finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    tokens: list[int] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[str]:
+        if self.cancel.is_set():  # cancelled while queued: no model work at all
+            self.finish_reason = "cancelled"
+            return
+        engine = self.service.engine
+        start = time.perf_counter()
+        state: Prefilled = engine.prefill(self.prompt.blocks, self.prompt.query, mode=self.prompt.mode,
+                                          max_new_tokens=self.max_tokens)
+        self.usage = Usage(prompt_tokens=self.prompt.prompt_tokens, cached_blocks=state.cached_blocks,
+                           computed_blocks=state.computed_blocks)
+        text = TextStream(self.service.decode, self.stop)
+        steps = engine.generate(state, self.sampling, self.max_tokens, self.service.stop_ids)
+        try:
+            for token in steps:
+                if not self.tokens:
+                    self.usage.ttft_ms = (time.perf_counter() - start) * 1e3
+                self.tokens.append(token)
+                delta = text.push(token)
+                if delta:
+                    yield delta
+                if text.stopped:
+                    self.finish_reason = "stop"
+                    break
+                if self.cancel.is_set():
+                    self.finish_reason = "cancelled"
+                    break
+        finally:
+            steps.close()
+            self.usage.completion_tokens = len(self.tokens)
+            self.usage.total_ms = (time.perf_counter() - start) * 1e3
+            if not self.tokens:  # stopped before any token: the first (stop) token was still decided
+                self.usage.ttft_ms = self.usage.total_ms
+        self.finish_reason = self.finish_reason or state.finish_reason
+        tail = text.finish()
+        if tail:
+            yield tail
+
+    def text(self) -> str:
+        """Run to the end; the whole generated text."""
+        return "".join(self)
+
+
+class Service:
+    def __init__(self, engine: BlockEngine, tokenizer, model_name: str, adapter_name: str | None,
+                 default_max_tokens: int = DEFAULT_MAX_TOKENS):
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.model_name = model_name
+        self.adapter_name = adapter_name  # the adapter's identity, or None
+        self.default_max_tokens = default_max_tokens
+        self.stop_ids = frozenset(prompts.stop_token_ids(tokenizer, engine.base.config))
+        self._tokenizer_lock = threading.Lock()
+
+    @staticmethod
+    def load(model: str = "default", adapter: str | None = DEFAULT_ADAPTER, cache_dir: str | Path | None = None,
+             device: str = "auto", dtype: str = "auto", gpu_cache_gb: float = 8.0, cpu_cache_gb: float = 4.0,
+             default_max_tokens: int = DEFAULT_MAX_TOKENS) -> "Service":
+        """Load a model (name or HF directory), its tokenizer, optionally a block adapter; build the engine."""
+        from blockattn.models import load
+
+        device = resolve_device(device)
+        if dtype == "auto":
+            dtype = "bfloat16" if device.startswith("cuda") else "float32"
+        if dtype not in ("float32", "bfloat16", "float16"):
+            raise UserError(f"unknown dtype {dtype!r}; choose auto, float32, bfloat16 or float16")
+        if gpu_cache_gb < 0 or cpu_cache_gb < 0:
+            raise UserError("cache budgets must be >= 0 GB")
+        adapter_path = resolve_adapter(adapter)
+        loaded = load(model, dtype=dtype, device=device)
+        block_adapter = None
+        if adapter_path is not None:
+            from blockattn.adapter import load_block_adapter
+
+            block_adapter = load_block_adapter(loaded.model, adapter_path)
+        config = EngineConfig(gpu_cache_bytes=int(gpu_cache_gb * GiB), cpu_cache_bytes=int(cpu_cache_gb * GiB),
+                              cache_dir=str(cache_dir) if cache_dir else None)
+        engine = BlockEngine(loaded.model, loaded.identity, block_adapter, config)
+        return Service(engine, loaded.tokenizer, loaded.name,
+                       block_adapter.identity if block_adapter is not None else None, default_max_tokens)
+
+    # ---------------------------------------------------------------- tokenizer (locked)
+    def encode(self, text: str) -> list[int]:
+        with self._tokenizer_lock:
+            return prompts.encode_text(self.tokenizer, text)
+
+    def decode(self, tokens: list[int]) -> str:
+        with self._tokenizer_lock:
+            return self.tokenizer.decode(tokens, skip_special_tokens=True)
+
+    # ---------------------------------------------------------------- prompts
+    def rag_prompt(self, documents: list[str], question: str, mode: str = "block", segment: str = "none") -> Prompt:
+        """Documents + a question (`blockattn generate`): [prefix, documents..., question]."""
+        if not question or not question.strip():
+            raise UserError("the question is empty")
+        if not documents:
+            raise UserError("no documents given")
+        with self._tokenizer_lock:
+            built = prompts.build_prompt(self.tokenizer, split_documents(documents, segment), question.strip())
+        return Prompt([built.prefix, *built.documents], built.query, mode, len(built.documents))
+
+    def chat_prompt(self, messages: list[dict], documents: list[str] | None = None, segment: str = "none") -> Prompt:
+        """A chat request; with documents in block mode (the last user message is the query block)."""
+        if not messages:
+            raise UserError("messages is empty")
+        with self._tokenizer_lock:
+            if not documents:
+                return Prompt([], prompts.build_chat_tokens(self.tokenizer, messages), "full")
+            built = prompts.build_chat_prompt(self.tokenizer, messages, split_documents(documents, segment))
+        return Prompt([built.prefix, *built.documents], built.query, "block", len(built.documents))
+
+    def completion_prompt(self, text_or_ids: str | list[int], documents: list[str] | None = None,
+                          segment: str = "none") -> Prompt:
+        """A raw completion prompt; documents (if any) are context blocks in front of it."""
+        if isinstance(text_or_ids, str):
+            if not text_or_ids:
+                raise UserError("prompt is empty")
+            query = self.encode(text_or_ids)
+        else:
+            query = list(text_or_ids)
+            if not query:
+                raise UserError("prompt is empty")
+            self.engine.check_tokens(query, "prompt")
+        if not documents:
+            return Prompt([], query, "full")
+        with self._tokenizer_lock:
+            blocks = prompts.encode_documents(self.tokenizer, split_documents(documents, segment))
+        return Prompt(blocks, query, "block", len(blocks))
+
+    # ---------------------------------------------------------------- generation
+    def max_tokens_for(self, prompt: Prompt, requested: int | None) -> int:
+        """`requested` new tokens if they fit the model's window (else UserError); when None, the default
+        capped by the room left."""
+        if requested is not None and requested < 1:
+            raise UserError("max_tokens must be at least 1")
+        used = self.engine.positions_needed(prompt.blocks, prompt.query, prompt.mode)
+        window = self.engine.max_positions
+        if requested is None:
+            requested = self.default_max_tokens if window is None else min(self.default_max_tokens, window - used)
+            if requested < 1:
+                raise ContextTooLong(f"context too long: the prompt needs {used} positions, the model's window is {window}")
+        self.engine.check_fits(prompt.blocks, prompt.query, prompt.mode, requested)
+        return requested
+
+    def generate(self, prompt: Prompt, sampling: SamplingParams | None = None, max_tokens: int | None = None,
+                 stop: list[str] | None = None) -> Generation:
+        """A generation, checked (fits the window) but not started: iterate it to run."""
+        return Generation(self, prompt, sampling or SamplingParams(), self.max_tokens_for(prompt, max_tokens),
+                          list(stop or []))
+
+    def info(self) -> dict:
+        return {"model": self.model_name, "adapter": self.adapter_name, **self.engine.info(),
+                "cache": self.engine.store.stats()}

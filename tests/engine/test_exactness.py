@@ -1,0 +1,160 @@
+"""The engine's anchor: cached block K/V + query == the uncached block-mode forward (fp32, 1e-4), for the
+query block's logits and for every decoded token -- cold or cached, any order and offset, with per-block and
+shared sinks and a LoRA block adapter; full mode == plain causal attention with the adapter off."""
+
+import pytest
+import torch
+
+from blockattn.adapter import load_block_adapter, save_block_adapter
+from blockattn.attention import BlockSinks, block_forward, pack_sequence
+from blockattn.engine.engine import BlockEngine, EngineConfig
+from blockattn.engine.sampling import SamplingParams
+from blockattn.models.tiny import ARCHITECTURES, tiny_model
+
+TOL = 1e-4
+
+
+def random_blocks(lengths, vocab=500, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(3, vocab, (n,), generator=g).tolist() for n in lengths]
+
+
+def reference_logits(model, blocks, query, sinks=None, n_sinks=0, n_shared=0):
+    """Uncached block mode: one block-attention forward over [blocks..., query]; logits of the query tokens."""
+    ids, layout = pack_sequence([*blocks, query], sinks_per_block=n_sinks, shared_sink=n_shared)
+    with torch.no_grad():
+        return block_forward(model, ids, layout, sinks=sinks).logits[0, -len(query):]
+
+
+def assert_close(a, b):
+    delta = (a - b).abs().max().item()
+    assert delta <= TOL, delta
+
+
+def make_adapter(tmp_path, arch, n_sinks=3, n_shared=2):
+    """A block adapter with random (non-zero) LoRA weights and sinks, saved and loaded like a shipped one."""
+    from peft import LoraConfig, get_peft_model
+
+    student = get_peft_model(tiny_model(arch), LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"],
+                                                          init_lora_weights=False))
+    sinks = BlockSinks(student.config.hidden_size, per_block=n_sinks, shared=n_shared)
+    save_block_adapter(tmp_path / "adapter", student, sinks, n_sinks, n_shared)
+    return load_block_adapter(tiny_model(arch), tmp_path / "adapter")
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+class TestCachedEqualsUncached:
+    def test_cold_then_cached(self, arch):
+        model = tiny_model(arch)
+        *blocks, query = random_blocks([13, 40, 7, 22, 9])
+        engine = BlockEngine(model, "tiny")
+        ref = reference_logits(model, blocks, query)
+        cold = engine.prefill(blocks, query, keep_logits=len(query))
+        assert (cold.cached_blocks, cold.computed_blocks) == (0, 4)
+        assert_close(cold.logits, ref)
+        warm = engine.prefill(blocks, query, keep_logits=len(query))
+        assert (warm.cached_blocks, warm.computed_blocks) == (4, 0)
+        assert_close(warm.logits, ref)
+
+    def test_any_order_and_offset(self, arch):
+        model = tiny_model(arch)
+        a, b, c, d, query = random_blocks([17, 5, 31, 12, 6], seed=2)
+        engine = BlockEngine(model, "tiny")
+        engine.prefill([a, b, c], query)
+        for order in ([c, a, b], [b, c, a], [a, d, c]):  # cached blocks moved to new offsets, one new block
+            out = engine.prefill(order, query, keep_logits=len(query))
+            assert_close(out.logits, reference_logits(model, order, query))
+        assert engine.store.computed == 4
+
+    def test_duplicate_and_empty_blocks(self, arch):
+        model = tiny_model(arch)
+        a, b, query = random_blocks([9, 14, 5], seed=3)
+        engine = BlockEngine(model, "tiny")
+        out = engine.prefill([a, [], b, a], query, keep_logits=len(query))
+        assert (out.cached_blocks, out.computed_blocks) == (1, 2)  # `a` twice: computed once, reused once
+        assert_close(out.logits, reference_logits(model, [a, b, a], query))
+
+    def test_sinks_shared_sink_and_lora_adapter(self, arch, tmp_path):
+        adapter = make_adapter(tmp_path, arch)
+        *blocks, query = random_blocks([11, 5, 19, 6], seed=1)
+        engine = BlockEngine(adapter.model.get_base_model(), "tiny", adapter)
+        ref = reference_logits(adapter.model, blocks, query, adapter.sinks, 3, 2)
+        for expected_computed in (3, 0):
+            out = engine.prefill(blocks, query, keep_logits=len(query))
+            assert out.computed_blocks == expected_computed
+            assert_close(out.logits, ref)
+        reordered = blocks[::-1]
+        out = engine.prefill(reordered, query, keep_logits=len(query))
+        assert_close(out.logits, reference_logits(adapter.model, reordered, query, adapter.sinks, 3, 2))
+
+    def test_full_mode_is_causal_attention_with_the_adapter_off(self, arch, tmp_path):
+        adapter = make_adapter(tmp_path, arch)
+        base = adapter.model.get_base_model()
+        *blocks, query = random_blocks([8, 12, 5], seed=4)
+        engine = BlockEngine(base, "tiny", adapter)
+        ids = torch.tensor([sum(blocks, []) + query])
+        with torch.no_grad(), adapter.model.disable_adapter():
+            ref = adapter.model(input_ids=ids).logits[0, -len(query):]
+        out = engine.prefill(blocks, query, mode="full", keep_logits=len(query))
+        assert_close(out.logits, ref)
+        assert out.computed_blocks == out.cached_blocks == 0
+
+    def test_decoding_continues_the_block_mode_sequence(self, arch):
+        model = tiny_model(arch)
+        *blocks, query = random_blocks([10, 21, 4], seed=5)
+        engine = BlockEngine(model, "tiny")
+        engine.prefill(blocks, query)  # so the generation below runs on cached blocks
+        state = engine.prefill(blocks, query, max_new_tokens=6)
+        tokens = list(engine.generate(state, SamplingParams(), 6))
+        assert state.finish_reason == "length" and len(tokens) == 6
+        # reference: the generated tokens are part of the query block; recompute everything uncached
+        expected, logits = [], reference_logits(model, blocks, query)[-1]
+        for _ in range(6):
+            expected.append(int(torch.argmax(logits)))
+            logits = reference_logits(model, blocks, query + expected)[-1]
+        assert tokens == expected
+        state = engine.prefill(blocks, query, max_new_tokens=3)
+        for token in expected[:3]:
+            step = engine.decode_one_token(state, token)
+        assert_close(step, reference_logits(model, blocks, query + expected[:3])[-1])
+
+
+def test_stop_token_ends_generation():
+    model = tiny_model()
+    *blocks, query = random_blocks([6, 5])
+    engine = BlockEngine(model, "tiny")
+    first = int(torch.argmax(engine.prefill(blocks, query).logits[-1]))
+    state = engine.prefill(blocks, query, max_new_tokens=5)
+    assert list(engine.generate(state, SamplingParams(), 5, stop_ids={first})) == []
+    assert state.finish_reason == "stop"
+
+
+@pytest.mark.slow
+def test_compiled_rotation_equals_eager():
+    """The fused (torch.compile) key rotation used on CUDA, run here through Inductor's CPU backend."""
+    model = tiny_model()
+    *blocks, query = random_blocks([13, 40, 7, 9], seed=6)
+    eager = BlockEngine(model, "tiny", config=EngineConfig(compile_rotation=False))
+    fused = BlockEngine(model, "tiny", config=EngineConfig(compile_rotation=True))
+    a = eager.prefill(blocks, query, keep_logits=len(query)).logits
+    b = fused.prefill(blocks, query, keep_logits=len(query)).logits
+    assert fused.placer.compiled, "compilation fell back to eager"
+    assert_close(a, b)
+    assert_close(b, reference_logits(model, blocks, query))
+
+
+@pytest.mark.slow
+def test_real_smollm2_cached_equals_uncached(smollm2):
+    from blockattn.engine.prompt import build_prompt
+
+    docs = ["The Bell Rock Lighthouse stands on a reef in the North Sea.",
+            "Marie Curie was born in Warsaw in 1867 and moved to Paris in 1891.",
+            "Honey bees tell each other where food is by dancing."]
+    prompt = build_prompt(smollm2.tokenizer, docs, "Who was born in Warsaw?")
+    blocks, query = [prompt.prefix, *prompt.documents], prompt.query
+    engine = BlockEngine(smollm2.model, smollm2.identity)
+    ref = reference_logits(smollm2.model, blocks, query)
+    assert_close(engine.prefill(blocks, query, keep_logits=len(query)).logits, ref)
+    cached = engine.prefill(blocks[::-1], query, keep_logits=len(query))  # every block cached, moved
+    assert cached.computed_blocks == 0
+    assert_close(cached.logits, reference_logits(smollm2.model, blocks[::-1], query))
