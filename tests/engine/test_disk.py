@@ -1,0 +1,71 @@
+"""The disk tier: persistent across instances, verified on read; corrupted entries are dropped and recomputed."""
+
+import pytest
+import torch
+
+from blockattn.engine.disk import DiskTier
+from blockattn.engine.engine import BlockEngine, EngineConfig
+from blockattn.models.tiny import tiny_model
+
+KEY = "ab" + "0" * 62
+
+
+def test_round_trip_survives_a_new_instance(tmp_path):
+    kv = torch.randn(2, 2, 2, 5, 16).bfloat16()
+    DiskTier(tmp_path).write(KEY, kv)
+    again = DiskTier(tmp_path)
+    assert again.stats.entries == 1 and again.stats.bytes > 0
+    assert torch.equal(again.read(KEY), kv)
+    assert again.stats.hits == 1
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage", "other_key"])
+def test_a_corrupted_entry_is_detected_dropped_and_never_used(tmp_path, damage):
+    disk = DiskTier(tmp_path)
+    kv = torch.randn(2, 2, 2, 5, 16)
+    disk.write(KEY, kv)
+    path = disk.path(KEY)
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[-7] ^= 0x40  # inside the tensor bytes: parses fine, fails the checksum
+    elif damage == "truncate":
+        data = data[: len(data) // 2]
+    elif damage == "garbage":
+        data = bytearray(b"not a safetensors file")
+    path.write_bytes(bytes(data))
+    if damage == "other_key":  # a valid entry of another key, stored under this key's name
+        other = "cd" + "2" * 62
+        disk.write(other, kv)
+        disk.path(other).replace(path)
+    assert disk.read(KEY) is None
+    assert disk.stats.corrupt == 1 and not path.exists()
+
+
+def test_engine_recomputes_a_corrupted_block_with_identical_output(tmp_path):
+    model = tiny_model()
+    blocks, query = [[5, 6, 7, 8, 9], [10, 11, 12]], [13, 14]
+    first = BlockEngine(model, "tiny", config=EngineConfig(cache_dir=str(tmp_path)))
+    expected = first.prefill(blocks, query, keep_logits=2).logits
+    restarted = BlockEngine(model, "tiny", config=EngineConfig(cache_dir=str(tmp_path)))
+    out = restarted.prefill(blocks, query, keep_logits=2)
+    assert out.computed_blocks == 0 and restarted.store.disk.stats.hits == 2
+    assert torch.equal(out.logits, expected)
+    for path in tmp_path.glob("*/*.safetensors"):  # corrupt every entry
+        data = bytearray(path.read_bytes())
+        data[-3] ^= 0xFF
+        path.write_bytes(bytes(data))
+    again = BlockEngine(model, "tiny", config=EngineConfig(cache_dir=str(tmp_path)))
+    out = again.prefill(blocks, query, keep_logits=2)
+    assert out.computed_blocks == 2 and again.store.disk.stats.corrupt == 2
+    assert torch.equal(out.logits, expected)
+    assert again.store.disk.stats.writes == 2  # rewritten, verified next time
+    assert BlockEngine(model, "tiny", config=EngineConfig(cache_dir=str(tmp_path))).prefill(blocks, query).computed_blocks == 0
+
+
+def test_an_unwritable_directory_is_a_user_error(tmp_path):
+    from blockattn.errors import UserError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="cannot create"):
+        DiskTier(blocker / "cache")

@@ -1,0 +1,103 @@
+"""The text-level service: prompts (block and full mode use the same tokens), limits, stop strings, cancel."""
+
+import pytest
+
+from blockattn.engine.engine import ContextTooLong
+from blockattn.engine.prompt import build_prompt
+from blockattn.engine.sampling import SamplingParams
+from blockattn.engine.service import Service, resolve_adapter
+from blockattn.errors import UserError
+
+DOCS = ["The Bell Rock Lighthouse stands on a reef.", "Honey bees dance to share where food is."]
+
+
+@pytest.fixture(scope="module")
+def service(tiny_dir):
+    return Service.load(str(tiny_dir), adapter="none", device="cpu")
+
+
+class TestPrompts:
+    def test_chat_with_one_user_message_is_the_rag_prompt(self, service):
+        chat = service.chat_prompt([{"role": "user", "content": "Who?"}], DOCS)
+        rag = build_prompt(service.tokenizer, DOCS, "Who?")
+        assert chat.mode == "block" and chat.blocks == [rag.prefix, *rag.documents] and chat.query == rag.query
+
+    def test_block_and_full_mode_use_the_same_tokens(self, service):
+        block, full = service.rag_prompt(DOCS, "Who?", "block"), service.rag_prompt(DOCS, "Who?", "full")
+        assert (block.blocks, block.query) == (full.blocks, full.query) and block.n_documents == 2
+
+    def test_chat_without_documents_is_full_attention(self, service):
+        prompt = service.chat_prompt([{"role": "system", "content": "Be terse."},
+                                      {"role": "user", "content": "Hi"}])
+        assert prompt.mode == "full" and prompt.blocks == []
+        assert service.decode(prompt.query).endswith("assistant\n")
+
+    def test_earlier_turns_go_into_the_prefix_block(self, service):
+        messages = [{"role": "user", "content": "first"}, {"role": "assistant", "content": "ok"},
+                    {"role": "user", "content": "second"}]
+        prompt = service.chat_prompt(messages, DOCS)
+        assert "first" in service.decode(prompt.blocks[0]) and "second" in service.decode(prompt.query)
+
+    def test_completion_prompt_from_text_or_ids(self, service):
+        ids = service.encode("Once upon a time")
+        assert service.completion_prompt("Once upon a time").query == ids
+        with_docs = service.completion_prompt(ids, DOCS)
+        assert with_docs.mode == "block" and len(with_docs.blocks) == 2 and with_docs.query == ids
+
+    @pytest.mark.parametrize("call", [
+        lambda s: s.chat_prompt([]),
+        lambda s: s.chat_prompt([{"role": "assistant", "content": "x"}], DOCS),
+        lambda s: s.completion_prompt(""),
+        lambda s: s.completion_prompt([1, 10**9]),
+        lambda s: s.rag_prompt(DOCS, "  "),
+        lambda s: s.rag_prompt(DOCS, "q", segment="auto"),
+        lambda s: s.rag_prompt(DOCS, "q", segment="sentences"),
+    ])
+    def test_bad_input_is_a_user_error(self, service, call):
+        with pytest.raises(UserError):
+            call(service)
+
+
+class TestGeneration:
+    def test_default_max_tokens_fits_the_window(self, service):
+        prompt = service.completion_prompt([5] * 2000)  # 48 positions left in the tiny model's 2048
+        assert service.generate(prompt).max_tokens == 48
+        with pytest.raises(ContextTooLong):
+            service.generate(prompt, max_tokens=49)
+        with pytest.raises(ContextTooLong):
+            service.generate(service.completion_prompt([5] * 2048))
+
+    def test_greedy_generation_is_deterministic_and_reports_usage(self, service):
+        prompt = service.rag_prompt(DOCS, "Where does the lighthouse stand?")
+        first = service.generate(prompt, max_tokens=8)
+        text = first.text()
+        second = service.generate(prompt, max_tokens=8)
+        assert second.text() == text and first.finish_reason in ("stop", "length")
+        assert second.usage.cached_blocks == 3 and second.usage.computed_blocks == 0
+        assert first.usage.prompt_tokens == prompt.prompt_tokens and first.usage.completion_tokens <= 8
+        assert 0 < first.usage.ttft_ms <= first.usage.total_ms
+
+    def test_stop_string(self, service):
+        prompt = service.completion_prompt("counting:")
+        full = service.generate(prompt, max_tokens=12).text()
+        stop = full[3:6]
+        assert stop and stop in full
+        cut = service.generate(prompt, max_tokens=12, stop=[stop])
+        assert cut.text() == full[:full.index(stop)] and cut.finish_reason == "stop"
+
+    def test_sampling_with_a_seed_reproduces(self, service):
+        prompt = service.completion_prompt("x")
+        runs = [service.generate(prompt, SamplingParams(1.0, 0.9, seed=11), 10).text() for _ in range(2)]
+        assert runs[0] == runs[1]
+
+    def test_cancelled_before_start_does_no_work(self, service):
+        generation = service.generate(service.completion_prompt("x"), max_tokens=5)
+        generation.cancel.set()
+        assert generation.text() == "" and generation.finish_reason == "cancelled"
+        assert generation.usage.completion_tokens == 0
+
+
+def test_adapter_specs():
+    assert resolve_adapter("none") is None and resolve_adapter(None) is None
+    with pytest.raises(UserError):
+        resolve_adapter("/no/such/adapter")
