@@ -83,14 +83,15 @@ class TestScripture:
 
 
 class TestFortunes:
-    def test_one_coarse_piece_per_entry(self, package_tree):
+    def test_one_document_per_entry_grouped_by_file(self, package_tree):
         root = package_tree({"usr/share/games/fortunes/tiny": fixture_text("fortunes.txt"),
                              "usr/share/games/fortunes/tiny.dat": b"\x00",
                              "usr/share/games/fortunes/ascii-art": "art\n%\nart\n"})
-        (doc,) = check(list(fortunes.parse([root])), "fortunes", "quotes-poems")
-        assert sum(p.level == COARSE for p in doc.pieces) == 3
-        assert all(p.heading == "%\n" for p in doc.pieces if p.level == COARSE)
-        assert "-- Ogden Nash" in doc.text(markup=False) and "%" not in doc.text(markup=False)
+        docs = check(list(fortunes.parse([root])), "fortunes", "quotes-poems")
+        assert len(docs) == 3 and {d.group for d in docs} == {"fortunes:tiny"}
+        assert all(d.pieces[0].heading == "%\n" for d in docs)
+        assert "-- Ogden Nash" in docs[0].text(markup=False) and "%" not in docs[0].text(markup=False)
+        assert [p.level for p in docs[2].pieces] == [COARSE, NONE, NONE]  # a poem's stanzas
 
 
 class TestCode:

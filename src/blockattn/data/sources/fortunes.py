@@ -1,7 +1,8 @@
-"""Quotes and poems: the `fortunes` database (Debian `fortunes`), one entry per coarse piece.
+"""Quotes and poems: the `fortunes` database (Debian `fortunes`), one document per entry.
 
-One document per fortune file (art, computers, songs-poems, ...), which is also the split group. The "%"
-separator line is the entry's markup. The ASCII-art file is left out: pictures, not text.
+Entries are independent texts (a file is a loose theme, not a document), so instances are concatenations
+of entries; each fortune file (art, computers, songs-poems, ...) is one split group. The "%" separator
+line is the entry's markup. The ASCII-art file is left out: pictures, not text.
 """
 
 from __future__ import annotations
@@ -35,15 +36,14 @@ def parse(roots: Sequence[Path]) -> Iterator[Document]:
     for path in sorted(folder.iterdir()):
         if path.suffix or path.is_symlink() or path.name in _SKIP:
             continue
-        pieces = []
-        for entry in parse_fortune_file(path.read_text(encoding="utf-8", errors="replace")):
-            pieces += section(entry, COARSE, heading="%\n")
-        if pieces:
-            yield Document(f"fortunes/{path.name}", "fortunes", "quotes-poems", f"fortunes: {path.name}",
-                           group=f"fortunes:{path.name}", pieces=tuple(pieces))
+        for k, entry in enumerate(parse_fortune_file(path.read_text(encoding="utf-8", errors="replace"))):
+            pieces = section(entry, COARSE, heading="%\n")
+            if pieces:
+                yield Document(f"fortunes/{path.name}/{k}", "fortunes", "quotes-poems", f"{path.name} #{k}",
+                               group=f"fortunes:{path.name}", pieces=tuple(pieces))
 
 
 FORTUNES = Source(
     name="fortunes", category="quotes-poems", packages=(Package("debian", "fortunes", "1:1.99.1-7.3"),),
     license="fortune database: mostly public domain / fair-use quotations (see the package's copyright file)",
-    description="fortune-mod quotations, jokes and poems, one entry per unit", parse=parse)
+    description="fortune-mod quotations, jokes and poems, one entry per unit", parse=parse, version=2)
