@@ -158,3 +158,19 @@ def test_real_smollm2_cached_equals_uncached(smollm2):
     cached = engine.prefill(blocks[::-1], query, keep_logits=len(query))  # every block cached, moved
     assert cached.computed_blocks == 0
     assert_close(cached.logits, reference_logits(smollm2.model, blocks[::-1], query))
+
+
+def test_attention_falls_back_to_a_materialised_mask(monkeypatch):
+    from blockattn.engine import attention
+
+    q, k, v = torch.randn(1, 4, 3, 16), torch.randn(1, 2, 10, 16), torch.randn(1, 2, 10, 16)
+    expected, _ = attention.cached_attention(None, q, k, v, None)
+
+    def no_kernel(*args):
+        raise RuntimeError("no kernel for these inputs")
+
+    monkeypatch.setattr(attention, "causal_lower_right", no_kernel)
+    monkeypatch.setattr(attention, "_bias_dispatch_ok", True)
+    fallback, _ = attention.cached_attention(None, q, k, v, None)
+    assert not attention._bias_dispatch_ok
+    assert (fallback - expected).abs().max() <= 1e-6

@@ -9,14 +9,20 @@ from typing import Callable
 import torch
 
 
-def median_ms(fn: Callable[[], object], device: torch.device, warmup: int = 2, repeat: int = 5) -> float:
-    """Median wall time of `fn()` in milliseconds, CUDA-synchronised (CUDA events) or host-timed (CPU)."""
+def median_ms(fn: Callable[[], object], device: torch.device, warmup: int = 2, repeat: int = 5,
+              setup: Callable[[], object] | None = None) -> float:
+    """Median wall time of `fn()` in milliseconds, CUDA-synchronised (CUDA events) or host-timed (CPU).
+    `setup()`, if given, runs untimed before every call (e.g. resetting a cache)."""
+    setup = setup or (lambda: None)
     for _ in range(warmup):
+        setup()
         fn()
     times = []
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         for _ in range(repeat):
+            setup()
+            torch.cuda.synchronize(device)
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             fn()
@@ -25,6 +31,7 @@ def median_ms(fn: Callable[[], object], device: torch.device, warmup: int = 2, r
             times.append(start.elapsed_time(end))
     else:
         for _ in range(repeat):
+            setup()
             t0 = time.perf_counter()
             fn()
             times.append((time.perf_counter() - t0) * 1e3)

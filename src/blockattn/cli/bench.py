@@ -60,3 +60,49 @@ def attention(
     for ratio in result["ratios"]:
         typer.echo("  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in ratio.items()))
     typer.echo(f"wrote {path} and {path.with_suffix('.png')}")
+
+
+@app.command("ttft")
+def ttft(
+    device: str = typer.Option("auto", help="cuda, cpu, or auto (cuda when present)."),
+    models: str = typer.Option("", help="Comma-separated: llama8b, smollm2, tiny (default: llama8b,smollm2 on "
+                                        "CUDA; smollm2 on CPU)."),
+    sizes: str = typer.Option("", help="Comma-separated prompt lengths N (default: 2k..32k on CUDA; 2k,4k,8k on CPU)."),
+    block_tokens: int = typer.Option(512, help="Tokens per context block."),
+    question_tokens: int = typer.Option(64, help="Tokens of the question (the query block)."),
+    warmup: int = typer.Option(0, help="Untimed runs first (default: 2 on CUDA, 1 on CPU)."),
+    repeat: int = typer.Option(0, help="Timed runs, median taken (default: 5 on CUDA, 3 on CPU)."),
+    time_budget: float = typer.Option(210.0, help="Start no new measurement after this many seconds."),
+    out: Path = typer.Option(Path("reports/bench_ttft.json"), help="JSON output; the plot goes beside it (.png)."),
+) -> None:
+    """Time to first token: full prefill vs all blocks cached vs cold block prefill (and the plain HF path)."""
+    import torch
+
+    from blockattn.bench.models import BENCH_MODELS
+    from blockattn.bench.ttft import TTFTBenchConfig, run, table, write
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cuda", "cpu"):
+        raise UserError(f"--device must be cuda, cpu or auto, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda, but no CUDA device is available")
+    on_cuda = device == "cuda"
+    names = [m.strip() for m in models.split(",") if m.strip()] or (["llama8b", "smollm2"] if on_cuda else ["smollm2"])
+    unknown = [m for m in names if m not in BENCH_MODELS]
+    if unknown:
+        raise UserError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(BENCH_MODELS)}")
+    if block_tokens < 1 or question_tokens < 1:
+        raise UserError("--block-tokens and --question-tokens must be >= 1")
+    cfg = TTFTBenchConfig(
+        models=names, sizes=parse_sizes(sizes) if sizes else ([2048, 4096, 8192, 16384, 32768] if on_cuda else
+                                                              [2048, 4096, 8192]),
+        device=device, block_tokens=block_tokens, question_tokens=question_tokens,
+        warmup=warmup or (2 if on_cuda else 1), repeat=repeat or (5 if on_cuda else 3), time_budget_s=time_budget)
+    if min(cfg.sizes) <= question_tokens:
+        raise UserError("every size must exceed --question-tokens")
+    result = run(cfg, log=lambda line: typer.echo(line, err=True))
+    result["command"] = "blockattn bench ttft " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["bench", "ttft"] else sys.argv[1:])
+    path = write(result, out)
+    typer.echo(table(result))
+    typer.echo(f"wrote {path}" + (f" and {path.with_suffix('.png')}" if result["rows"] else ""))

@@ -22,9 +22,13 @@ T is a query block). Grouped-query attention goes through `enable_gqa`, never a 
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 from torch.nn.attention.bias import causal_lower_right
+
+log = logging.getLogger(__name__)
 
 
 def cached_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -40,6 +44,24 @@ def cached_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
         out = nn.functional.scaled_dot_product_attention(query, key, value, is_causal=t > 1, scale=scaling,
                                                          enable_gqa=gqa)
     else:
-        out = nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=causal_lower_right(t, length),
-                                                         scale=scaling, enable_gqa=gqa)
+        out = _lower_right(query, key, value, scaling, gqa)
     return out.transpose(1, 2).contiguous(), None  # (B, T, H, D)
+
+
+_bias_dispatch_ok = True  # False once the lower-right bias path has failed on this torch build
+
+
+def _lower_right(query, key, value, scaling, gqa):
+    """SDPA with the lower-right causal bias; should a torch build reject it for these inputs, the same mask
+    materialised (slower, same result) -- logged once, never a failed request."""
+    global _bias_dispatch_ok
+    t, length = query.shape[2], key.shape[2]
+    if _bias_dispatch_ok:
+        try:
+            return nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=causal_lower_right(t, length),
+                                                              scale=scaling, enable_gqa=gqa)
+        except RuntimeError as exc:
+            _bias_dispatch_ok = False
+            log.warning("lower-right causal SDPA failed (%s); using a materialised mask", exc)
+    mask = torch.ones(t, length, dtype=torch.bool, device=query.device).tril(diagonal=length - t)  # (T, L)
+    return nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scaling, enable_gqa=gqa)

@@ -1,0 +1,286 @@
+"""`blockattn bench ttft`: time to first token -- full prefill vs all blocks cached vs cold block prefill.
+
+A prompt of N tokens = (N − question) context tokens in blocks of `block_tokens` + a `question`-token query
+block (random token ids, seeded). For each model and N, on the engine (`engine.BlockEngine`):
+
+    full      plain causal prefill of all N tokens (what a server without block caching pays)
+    cold      block mode, empty cache: every block prefilled (batched), placed, then the query
+    cached    block mode, every block already in the GPU (CPU) tier: place (re-rotate) + query only
+    hf        the plain transformers path for the same cached K/V: a DynamicCache holding the context K/V
+              (built untimed), then a forward of the question (HF SDPA: mask + repeat_kv + torch.cat)
+
+TTFT = from the call until the first token id is on the host (greedy), median of `repeat` runs after
+`warmup`, device-synchronised. Also recorded: cached/cold phase splits (blocks / assemble / query, with a
+sync between phases), attention-kernel time of the query over the cache (ours vs HF's way), and a floor:
+reading the weights + the context K/V once at the device's measured copy bandwidth.
+
+    python -m blockattn.bench.ttft --device cuda --out reports/bench_ttft.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from blockattn.bench.models import BenchModel, build
+from blockattn.bench.timing import median_ms
+
+GOAL = {"model": "llama-8b-shape", "tokens": 32768, "max_cached_pct_of_full": 1.3}
+
+
+@dataclass
+class TTFTBenchConfig:
+    models: list[str] = field(default_factory=lambda: ["llama8b", "smollm2"])
+    sizes: list[int] = field(default_factory=lambda: [2048, 4096, 8192, 16384, 32768])  # prompt tokens N
+    device: str = "cuda"
+    dtype: str | None = None  # None: bfloat16 on CUDA, float32 on CPU
+    block_tokens: int = 512
+    question_tokens: int = 64
+    warmup: int = 2
+    repeat: int = 5
+    time_budget_s: float = 210.0  # stop starting new measurements after this (the lent GPU's time is short)
+    seed: int = 0
+
+
+def prompt_blocks(n: int, block_tokens: int, question_tokens: int, vocab: int, seed: int):
+    """(context blocks, question) of random ids: n − question_tokens context tokens in blocks of block_tokens."""
+    g = torch.Generator().manual_seed(seed + n)
+    context = torch.randint(100, vocab, (n - question_tokens,), generator=g).tolist()
+    blocks = [context[i:i + block_tokens] for i in range(0, len(context), block_tokens)]
+    return blocks, torch.randint(100, vocab, (question_tokens,), generator=g).tolist()
+
+
+def copy_bandwidth_gbps(device: torch.device, nbytes: int = 1 << 30) -> float:
+    """Device memory bandwidth from a large copy (read + write)."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src), device, warmup=2, repeat=5)
+    return 2 * nbytes / (ms / 1e3) / 1e9
+
+
+def _median_phase(runs: list[dict]) -> dict:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def attention_kernels(engine, n_context: int, question: int, device: torch.device, cfg: TTFTBenchConfig) -> dict:
+    """One layer's attention of the question over the cache, × layers: the engine's kernel vs HF's SDPA path."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from blockattn.engine.attention import cached_attention
+
+    base = engine.base
+    n_layers, kv_heads, head_dim = engine.dims
+    heads = base.config.num_attention_heads
+    length = n_context + question
+    q = torch.randn(1, heads, question, head_dim, device=device, dtype=engine.dtype)
+    kv = torch.randn(2, kv_heads, length, head_dim, device=device, dtype=engine.dtype)
+    k, v = kv[0].unsqueeze(0), kv[1].unsqueeze(0)  # (1, H_kv, L, D)
+    module = base.model.layers[0].self_attn
+    mask = torch.ones(question, length, dtype=torch.bool, device=device).tril(diagonal=n_context)[None, None]
+    ours = median_ms(lambda: cached_attention(module, q, k, v, None), device, cfg.warmup, cfg.repeat)
+    hf = median_ms(lambda: sdpa_attention_forward(module, q, k, v, mask), device, cfg.warmup, cfg.repeat)
+    return {"engine_ms": ours * n_layers, "hf_sdpa_ms": hf * n_layers}
+
+
+def hf_cached_ms(engine, blocks, question, device: torch.device, cfg: TTFTBenchConfig) -> float:
+    """The plain transformers path on the same cached K/V (the issue's 'DynamicCache + 64-token forward')."""
+    from transformers import DynamicCache
+
+    assembled = engine.prefill(blocks, question)  # the context K/V, placed; its first n positions are the context
+    n = assembled.kv.length - len(question)
+    ids = torch.tensor([question], device=device)
+    positions = torch.arange(n, n + len(question), device=device).unsqueeze(0)
+    holder = {}
+
+    def fill():
+        cache = DynamicCache(config=engine.base.config)
+        for i in range(engine.dims[0]):
+            cache.update(assembled.kv.buffer[i, 0, :, :n].unsqueeze(0).clone(),
+                         assembled.kv.buffer[i, 1, :, :n].unsqueeze(0).clone(), i)
+        holder["cache"] = cache
+
+    def forward():
+        out = engine.base(input_ids=ids, position_ids=positions, past_key_values=holder["cache"], use_cache=True,
+                          logits_to_keep=1)
+        return int(torch.argmax(out.logits[0, -1]))
+
+    with torch.no_grad():
+        return median_ms(forward, device, cfg.warmup, cfg.repeat, setup=fill)
+
+
+def bench_size(bm: BenchModel, n: int, cfg: TTFTBenchConfig, device: torch.device, bandwidth: float | None) -> dict:
+    from blockattn.engine.engine import GiB, BlockEngine, EngineConfig
+
+    engine = BlockEngine(bm.model, bm.identity, config=EngineConfig(gpu_cache_bytes=48 * GiB, cpu_cache_bytes=48 * GiB))
+    blocks, question = prompt_blocks(n, cfg.block_tokens, cfg.question_tokens, engine.vocab_size, cfg.seed)
+    row = {"model": bm.name, "tokens": n, "context_tokens": n - cfg.question_tokens, "question_tokens": len(question),
+           "blocks": len(blocks)}
+
+    def first_token(mode="block", sync=False):
+        state = engine.prefill(blocks, question, mode=mode, sync_timings=sync)
+        return int(torch.argmax(state.logits[-1])), state
+
+    with torch.no_grad():
+        row["full_ms"] = median_ms(lambda: first_token("full"), device, cfg.warmup, cfg.repeat)
+        row["cold_ms"] = median_ms(first_token, device, cfg.warmup, cfg.repeat, setup=engine.store.clear)
+        cold_runs = []
+        for _ in range(max(1, cfg.repeat // 2)):
+            engine.store.clear()
+            cold_runs.append(first_token(sync=True)[1].timings_ms)
+        row["cold_phases_ms"] = _median_phase(cold_runs)
+        cold_token, cold_state = first_token()
+        row["cached_ms"] = median_ms(first_token, device, cfg.warmup, cfg.repeat)
+        row["cached_phases_ms"] = _median_phase([first_token(sync=True)[1].timings_ms for _ in range(cfg.repeat)])
+        cached_token, cached_state = first_token()
+        row["cached_equals_cold"] = {  # the same computation from stored blocks: same logits, same token
+            "max_abs_logit_diff": float((cached_state.logits.float() - cold_state.logits.float()).abs().max()),
+            "same_first_token": cached_token == cold_token}
+        row["hf_cached_ms"] = hf_cached_ms(engine, blocks, question, device, cfg)
+        row["attention_ms"] = attention_kernels(engine, n - len(question), len(question), device, cfg)
+    row["cached_pct_of_full"] = 100 * row["cached_ms"] / row["full_ms"]
+    row["compiled_rotation"] = engine.placer.compiled
+    kv_bytes = cached_state.kv.buffer[:, :, :, :n].numel() * cached_state.kv.buffer.element_size()
+    row["kv_bytes"] = kv_bytes
+    if bandwidth:
+        row["floor_ms"] = (bm.weight_bytes + kv_bytes) / (bandwidth * 1e9) * 1e3
+    return row
+
+
+def environment(device: torch.device) -> dict:
+    import transformers
+
+    env = {"torch": torch.__version__, "transformers": transformers.__version__, "python": platform.python_version(),
+           "machine": platform.machine()}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    else:
+        env["cpu_threads"] = torch.get_num_threads()
+        env["load_average"] = os.getloadavg()  # other jobs on a shared CPU distort timings: recorded, not hidden
+        env["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY")
+    return env
+
+
+def run(cfg: TTFTBenchConfig, log=print) -> dict:
+    device = torch.device(cfg.device)
+    started = time.monotonic()
+    bandwidth = copy_bandwidth_gbps(device) if device.type == "cuda" else None
+    rows, skipped = [], []
+    for name in cfg.models:
+        if time.monotonic() - started > cfg.time_budget_s:
+            skipped.append({"model": name, "reason": "time budget"})
+            continue
+        try:
+            t0 = time.monotonic()
+            bm = build(name, cfg.device, cfg.dtype)
+            log(f"{bm.name}: {bm.n_params / 1e9:.2f}B params, {bm.dtype}, ready in {time.monotonic() - t0:.1f}s")
+        except Exception as exc:  # noqa: BLE001 - one model failing (e.g. no GGUF staged) must not lose the others
+            skipped.append({"model": name, "reason": f"{type(exc).__name__}: {exc}"})
+            log(f"{name}: skipped ({type(exc).__name__}: {exc})")
+            continue
+        for n in cfg.sizes:
+            if n > bm.max_positions:
+                skipped.append({"model": bm.name, "tokens": n, "reason": f"beyond its {bm.max_positions}-token window"})
+                continue
+            if time.monotonic() - started > cfg.time_budget_s:
+                skipped.append({"model": bm.name, "tokens": n, "reason": "time budget"})
+                continue
+            try:
+                row = bench_size(bm, n, cfg, device, bandwidth)
+                rows.append(row)
+                log(f"  N={n}: full {row['full_ms']:.1f} ms, cold {row['cold_ms']:.1f} ms, cached {row['cached_ms']:.2f} ms "
+                    f"({row['cached_pct_of_full']:.2f}% of full), hf {row['hf_cached_ms']:.1f} ms")
+            except Exception as exc:  # noqa: BLE001 - e.g. out of memory at the largest size: keep the rest
+                skipped.append({"model": bm.name, "tokens": n, "reason": f"{type(exc).__name__}: {exc}"})
+                log(f"  N={n}: failed ({type(exc).__name__}: {exc})")
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        del bm
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    goal_rows = [r for r in rows if r["model"] == GOAL["model"] and r["tokens"] == GOAL["tokens"]]
+    goal = dict(GOAL, measured_pct=goal_rows[0]["cached_pct_of_full"] if goal_rows else None)
+    goal["met"] = goal["measured_pct"] is not None and goal["measured_pct"] <= GOAL["max_cached_pct_of_full"]
+    return {"benchmark": "ttft", "config": asdict(cfg), "env": environment(device), "bandwidth_gbps": bandwidth,
+            "rows": rows, "skipped": skipped, "goal": goal, "seconds": time.monotonic() - started}
+
+
+def table(result: dict) -> str:
+    """A compact text table of the rows."""
+    head = f"{'model':<15}{'N':>7}{'blocks':>7}{'full ms':>10}{'cold ms':>10}{'cached ms':>11}{'% full':>8}" \
+           f"{'hf ms':>9}{'assemble':>10}{'query':>9}{'floor':>8}"
+    lines = [head, "-" * len(head)]
+    for r in result["rows"]:
+        phases = r["cached_phases_ms"]
+        floor = f"{r['floor_ms']:.2f}" if "floor_ms" in r else "-"
+        lines.append(f"{r['model']:<15}{r['tokens']:>7}{r['blocks']:>7}{r['full_ms']:>10.1f}{r['cold_ms']:>10.1f}"
+                     f"{r['cached_ms']:>11.2f}{r['cached_pct_of_full']:>8.2f}{r['hf_cached_ms']:>9.1f}"
+                     f"{phases['assemble']:>10.2f}{phases['query']:>9.2f}{floor:>8}")
+    for s in result["skipped"]:
+        lines.append(f"skipped: {s}")
+    goal = result["goal"]
+    measured = "n/a" if goal["measured_pct"] is None else f"{goal['measured_pct']:.2f}%"
+    lines.append(f"goal: {goal['model']} at {goal['tokens']}: cached ≤ {goal['max_cached_pct_of_full']}% of full "
+                 f"-> {measured} ({'met' if goal['met'] else 'not met'})")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_ms, ax_pct) = plt.subplots(1, 2, figsize=(11, 4.2))
+    styles = {"full_ms": ("full prefill", "-"), "cold_ms": ("cold blocks", "--"), "hf_cached_ms": ("HF cached", ":"),
+              "cached_ms": ("cached blocks", "-")}
+    models = list(dict.fromkeys(r["model"] for r in result["rows"]))
+    colors = dict(zip(models, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for model in models:
+        rows = [r for r in result["rows"] if r["model"] == model]
+        n = [r["tokens"] for r in rows]
+        for key, (label, style) in styles.items():
+            marker = "o" if key == "cached_ms" else "."
+            ax_ms.plot(n, [r[key] for r in rows], style, marker=marker, color=colors[model], label=f"{model}: {label}")
+        ax_pct.plot(n, [r["cached_pct_of_full"] for r in rows], marker="o", color=colors[model], label=model)
+    ax_pct.axhline(GOAL["max_cached_pct_of_full"], color="grey", linestyle="--", label="goal (8B @ 32k)")
+    sizes = sorted({r["tokens"] for r in result["rows"]})
+    for ax in (ax_ms, ax_pct):
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xticks(sizes, [f"{s // 1024}k" for s in sizes])
+        ax.grid(alpha=0.3)
+    ax_ms.set(yscale="log", xlabel="prompt tokens", ylabel="TTFT (ms)", title="time to first token")
+    ax_pct.set(xlabel="prompt tokens", ylabel="cached TTFT, % of full prefill", title="cached / full")
+    ax_ms.legend(fontsize=7)
+    ax_pct.legend(fontsize=8)
+    env = result["env"]
+    fig.suptitle(f"TTFT, {env.get('gpu', 'CPU')}, blocks of {result['config']['block_tokens']} + "
+                 f"{result['config']['question_tokens']}-token question")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write(result: dict, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.rename(out)
+    if result["rows"]:
+        plot(result, out.with_suffix(".png"))
+    return out
+
+
+if __name__ == "__main__":  # python -m blockattn.bench.ttft ...  ==  blockattn bench ttft ...
+    from blockattn.cli import main
+
+    sys.argv = ["blockattn", "bench", "ttft", *sys.argv[1:]]
+    main()
