@@ -156,3 +156,11 @@ class TestRealFetch:
         assert any("Sir Walter Elliot" in u.text for u in load_units("janeaustenr"))
         assert (tmp_path / "sources" / "chatterbot").is_dir()
         assert (tmp_path / "cache" / "documents" / "janeaustenr.key").is_file()
+
+    def test_unreachable_package_names_the_source(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("BLOCKATTN_HOME", str(tmp_path))
+        from blockattn.data.fetch import Package, fetch
+
+        with pytest.raises(UserError, match=r"source 'novels-x' \(debian:r-cran-janeaustenr=0.0-none\)"):
+            fetch(Package("debian", "r-cran-janeaustenr", "0.0-none"), "novels-x")
+        assert not list((tmp_path / "sources" / "novels-x").iterdir())

@@ -53,8 +53,7 @@ class SourceSummary:
     name: str
     category: str
     n_documents: int
-    group_chars: dict[str, int]     # split group → characters
-    chars_per_token: float
+    group_tokens: dict[str, int]    # split group → tokens
 
 
 @dataclass(frozen=True)
@@ -63,36 +62,32 @@ class CategoryJob:
     sources: tuple[str, ...]
     splits: dict[str, str]          # group → split
     quotas: dict[str, int]          # split → instances wanted
-    chars_per_token: dict[str, float]
     seed: int
     staging: str
 
 
-def unique_documents(documents: list[Document]) -> list[Document]:
-    """Documents in id order with exact duplicate texts (a licence shipped twice, a repeated quote file)
-    kept once: duplicates would otherwise leak across splits."""
-    seen, out = set(), []
-    for doc in sorted(documents, key=lambda d: d.id):
+def unique_documents(documents: list[Document], counts: list) -> tuple[list[Document], list]:
+    """Documents (with their piece counts) in id order, exact duplicate texts (a licence shipped twice, a
+    repeated quote) kept once: duplicates would otherwise leak across splits."""
+    seen, docs, kept = set(), [], []
+    for doc, count in sorted(zip(documents, counts), key=lambda pair: pair[0].id):
         digest = hashlib.sha256(doc.text().encode()).digest()
         if digest not in seen:
             seen.add(digest)
-            out.append(doc)
-    return out
+            docs.append(doc)
+            kept.append(count)
+    return docs, kept
 
 
 def summarize_source(name: str, progress: Callable[[int], None] | None = None) -> SourceSummary:
-    """Parse a source (cached) and measure its characters per token on a fixed sample of pieces."""
-    from blockattn.data.sources import get_source, load_documents
+    """Parse a source and count its pieces' tokens (both cached); sum the tokens per split group."""
+    from blockattn.data.sources import get_source, load_documents, load_piece_counts
 
-    docs = load_documents(name)
+    docs, counts = load_documents(name), load_piece_counts(name)
     groups: dict[str, int] = {}
-    for doc in docs:
-        groups[doc.group] = groups.get(doc.group, 0) + doc.n_chars
-    pieces = [p.heading + p.text for doc in docs for p in doc.pieces]
-    rng = np.random.default_rng(zlib.crc32(name.encode()))
-    sample = [pieces[i] for i in rng.choice(len(pieces), size=min(400, len(pieces)), replace=False)]
-    ratio = sum(map(len, sample)) / max(1, sum(count_tokens(sample)))
-    return SourceSummary(name, get_source(name).category, len(docs), groups, ratio)
+    for doc, count in zip(docs, counts):
+        groups[doc.group] = groups.get(doc.group, 0) + int(count.count_p.sum())
+    return SourceSummary(name, get_source(name).category, len(docs), groups)
 
 
 def test_only(group_sizes: dict[str, int]) -> dict[str, str]:
@@ -108,7 +103,7 @@ def plan_quotas(summaries: list[SourceSummary], n_instances: int,
     by_cat: dict[str, list[SourceSummary]] = {}
     for s in summaries:
         by_cat.setdefault(s.category, []).append(s)
-    tokens = {c: sum(sum(s.group_chars.values()) / s.chars_per_token for s in ss) for c, ss in by_cat.items()}
+    tokens = {c: sum(sum(s.group_tokens.values()) for s in ss) for c, ss in by_cat.items()}
     capacity = {c: max(1, int(max_reuse * t / _MEAN_TOKENS)) for c, t in tokens.items()}
     quota = dict.fromkeys(by_cat, 0)
     left = n_instances
@@ -123,13 +118,13 @@ def plan_quotas(summaries: list[SourceSummary], n_instances: int,
             left -= give
     plan = {}
     for c, ss in by_cat.items():
-        splits = assign({g: n for s in ss for g, n in s.group_chars.items()})
-        split_chars = dict.fromkeys(SPLITS, 0)
+        splits = assign({g: n for s in ss for g, n in s.group_tokens.items()})
+        split_tokens = dict.fromkeys(SPLITS, 0)
         for s in ss:
-            for g, n in s.group_chars.items():
-                split_chars[splits[g]] += n
-        total = sum(split_chars.values()) or 1
-        raw = {sp: quota[c] * split_chars[sp] / total for sp in SPLITS}
+            for g, n in s.group_tokens.items():
+                split_tokens[splits[g]] += n
+        total = sum(split_tokens.values()) or 1
+        raw = {sp: quota[c] * split_tokens[sp] / total for sp in SPLITS}
         counts = {sp: int(v) for sp, v in raw.items()}
         for sp in sorted(SPLITS, key=lambda sp: raw[sp] - counts[sp], reverse=True)[: quota[c] - sum(counts.values())]:
             counts[sp] += 1
@@ -148,27 +143,35 @@ def _draw(planner: Planner, target: float, rng: np.random.Generator) -> Candidat
     return None
 
 
+# Every VERIFY_EVERY-th accepted instance is also counted whole, to catch any error in adding up piece
+# counts (blockattn.data.tokens); a fixed sample, so builds stay deterministic.
+VERIFY_EVERY = 50
+
+
 def make_instances(planner: Planner, quota: int, rng: np.random.Generator, seen: set[bytes],
                    progress: Callable[[int], None]) -> list[tuple[Candidate, int]]:
     """Up to `quota` distinct candidates whose exact token count lies in [MIN_TOKENS, MAX_TOKENS], lengths
-    log-uniform over that range. The planner's estimates are corrected by the ratio actually observed."""
+    log-uniform over that range."""
     accepted: list[tuple[Candidate, int]] = []
-    correction, attempts = 1.0, 0
+    attempts = 0
     while len(accepted) < quota and attempts < 20 * quota + 100:
         batch = []
         for _ in range(min(_BATCH, 2 * (quota - len(accepted)))):
             attempts += 1
-            target = log_uniform(rng, MIN_TOKENS, MAX_TOKENS)
-            candidate = _draw(planner, target / correction, rng)
+            candidate = _draw(planner, log_uniform(rng, MIN_TOKENS, MAX_TOKENS), rng)
             if candidate is not None:
                 batch.append(candidate)
-        counts = count_tokens([c.text for c in batch])
-        ratios = [n / c.estimate for c, n in zip(batch, counts) if c.estimate > 0]
-        if ratios:
-            correction = 0.5 * correction + 0.5 * float(np.median(ratios))
-        for candidate, n in zip(batch, counts):
+        unsafe = [c.text for c in batch if c.n_tokens is None]
+        counted = iter(count_tokens(unsafe))
+        for candidate in batch:
+            n = candidate.n_tokens if candidate.n_tokens is not None else next(counted)
             digest = hashlib.sha256(candidate.text.encode()).digest()
             if MIN_TOKENS <= n <= MAX_TOKENS and digest not in seen and len(accepted) < quota:
+                if len(accepted) % VERIFY_EVERY == 0 and candidate.n_tokens is not None:
+                    whole = count_tokens([candidate.text])[0]
+                    if whole != n:
+                        raise RuntimeError(f"token count by pieces {n} != whole-text count {whole} "
+                                           f"({candidate.documents[:3]}): a bug in blockattn.data.tokens")
                 seen.add(digest)
                 accepted.append((candidate, n))
                 progress(1)
@@ -177,22 +180,24 @@ def make_instances(planner: Planner, quota: int, rng: np.random.Generator, seen:
 
 def build_category(job: CategoryJob, progress: Callable[[int], None]) -> list[dict]:
     """All instances of one category, written to the staging folder; returns one stats row per instance."""
-    from blockattn.data.sources import load_documents
+    from blockattn.data.sources import load_documents, load_piece_counts
 
-    documents = unique_documents([d for s in job.sources for d in load_documents(s)])
+    documents, counts = unique_documents([d for s in job.sources for d in load_documents(s)],
+                                         [c for s in job.sources for c in load_piece_counts(s)])
+    split_of = [job.splits.get(d.group) for d in documents]
     seen: set[bytes] = set()
     stats = []
     for k, split in enumerate(SPLITS):
         if job.quotas.get(split, 0) == 0:
             continue
-        docs = [d for d in documents if job.splits.get(d.group) == split]
+        docs = [d for d, sp in zip(documents, split_of) if sp == split]
+        docs_counts = [c for c, sp in zip(counts, split_of) if sp == split]
         rng = np.random.default_rng([job.seed, zlib.crc32(job.category.encode()), k])
-        made = make_instances(Planner(docs, job.chars_per_token), job.quotas[split], rng, seen, progress) \
-            if docs else []
+        made = make_instances(Planner(docs, docs_counts), job.quotas[split], rng, seen, progress) if docs else []
         rows = []
         for i, (c, n) in enumerate(made):
             rows.append({"id": f"{job.category}-{split}-{i:05d}", "category": job.category,
-                         "source": "+".join(c.sources), "kind": c.kind, "text": c.text, "n_tokens": n,
+                         "source": c.source, "kind": c.kind, "text": c.text, "n_tokens": n,
                          "boundaries": c.boundaries, "markup": c.markup, "documents": c.documents})
             stats.append({"split": split, "category": job.category, "kind": c.kind, "markup": c.markup,
                           "n_tokens": n, **{f"n_{lv}": len(b) for lv, b in c.boundaries.items()}})
@@ -320,9 +325,8 @@ def build(out: str | Path, n_instances: int = 30000, categories: list[str] | Non
             jobs = []
             for cat in sorted(plan):
                 cat_sources = [s for s in summaries if s.category == cat]
-                splits = assign({g: n for s in cat_sources for g, n in s.group_chars.items()})
-                jobs.append(CategoryJob(cat, tuple(s.name for s in cat_sources), splits, plan[cat],
-                                        {s.name: s.chars_per_token for s in cat_sources}, seed, str(tmp)))
+                splits = assign({g: n for s in cat_sources for g, n in s.group_tokens.items()})
+                jobs.append(CategoryJob(cat, tuple(s.name for s in cat_sources), splits, plan[cat], seed, str(tmp)))
             # Largest categories first, so the pool's last job is a short one.
             jobs.sort(key=lambda j: -sum(j.quotas.values()))
             inst_bar = bars.add_task("instances", total=sum(sum(j.quotas.values()) for j in jobs))

@@ -96,9 +96,8 @@ def write_card(path: Path, *, name: str, description: str, command: str, info: d
         f"```bash\n{command}\n```", "",
         "## Build", "", markdown_table(["setting", "value"], [[k, f"`{v}`"] for k, v in info.items()]), "",
         "## Columns", "",
-        "`id`, `category`, `source` (adapter, `+`-joined for mixed concatenations), `kind` (`natural`: one "
-        "document cut at its own structure; `concat`: independent units of one category, unmarked topic "
-        "shifts), `text`, `n_tokens`, `boundaries` (`coarse` ⊆ `medium` ⊆ `fine`: character offsets where a "
+        "`id`, `category`, `source` (the adapter), `kind` (`natural`: one document cut at its own structure; "
+        "`concat`: independent units of one source, unmarked topic shifts), `text`, `n_tokens`, `boundaries` (`coarse` ⊆ `medium` ⊆ `fine`: character offsets where a "
         "new block starts, sorted, never 0, strictly inside the text), `markup` (the text shows its "
         "source's headings/separators), `documents` (source document ids).", "",
         "## Sources", "",

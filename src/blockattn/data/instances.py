@@ -4,7 +4,7 @@ Two kinds, mixed (issue 3):
 
     natural  one document, a window of consecutive pieces starting at one of its boundaries:
              gold boundaries are the document's own (chapter, section, definition, ...)
-    concat   units (coarse spans) of different documents of one category, one after another:
+    concat   units (coarse spans) of different documents of one source, one after another:
              every unit start is a coarse boundary (an unmarked topic shift, as in Wiki-727k), the
              units' inner structure gives the medium and fine ones; the last unit may be cut short,
              at a piece border
@@ -13,8 +13,8 @@ Guarantees of `render` (and so of every instance): boundaries are character offs
 sorted, unique, strictly inside the text (never 0), coarse ⊆ medium ⊆ fine, no block is empty or blank;
 with markup off no piece heading appears in the text.
 
-Lengths are planned with per-source characters-per-token estimates and checked exactly afterwards by the
-builder; `Planner` only promises a candidate near its target.
+Lengths are planned with exact per-piece token counts; `Planner` promises a candidate no longer than its
+target (in tokens, up to the few tokens of whitespace between pieces).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from blockattn.data.documents import COARSE, FINE, NONE, Document, Piece
+from blockattn.data.tokens import PieceCounts, RunCounter, instance_tokens
 
 
 @dataclass
@@ -33,8 +34,8 @@ class Candidate:
     markup: bool                       # the text shows its source's headings/separators
     kind: str                          # "natural" | "concat"
     documents: list[str]               # ids of the documents it draws from
-    sources: list[str]                 # their sources
-    estimate: float                    # planned tokens (exact count comes later)
+    source: str                        # the adapter they come from
+    n_tokens: int | None               # exact tokens, or None: count the text
 
 
 def render(parts: list[tuple[Piece, int]], markup: bool) -> tuple[str, dict[str, list[int]], bool]:
@@ -59,23 +60,32 @@ def render(parts: list[tuple[Piece, int]], markup: bool) -> tuple[str, dict[str,
 class Planner:
     """Draws candidates for one category and split from its documents.
 
-    `piece_tokens` estimates each piece's tokens (with and without its heading) from its source's
-    characters-per-token ratio; only relative sizes matter for where windows end.
+    `counts` (parallel to `documents`) holds each piece's exact tokens; a candidate's `n_tokens` is exact
+    (see `blockattn.data.tokens`), or None where a piece is unsafe to add up and the text must be counted.
     """
 
-    def __init__(self, documents: list[Document], chars_per_token: dict[str, float]):
-        self.documents = documents
-        self.tokens = [np.array([len(p.text) / chars_per_token[d.source] for p in d.pieces]) for d in documents]
-        self.heading_tokens = [np.array([len(p.heading) / chars_per_token[d.source] for p in d.pieces])
-                               for d in documents]
+    def __init__(self, documents: list[Document], counts: list[PieceCounts]):
+        self.documents, self.counts = documents, counts
+        self.runs = RunCounter()
+        self.tokens = [c.count_p.astype(float) for c in counts]
+        self.heading_tokens = [(c.count_m - c.count_p).astype(float) for c in counts]
         # Cumulative sizes, for "how much text lies after this piece".
         self.cum = [np.concatenate([[0.0], np.cumsum(t + h)]) for t, h in zip(self.tokens, self.heading_tokens)]
         self.sizes = np.array([c[-1] for c in self.cum])
         # Units: coarse spans (doc index, first piece, end piece).
-        self.units: list[tuple[int, int, int]] = []
+        # Units per source: concatenations draw from one source, since a change of source (style,
+        # translation, format) would give the topic shift away.
+        self.units: dict[str, list[tuple[int, int, int]]] = {}
+        docs_per_source: dict[str, int] = {}
         for d, doc in enumerate(documents):
             starts = [i for i, p in enumerate(doc.pieces) if p.level == COARSE or i == 0]
-            self.units += [(d, a, b) for a, b in zip(starts, starts[1:] + [len(doc.pieces)])]
+            self.units.setdefault(doc.source, []).extend(
+                (d, a, b) for a, b in zip(starts, starts[1:] + [len(doc.pieces)]))
+            docs_per_source[doc.source] = docs_per_source.get(doc.source, 0) + 1
+        self.concat_sources = sorted(s for s, n in docs_per_source.items() if n >= 2)
+        source_size = np.array([sum(self.sizes[d] for d, doc in enumerate(documents) if doc.source == s)
+                                for s in self.concat_sources])
+        self.concat_weights = source_size / source_size.sum() if len(source_size) else source_size
         # Natural windows need a document with boundaries of its own.
         self.natural = np.array([sum(p.level <= FINE for p in doc.pieces[1:]) > 0 for doc in documents])
 
@@ -103,21 +113,21 @@ class Planner:
             step = self._piece_size(d, i, markup)
             if parts and size + step > target:
                 break
-            parts.append((doc.pieces[i], doc.pieces[i].level))
+            parts.append((d, i, doc.pieces[i].level))
             size += step
-        if not any(level <= FINE for _, level in parts[1:]):
+        if not any(level <= FINE for _, _, level in parts[1:]):
             return None  # a window inside one block teaches nothing about boundaries
-        text, bounds, shown = render(parts, markup)
-        return Candidate(text, bounds, shown, "natural", [doc.id], [doc.source], size)
+        return self._candidate(parts, markup, "natural")
 
     def concat_candidate(self, target: float, markup: bool, rng: np.random.Generator) -> Candidate | None:
-        if len(self.documents) < 2:
+        if not self.concat_sources:
             return None
-        parts: list[tuple[Piece, int]] = []
+        units = self.units[self.concat_sources[rng.choice(len(self.concat_sources), p=self.concat_weights)]]
+        parts: list[tuple[int, int, int]] = []
         used_docs: list[int] = []
         size, misses = 0.0, 0
         while size < target * 0.98 and misses < 30:
-            d, a, b = self.units[rng.integers(len(self.units))]
+            d, a, b = units[rng.integers(len(units))]
             if d in used_docs:
                 misses += 1
                 continue
@@ -134,17 +144,23 @@ class Planner:
                 misses += 1
                 continue
             doc = self.documents[d]
-            parts += [(doc.pieces[i], COARSE if i == taken[0] else doc.pieces[i].level) for i in taken]
+            parts += [(d, i, COARSE if i == taken[0] else doc.pieces[i].level) for i in taken]
             used_docs.append(d)
             size += taken_size
             if len(used_docs) > 1 and taken[-1] + 1 < b:  # a later unit cut short ends the instance
                 break
         if len(used_docs) < 2:
             return None
-        text, bounds, shown = render(parts, markup)
-        docs = [self.documents[d] for d in used_docs]
-        return Candidate(text, bounds, shown, "concat", [doc.id for doc in docs], sorted({doc.source for doc in docs}),
-                         size)
+        return self._candidate(parts, markup, "concat")
+
+    def _candidate(self, parts: list[tuple[int, int, int]], markup: bool, kind: str) -> Candidate:
+        """(doc index, piece index, boundary level) triples → the rendered candidate with its exact size."""
+        pieces = [(self.documents[d].pieces[i], level) for d, i, level in parts]
+        text, bounds, shown = render(pieces, markup)
+        n_tokens = instance_tokens([(self.counts[d], i, markup and bool(self.documents[d].pieces[i].heading))
+                                    for d, i, _ in parts], self.runs)
+        doc_ids = list(dict.fromkeys(self.documents[d].id for d, _, _ in parts))
+        return Candidate(text, bounds, shown, kind, doc_ids, self.documents[parts[0][0]].source, n_tokens)
 
     def natural_possible(self, target: float) -> bool:
         return bool(np.any(self.natural & (self.sizes >= target)))

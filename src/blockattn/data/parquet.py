@@ -19,7 +19,7 @@ _OFFSETS = pa.list_(pa.int32())
 SCHEMA = pa.schema([
     ("id", pa.string()),
     ("category", pa.string()),
-    ("source", pa.string()),          # adapter name(s), "+"-joined for concatenations of several sources
+    ("source", pa.string()),          # the adapter the text comes from (concatenations use one source)
     ("kind", pa.string()),            # "natural" | "concat"
     ("text", pa.string()),
     ("n_tokens", pa.int32()),         # default model's tokenizer, no special tokens

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from blockattn.data.documents import COARSE, Document, Unit
-from blockattn.data.fetch import fetch, is_fetched
+from blockattn.data.fetch import fetch
 from blockattn.data.sources import (code, conversations, dictionaries, emails, encyclopedia, fortunes, htmldocs,
                                     legal, manpages, manuals, news, novels, perl, rvignettes, scripture, speeches)
 from blockattn.data.sources.base import Source
@@ -52,12 +52,36 @@ def get_source(name: str) -> Source:
     return SOURCES[name]
 
 
-def _cache_path(source: Source) -> Path:
-    return blockattn_home() / "cache" / "documents" / f"{source.name}.pkl"
+def _cache_path(source: Source, kind: str = "documents") -> Path:
+    suffix = "" if kind == "documents" else f".{kind}"
+    return blockattn_home() / "cache" / "documents" / f"{source.name}{suffix}.pkl"
 
 
 def _cache_key(source: Source) -> str:
     return f"v{source.version}:" + ",".join(str(p) for p in source.packages)
+
+
+def _load_cached(path: Path, key: str):
+    """The pickled object at `path` if its key file matches `key`, else None."""
+    key_file = path.with_suffix(".key")
+    if key_file.is_file() and key_file.read_text() == key and path.is_file():
+        with path.open("rb") as f:
+            return pickle.load(f)
+    return None
+
+
+def _save_cached(path: Path, key: str, obj, owner: str) -> None:
+    """Pickle `obj` atomically, then write the key file that marks it valid."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+        path.with_suffix(".key").write_text(key)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"source {owner!r}: cannot write its cache {path} ({exc.strerror})") from None
 
 
 def is_parsed(source: Source) -> bool:
@@ -72,17 +96,12 @@ def fetch_source(source: Source) -> list[Path]:
     return [fetch(p, source.name) for p in source.packages]
 
 
-def is_fetched_source(source: Source) -> bool:
-    return all(is_fetched(p, source.name) for p in source.packages)
-
-
 def load_documents(name: str) -> list[Document]:
     """All documents of a source, fetching and parsing on first use (then from the cache)."""
     source = get_source(name)
-    path = _cache_path(source)
-    if is_parsed(source):
-        with path.open("rb") as f:
-            return pickle.load(f)
+    cached = _load_cached(_cache_path(source), _cache_key(source))
+    if cached is not None:
+        return cached
     documents = list(source.parse(fetch_source(source)))
     if not documents:
         raise UserError(f"source {name!r}: its packages yielded no documents (format changed?)")
@@ -91,18 +110,21 @@ def load_documents(name: str) -> list[Document]:
 
 
 def save_documents(source: Source, documents: list[Document]) -> None:
-    """Cache a source's documents: the pickle first, then the key file that marks it valid."""
-    path = _cache_path(source)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(documents, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-        path.with_suffix(".key").write_text(_cache_key(source))
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise UserError(f"source {source.name!r}: cannot write its cache {path} ({exc.strerror})") from None
+    _save_cached(_cache_path(source), _cache_key(source), documents, source.name)
+
+
+def load_piece_counts(name: str):
+    """Exact token counts of every piece of the source's documents (see `blockattn.data.tokens`), in
+    document order; counted once, then cached beside the documents."""
+    from blockattn.data.tokens import piece_counts, tokenizer_name
+
+    source = get_source(name)
+    path, key = _cache_path(source, "counts"), f"{_cache_key(source)}|{tokenizer_name()}"
+    cached = _load_cached(path, key)
+    if cached is None:
+        cached = piece_counts(load_documents(name))
+        _save_cached(path, key, cached, name)
+    return cached
 
 
 def load_units(name: str, markup: bool = True) -> list[Unit]:
