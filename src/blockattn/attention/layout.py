@@ -125,11 +125,15 @@ class BlockLayout:
         )
 
     @staticmethod
-    def batch(layouts: Sequence["BlockLayout"]) -> "BlockLayout":
-        """Right-pad single-sequence layouts into one batch."""
+    def batch(layouts: Sequence["BlockLayout"], width: int | None = None) -> "BlockLayout":
+        """Right-pad single-sequence layouts into one batch, `width` tokens wide (default: the longest);
+        a fixed width keeps shapes static across batches (compiled kernels, Flex masks)."""
         if not layouts:
             raise ValueError("empty batch")
-        n = max(lay.block_ids.shape[1] for lay in layouts)
+        longest = max(lay.block_ids.shape[1] for lay in layouts)
+        if width is not None and width < longest:
+            raise ValueError(f"width {width} is shorter than the longest sequence ({longest})")
+        n = longest if width is None else width
 
         def pad(t: torch.Tensor, value: int) -> torch.Tensor:
             return torch.nn.functional.pad(t, (0, n - t.shape[1]), value=value)
@@ -193,9 +197,11 @@ def pack_sequence(blocks: Sequence[Sequence[int]], is_query: Sequence[bool] | No
     return torch.tensor(ids, dtype=torch.long).unsqueeze(0), layout
 
 
-def pack_batch(sequences: Sequence[tuple[torch.Tensor, BlockLayout]],
-               pad_id: int = 0) -> tuple[torch.Tensor, BlockLayout]:
-    """Right-pad several `pack_sequence` results into one batch: (input_ids (B, N), layout)."""
-    n = max(ids.shape[1] for ids, _ in sequences)
+def pack_batch(sequences: Sequence[tuple[torch.Tensor, BlockLayout]], pad_id: int = 0,
+               width: int | None = None) -> tuple[torch.Tensor, BlockLayout]:
+    """Right-pad several `pack_sequence` results into one batch: (input_ids (B, N), layout), N = `width`
+    or the longest sequence."""
+    layout = BlockLayout.batch([lay for _, lay in sequences], width=width)
+    n = layout.seq_len
     ids = torch.cat([torch.nn.functional.pad(i, (0, n - i.shape[1]), value=pad_id) for i, _ in sequences])
-    return ids, BlockLayout.batch([lay for _, lay in sequences])
+    return ids, layout
