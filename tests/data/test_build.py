@@ -111,6 +111,17 @@ class TestBuild:
         assert (tmp_path / "mine" / "notes.txt").read_text() == "precious"
 
 
+class TestUnitsApi:
+    def test_units_are_coarse_spans_with_titles(self, home):
+        from blockattn.data.sources import load_units
+
+        units = load_units("sotu")
+        assert len(units) == 40 * 4  # 8 sections per document, coarse every second one
+        assert units[0].id == "sotu/0#0" and units[0].category == "speeches" and units[0].source == "sotu"
+        assert units[1].title == "doc 0 — Part 2" and units[1].text.startswith("Part 2\n\n")
+        assert not load_units("sotu", markup=False)[1].text.startswith("Part 2")
+
+
 def _rows(root: Path, split: str) -> list[dict]:
     files = sorted((root / "data" / split).glob("*.parquet"))
     return [r for f in files for r in pq.read_table(f).to_pylist()]

@@ -43,14 +43,19 @@ def _chunk(text: str, max_chars: int) -> list[str]:
             break
     else:
         return [text]
+    chunks = _pack(parts, max_chars)
+    return [c for chunk in chunks for c in _chunk(chunk, max_chars)] if len(chunks) > 1 else chunks
+
+
+def _pack(parts: list[str], max_chars: int) -> list[str]:
+    """Greedily join consecutive parts into chunks of at most `max_chars` (a longer part stays whole)."""
     chunks, current = [], ""
     for part in parts:
         if current and len(current) + len(part) > max_chars:
             chunks.append(current)
             current = ""
         current += part
-    chunks.append(current)
-    return [c for chunk in chunks for c in _chunk(chunk, max_chars)] if len(chunks) > 1 else chunks
+    return chunks + [current] if current else chunks
 
 
 def _ensure_newline(chunks: list[str]) -> list[str]:
@@ -63,12 +68,10 @@ def _ensure_newline(chunks: list[str]) -> list[str]:
     return out
 
 
-def section(body: str, level: int, heading: str = "", max_chars: int = MAX_PIECE_CHARS,
-            split_paragraphs: bool = True) -> list[Piece]:
+def section(body: str, level: int, heading: str = "", max_chars: int = MAX_PIECE_CHARS) -> list[Piece]:
     """A structural unit → pieces: the first opens the boundary at `level` (and carries the heading), the
     rest are paragraph-sized continuation pieces (level NONE). Empty bodies give no pieces."""
-    blocks = paragraphs(body) if split_paragraphs else ([normalize(body) + "\n"] if body.strip() else [])
-    texts = [c for block in blocks for c in _ensure_newline(_chunk(block, max_chars)) if c.strip()]
+    texts = [c for block in paragraphs(body) for c in _ensure_newline(_chunk(block, max_chars)) if c.strip()]
     if not texts:
         return []
     first = Piece(texts[0], level, heading)
@@ -83,15 +86,6 @@ def code_section(body: str, level: int, max_chars: int = MAX_PIECE_CHARS) -> lis
     if not body.strip():
         return []
     body += "\n"
-    parts = re.split(r"(?<=\n)", body)
-    chunks, current = [], ""
-    for part in parts:
-        if current and len(current) + len(part) > max_chars:
-            chunks.append(current)
-            current = ""
-        current += part
-    if current:
-        chunks.append(current)
-    chunks = [c for c in chunks if c.strip()]
+    chunks = [c for c in _pack(re.split(r"(?<=\n)", body), max_chars) if c.strip()]
     chunks[-1] += "\n"  # one blank line after every definition, whatever the file had
     return [Piece(chunks[0], level)] + [Piece(c, NONE) for c in chunks[1:]]
