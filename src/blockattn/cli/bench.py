@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -102,7 +103,35 @@ def ttft(
     if min(cfg.sizes) <= question_tokens:
         raise UserError("every size must exceed --question-tokens")
     result = run(cfg, log=lambda line: typer.echo(line, err=True))
-    result["command"] = "blockattn bench ttft " + " ".join(sys.argv[3:] if sys.argv[1:3] == ["bench", "ttft"] else sys.argv[1:])
+    result["command"] = "blockattn " + " ".join(sys.argv[1:])
     path = write(result, out)
     typer.echo(table(result))
     typer.echo(f"wrote {path}" + (f" and {path.with_suffix('.png')}" if result["rows"] else ""))
+
+
+@app.command("load")
+def load(
+    clients: int = typer.Option(32, help="Concurrent clients."),
+    requests: int = typer.Option(4, help="Requests per client (sent back to back)."),
+    max_tokens: int = typer.Option(16, help="New tokens per request."),
+    url: Optional[str] = typer.Option(None, help="A running server's base URL (default: start one on 127.0.0.1)."),
+    model: str = typer.Option("smollm2-135m-instruct", help="Model for the server started here."),
+    time_limit: float = typer.Option(900.0, help="Start no request after this many seconds."),
+    out: Path = typer.Option(Path("reports/load_cpu.json"), help="JSON output."),
+) -> None:
+    """Concurrent clients against the OpenAI-compatible server: latency percentiles, throughput, errors."""
+    from blockattn.bench.load import LoadConfig, run, write
+
+    if clients < 1 or requests < 1 or max_tokens < 1:
+        raise UserError("--clients, --requests and --max-tokens must be >= 1")
+    if url is not None and not url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
+        raise UserError("--url must be a loopback address (this load test never leaves the machine)")
+    result = run(LoadConfig(clients=clients, requests=requests, max_tokens=max_tokens, url=url, model=model,
+                            time_limit_s=time_limit))
+    result["command"] = "blockattn " + " ".join(sys.argv[1:])
+    path = write(result, out)
+    s = result["summary"]
+    typer.echo(f"{s['requests']} requests from {clients} clients in {s['elapsed_s']} s: {s['errors']} errors; "
+               f"latency p50 {s['latency_ms']['p50']} ms, p99 {s['latency_ms']['p99']} ms; "
+               f"{s['throughput_rps']} req/s; blocks cached {s['blocks']['cached']}, computed {s['blocks']['computed']}")
+    typer.echo(f"wrote {path}")

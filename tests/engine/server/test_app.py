@@ -8,7 +8,9 @@ import httpx
 import openai
 import pytest
 
-from .conftest import client, running_server
+from blockattn.engine.server import background
+
+from .conftest import client
 
 DOCS = [{"text": "The Bell Rock Lighthouse was designed by Robert Stevenson."},
         {"text": "Honey bees tell each other where food is by dancing."}]
@@ -172,7 +174,7 @@ def test_unknown_route_method_and_oversized_body(server_url):
 
 
 def test_bearer_token(tiny_service):
-    with running_server(tiny_service, api_key="s3cret") as url:
+    with background(tiny_service, api_key="s3cret") as url:
         with pytest.raises(openai.AuthenticationError):
             client(url, api_key="wrong").models.list()
         assert httpx.get(f"{url}/v1/models").status_code == 401

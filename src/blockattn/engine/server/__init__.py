@@ -1,13 +1,18 @@
-"""The OpenAI-compatible server: `create_app(service)` (FastAPI) and `serve(...)` (uvicorn on a bound socket)."""
+"""The OpenAI-compatible server: `create_app(service)` (FastAPI), `serve(...)` (uvicorn on a bound socket),
+and `background(service)` (a live server in a thread, for tests and the load benchmark)."""
 
 from __future__ import annotations
 
 import socket
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
 
 from blockattn.engine.server.app import create_app
 from blockattn.errors import UserError
 
-__all__ = ["bind", "create_app", "serve"]
+__all__ = ["background", "bind", "create_app", "serve"]
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -31,3 +36,25 @@ def serve(app, sock: socket.socket, log_level: str = "info") -> None:
 
     config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+@contextmanager
+def background(service, host: str = "127.0.0.1", port: int = 0, **app_options) -> Iterator[str]:
+    """A live server for `service` in a background thread; yields its base URL, stops it on exit."""
+    import uvicorn
+
+    sock = bind(host, port)
+    server = uvicorn.Server(uvicorn.Config(create_app(service, **app_options), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the background server did not start")
+        time.sleep(0.02)
+    bound_host, bound_port = sock.getsockname()[:2]
+    try:
+        yield f"http://{bound_host}:{bound_port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
