@@ -37,9 +37,10 @@ def test_serves_the_default_model_with_an_api_key():
                 assert time.monotonic() < deadline, "server did not come up"
                 time.sleep(0.2)
         assert "smollm2-135m-instruct" in [m.id for m in models.data]
-        reply = client.chat.completions.create(
-            model="default", messages=[{"role": "user", "content": "Who designed the Bell Rock Lighthouse?"}], max_tokens=12,
-            temperature=0, extra_body={"documents": [{"text": "The Bell Rock Lighthouse was designed by Robert Stevenson."}]})
+        question = [{"role": "user", "content": "Who designed the Bell Rock Lighthouse?"}]
+        document = {"text": "The Bell Rock Lighthouse was designed by Robert Stevenson."}
+        reply = client.chat.completions.create(model="default", messages=question, max_tokens=12, temperature=0,
+                                               extra_body={"documents": [document]})
         assert "Stevenson" in reply.choices[0].message.content
         assert reply.usage.model_extra["blockattn"]["computed_blocks"] == 2
     finally:

@@ -59,7 +59,8 @@ def test_engine_recomputes_a_corrupted_block_with_identical_output(tmp_path):
     assert out.computed_blocks == 2 and again.store.disk.stats.corrupt == 2
     assert torch.equal(out.logits, expected)
     assert again.store.disk.stats.writes == 2  # rewritten, verified next time
-    assert BlockEngine(model, "tiny", config=EngineConfig(cache_dir=str(tmp_path))).prefill(blocks, query).computed_blocks == 0
+    verified = BlockEngine(model, "tiny", config=EngineConfig(cache_dir=str(tmp_path)))
+    assert verified.prefill(blocks, query).computed_blocks == 0
 
 
 def test_an_unwritable_directory_is_a_user_error(tmp_path):

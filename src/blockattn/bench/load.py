@@ -162,7 +162,8 @@ def run(cfg: LoadConfig) -> dict:
     import torch
 
     env = {"python": platform.python_version(), "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
-           "cpus": os.cpu_count(), "load_average": os.getloadavg(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+           "cpus": os.cpu_count(), "load_average": os.getloadavg(),
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
     return {"benchmark": "load", "config": asdict(cfg), "env": env, "summary": summarise(records, elapsed),
             "server_metrics": metrics}
 

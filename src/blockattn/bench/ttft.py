@@ -219,8 +219,9 @@ def run(cfg: TTFTBenchConfig, log=print) -> dict:
             try:
                 row = bench_size(bm, n, cfg, device, bandwidth)
                 rows.append(row)
-                log(f"  N={n}: full {row['full_ms']:.1f} ms, cold {row['cold_ms']:.1f} ms, cached {row['cached_ms']:.2f} ms "
-                    f"({row['cached_pct_of_full']:.2f}% of full), hf {row['hf_cached_ms']:.1f} ms")
+                log(f"  N={n}: full {row['full_ms']:.1f} ms, cold {row['cold_ms']:.1f} ms, "
+                    f"cached {row['cached_ms']:.2f} ms ({row['cached_pct_of_full']:.2f}% of full), "
+                    f"hf {row['hf_cached_ms']:.1f} ms")
             except Exception as exc:  # noqa: BLE001 - e.g. out of memory at the largest size: keep the rest
                 skipped.append({"model": bm.name, "tokens": n, "reason": f"{type(exc).__name__}: {exc}"})
                 log(f"  N={n}: failed ({type(exc).__name__}: {exc})")

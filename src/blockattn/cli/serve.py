@@ -24,6 +24,7 @@ def serve(
     dtype: str = typer.Option("auto", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
     gpu_cache_gb: float = typer.Option(8.0, help="GPU tier budget for block KV (GB)."),
     cpu_cache_gb: float = typer.Option(4.0, help="CPU tier budget for block KV (GB)."),
+    cuda_graphs: bool = typer.Option(False, help="Replay repeated query-block shapes from CUDA graphs (CUDA only)."),
     max_queue: int = typer.Option(256, help="Most generations waiting for the model; more get HTTP 429."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
@@ -39,7 +40,8 @@ def serve(
     api_key = api_key or os.environ.get("BLOCKATTN_API_KEY") or None
     sock = bind(host, port)  # fail fast (exit 2) on a taken port, before loading the model
     service = Service.load(model, adapter=DEFAULT_ADAPTER if adapter == "default" else adapter, cache_dir=cache_dir,
-                           device=device, dtype=dtype, gpu_cache_gb=gpu_cache_gb, cpu_cache_gb=cpu_cache_gb)
+                           device=device, dtype=dtype, gpu_cache_gb=gpu_cache_gb, cpu_cache_gb=cpu_cache_gb,
+                           cuda_graphs=cuda_graphs)
     bound_host, bound_port = sock.getsockname()[:2]
     typer.echo(f"blockattn: serving {service.model_name} (adapter: {service.adapter_name or 'none'}) on "
                f"http://{bound_host}:{bound_port}/v1", err=True)

@@ -58,8 +58,9 @@ def _lower_right(query, key, value, scaling, gqa):
     t, length = query.shape[2], key.shape[2]
     if _bias_dispatch_ok:
         try:
-            return nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=causal_lower_right(t, length),
-                                                              scale=scaling, enable_gqa=gqa)
+            bias = causal_lower_right(t, length)
+            return nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=scaling,
+                                                              enable_gqa=gqa)
         except RuntimeError as exc:
             _bias_dispatch_ok = False
             log.warning("lower-right causal SDPA failed (%s); using a materialised mask", exc)

@@ -73,7 +73,8 @@ class DiskTier:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
                 tensor = f.get_tensor(_TENSOR)
-            ok = meta.get("format") == KV_FORMAT and meta.get("key") == key and meta.get("sha256") == tensor_sha256(tensor)
+            ok = (meta.get("format") == KV_FORMAT and meta.get("key") == key
+                  and meta.get("sha256") == tensor_sha256(tensor))
         except Exception:  # noqa: BLE001 - any unreadable file is corrupt, whatever the parser raised
             ok = False
         if not ok:
@@ -94,7 +95,8 @@ class DiskTier:
         tmp = path.with_name(f".{key}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_file({_TENSOR: cpu}, str(tmp), metadata={"format": KV_FORMAT, "key": key, "sha256": tensor_sha256(cpu)})
+            meta = {"format": KV_FORMAT, "key": key, "sha256": tensor_sha256(cpu)}
+            save_file({_TENSOR: cpu}, str(tmp), metadata=meta)
             os.replace(tmp, path)
         except OSError:
             tmp.unlink(missing_ok=True)

@@ -137,7 +137,7 @@ class BlockEngine:
         needed = self.positions_needed(blocks, query, mode) + max_new_tokens
         if self.max_positions is not None and needed > self.max_positions:
             raise ContextTooLong(f"context too long: the prompt needs {needed - max_new_tokens} positions + "
-                            f"{max_new_tokens} new tokens, over the model's {self.max_positions}-token window")
+                                 f"{max_new_tokens} new tokens, over the model's {self.max_positions}-token window")
 
     def _adapter_state(self, mode: str):
         return self.model.disable_adapter() if (mode == "full" and self._lora) else nullcontext()
@@ -175,8 +175,8 @@ class BlockEngine:
                 self.config.max_batch_tokens)))
             if shared_key in keys:
                 shared = prefill_shared_sink(self.model, self.sinks)
-                # (n_layers, 2, H_kv, s, D)
-                entries[shared_key] = torch.stack([torch.stack((k[0], v[0])) for k, v in zip(shared.keys, shared.values)])
+                layers = [torch.stack((k[0], v[0])) for k, v in zip(shared.keys, shared.values)]  # (2, H_kv, s, D)
+                entries[shared_key] = torch.stack(layers)  # (n_layers, 2, H_kv, s, D)
         return [entries[k] for k in keys]
 
     # ---------------------------------------------------------------- prefill / decode
@@ -258,8 +258,9 @@ class BlockEngine:
         state.finish_reason = "length"
 
     def info(self) -> dict:
-        return {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."), "adapter": self.keys.adapter,
-                "sinks_per_block": self.n_sinks, "shared_sink": self.n_shared, "compiled_rotation": self.placer.compiled,
+        return {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
+                "adapter": self.keys.adapter, "sinks_per_block": self.n_sinks, "shared_sink": self.n_shared,
+                "compiled_rotation": self.placer.compiled,
                 "cuda_graphs": self.graphs.info() if self.graphs is not None else None,
                 "max_positions": self.max_positions}
 

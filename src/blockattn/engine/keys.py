@@ -28,7 +28,8 @@ class KeySpace:
     shared_sink: int  # s shared-sink tokens (the block attends to its local copy of them)
 
     def _digest(self, kind: str, tokens: Sequence[int]) -> str:
-        head = f"{KV_FORMAT}|{kind}|{self.model}|{self.adapter}|{self.dtype}|k={self.sinks_per_block}|s={self.shared_sink}|"
+        head = (f"{KV_FORMAT}|{kind}|{self.model}|{self.adapter}|{self.dtype}|"
+                f"k={self.sinks_per_block}|s={self.shared_sink}|")
         digest = hashlib.sha256(head.encode())
         digest.update(np.asarray(tokens, dtype=np.int64).tobytes())
         return digest.hexdigest()

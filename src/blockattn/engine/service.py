@@ -160,7 +160,7 @@ class Service:
     @staticmethod
     def load(model: str = "default", adapter: str | None = DEFAULT_ADAPTER, cache_dir: str | Path | None = None,
              device: str = "auto", dtype: str = "auto", gpu_cache_gb: float = 8.0, cpu_cache_gb: float = 4.0,
-             default_max_tokens: int = DEFAULT_MAX_TOKENS) -> "Service":
+             cuda_graphs: bool = False, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> "Service":
         """Load a model (name or HF directory), its tokenizer, optionally a block adapter; build the engine."""
         from blockattn.models import load
 
@@ -179,7 +179,7 @@ class Service:
 
             block_adapter = load_block_adapter(loaded.model, adapter_path)
         config = EngineConfig(gpu_cache_bytes=int(gpu_cache_gb * GiB), cpu_cache_bytes=int(cpu_cache_gb * GiB),
-                              cache_dir=str(cache_dir) if cache_dir else None)
+                              cache_dir=str(cache_dir) if cache_dir else None, cuda_graphs=cuda_graphs)
         engine = BlockEngine(loaded.model, loaded.identity, block_adapter, config)
         return Service(engine, loaded.tokenizer, loaded.name,
                        block_adapter.identity if block_adapter is not None else None, default_max_tokens)
@@ -243,7 +243,8 @@ class Service:
         if requested is None:
             requested = self.default_max_tokens if window is None else min(self.default_max_tokens, window - used)
             if requested < 1:
-                raise ContextTooLong(f"context too long: the prompt needs {used} positions, the model's window is {window}")
+                raise ContextTooLong(f"context too long: the prompt needs {used} positions, "
+                                     f"the model's window is {window}")
         self.engine.check_fits(prompt.blocks, prompt.query, prompt.mode, requested)
         return requested
 

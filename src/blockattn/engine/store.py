@@ -1,8 +1,8 @@
 """The block KV store: content-addressed entries in memory tiers (fastest first) over an optional disk tier.
 
-    lookup(keys) ──► tier 0 (e.g. GPU, LRU, byte budget) ──► tier 1 (CPU, LRU, byte budget) ──► disk ──► miss
-                       ▲ hits in lower tiers are promoted to tier 0; tier-0 evictions are demoted to tier 1;
-                         tier-1 evictions are dropped (the disk tier, written through, still has them)
+    lookup(keys) ──► tier 0 (GPU, LRU, byte budget) ──► tier 1 (CPU, LRU, byte budget) ──► disk ──► miss
+                     hits in lower tiers are promoted to tier 0; tier-0 evictions are demoted to tier 1;
+                     tier-1 evictions are dropped (the disk tier, written through, still has them)
 
 Guarantees:
 - an entry lives in at most one memory tier, so `bytes` per tier is what that tier really holds, and each

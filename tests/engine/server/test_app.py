@@ -96,8 +96,9 @@ class TestEndpoints:
         computed = sum(r.usage.model_extra["blockattn"]["computed_blocks"] for r in replies)
         assert computed <= 4  # the 3 documents (+ the prefix block, unless an earlier test cached it)
         assert metric(server_url, "blockattn_cache_misses_total") - misses_before == computed
-        assert all(r.usage.model_extra["blockattn"]["cached_blocks"] + r.usage.model_extra["blockattn"]["computed_blocks"]
-                   == 4 for r in replies)
+        for reply in replies:
+            usage = reply.usage.model_extra["blockattn"]
+            assert usage["cached_blocks"] + usage["computed_blocks"] == 4
 
     def test_a_client_that_leaves_mid_stream_stops_the_generation(self, server_url):
         before = metric(server_url, "blockattn_generated_tokens_total")
@@ -112,35 +113,46 @@ class TestEndpoints:
         assert metric(server_url, "blockattn_generated_tokens_total") - before < 1500
 
 
+CHAT, COMPLETE = "/v1/chat/completions", "/v1/completions"
+
+
+def chat(**fields):
+    return {"model": "default", "messages": ASK, **fields}
+
+
+def complete(**fields):
+    return {"model": "default", **fields}
+
+
 BAD = [
-    ("/v1/chat/completions", b"{not json", 400, None),
-    ("/v1/chat/completions", b"", 400, None),
-    ("/v1/chat/completions", b"[1, 2]", 400, None),
-    ("/v1/chat/completions", {"model": "default", "messages": []}, 400, "messages"),
-    ("/v1/chat/completions", {"model": "default"}, 400, "messages"),
-    ("/v1/chat/completions", {"messages": ASK}, 400, "model"),
-    ("/v1/chat/completions", {"model": "gpt-9", "messages": ASK}, 404, "model"),
-    ("/v1/chat/completions", {"model": "default", "messages": [{"role": "user", "content": 5}]}, 400, "messages.0.content"),
-    ("/v1/chat/completions", {"model": "default", "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages.0.role"),
-    ("/v1/chat/completions", {"model": "default", "messages": [{"role": "assistant", "content": "x"}]}, 400, "messages"),
-    ("/v1/chat/completions", {"model": "default", "messages": ASK, "max_tokens": 0}, 400, "max_tokens"),
-    ("/v1/chat/completions", {"model": "default", "messages": ASK, "max_tokens": "8"}, 400, "max_tokens"),
-    ("/v1/chat/completions", {"model": "default", "messages": ASK, "max_tokens": 10**6}, 400, None),
-    ("/v1/chat/completions", {"model": "default", "messages": ASK, "temperature": "hot"}, 400, "temperature"),
-    ("/v1/chat/completions", {"model": "default", "messages": ASK, "temperature": 3}, 400, "temperature"),
-    ("/v1/chat/completions", {"model": "default", "messages": ASK, "top_p": 0}, 400, "top_p"),
-    ("/v1/chat/completions", {"model": "default", "messages": ASK, "stream": "yes"}, 400, "stream"),
-    ("/v1/chat/completions", {"model": "default", "messages": ASK, "n": 2}, 400, "n"),
-    ("/v1/chat/completions", {"model": "default", "messages": ASK, "tools": [{"type": "function"}]}, 400, "tools"),
-    ("/v1/chat/completions", {"model": "default", "messages": ASK, "stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
-    ("/v1/chat/completions", {"model": "default", "messages": ASK, "documents": [{"text": "  "}]}, 400, "documents.0.text"),
-    ("/v1/chat/completions", {"model": "default", "messages": ASK, "documents": "doc"}, 400, "documents"),
-    ("/v1/chat/completions", {"model": "default", "messages": ASK, "documents": DOCS, "segment": "auto"}, 400, None),
-    ("/v1/chat/completions", {"model": "default", "messages": ASK, "documents": [{"text": "w " * 3000}]}, 400, None),
-    ("/v1/completions", {"model": "default", "prompt": ""}, 400, None),
-    ("/v1/completions", {"model": "default", "prompt": [1, 2, 10**9]}, 400, None),
-    ("/v1/completions", {"model": "default", "prompt": ["a", "b"]}, 400, "prompt"),
-    ("/v1/completions", {"model": "default", "prompt": "x", "echo": True}, 400, "echo"),
+    (CHAT, b"{not json", 400, None),
+    (CHAT, b"", 400, None),
+    (CHAT, b"[1, 2]", 400, None),
+    (CHAT, chat(messages=[]), 400, "messages"),
+    (CHAT, {"model": "default"}, 400, "messages"),
+    (CHAT, {"messages": ASK}, 400, "model"),
+    (CHAT, chat(model="gpt-9"), 404, "model"),
+    (CHAT, chat(messages=[{"role": "user", "content": 5}]), 400, "messages.0.content"),
+    (CHAT, chat(messages=[{"role": "wizard", "content": "x"}]), 400, "messages.0.role"),
+    (CHAT, chat(messages=[{"role": "assistant", "content": "x"}]), 400, "messages"),
+    (CHAT, chat(max_tokens=0), 400, "max_tokens"),
+    (CHAT, chat(max_tokens="8"), 400, "max_tokens"),
+    (CHAT, chat(max_tokens=10**6), 400, None),
+    (CHAT, chat(temperature="hot"), 400, "temperature"),
+    (CHAT, chat(temperature=3), 400, "temperature"),
+    (CHAT, chat(top_p=0), 400, "top_p"),
+    (CHAT, chat(stream="yes"), 400, "stream"),
+    (CHAT, chat(n=2), 400, "n"),
+    (CHAT, chat(tools=[{"type": "function"}]), 400, "tools"),
+    (CHAT, chat(stop=["a", "b", "c", "d", "e"]), 400, "stop"),
+    (CHAT, chat(documents=[{"text": "  "}]), 400, "documents.0.text"),
+    (CHAT, chat(documents="doc"), 400, "documents"),
+    (CHAT, chat(documents=DOCS, segment="auto"), 400, None),
+    (CHAT, chat(documents=[{"text": "w " * 3000}]), 400, None),
+    (COMPLETE, complete(prompt=""), 400, None),
+    (COMPLETE, complete(prompt=[1, 2, 10**9]), 400, None),
+    (COMPLETE, complete(prompt=["a", "b"]), 400, "prompt"),
+    (COMPLETE, complete(prompt="x", echo=True), 400, "echo"),
 ]
 
 

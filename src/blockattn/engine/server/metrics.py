@@ -33,7 +33,8 @@ class CacheCollector:
         stats = self.store.stats()
         tiers = list(stats["tiers"]) + ([stats["disk"]] if stats["disk"] else [])
         families = {
-            "hits": CounterMetricFamily("blockattn_cache_hits", "Block lookups served by a cache tier", labels=["tier"]),
+            "hits": CounterMetricFamily("blockattn_cache_hits", "Block lookups served by a cache tier",
+                                        labels=["tier"]),
             "misses": CounterMetricFamily("blockattn_cache_tier_misses", "Lookups that passed through a tier "
                                           "without finding the block", labels=["tier"]),
             "bytes": GaugeMetricFamily("blockattn_cache_bytes", "Bytes held by a cache tier", labels=["tier"]),
