@@ -72,7 +72,7 @@ class TestPlanner:
             if c is None:
                 continue
             assert_valid(c.text, c.boundaries)
-            assert c.n_tokens <= target + 4 * len(c.boundaries["fine"]) + 4  # + blank runs between pieces
+            assert abs(c.n_tokens - target) <= 120 + 4 * len(c.boundaries["fine"])  # a piece: ≤ ~100 tokens
             assert c.markup == (markup and "Section" in c.text)
 
     def test_concat_units_come_from_different_documents(self):

@@ -3,8 +3,8 @@
 Guarantees of `build`:
 - deterministic: the same seed, instance count and categories give byte-identical Parquet files,
   whatever `workers` is (every category draws from its own seeded generator);
-- resumable: fetched packages and parsed documents are cached under $BLOCKATTN_HOME, so a killed build
-  restarts from where the caches stand; instances are cheap and simply made again;
+- resumable: fetched packages, parsed documents and their token counts are cached under $BLOCKATTN_HOME,
+  so a killed build restarts from where the caches stand; instances are cheap and simply made again;
 - atomic: everything is written to a hidden folder beside DIR and renamed into place at the end, so DIR is
   either the previous complete build, the new complete build, or absent — never half-written;
 - user errors (unknown category, unreachable package, disk full, a DIR that is not a dataset) raise
@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import shutil
 import time
 import zlib
 from collections.abc import Callable

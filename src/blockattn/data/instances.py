@@ -13,8 +13,8 @@ Guarantees of `render` (and so of every instance): boundaries are character offs
 sorted, unique, strictly inside the text (never 0), coarse ⊆ medium ⊆ fine, no block is empty or blank;
 with markup off no piece heading appears in the text.
 
-Lengths are planned with exact per-piece token counts; `Planner` promises a candidate no longer than its
-target (in tokens, up to the few tokens of whitespace between pieces).
+Lengths are planned with exact per-piece token counts; `Planner` promises a candidate as close to its
+target as piece borders allow.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ class Planner:
         parts, size = [], 0.0
         for i in range(start, len(doc.pieces)):
             step = self._piece_size(d, i, markup)
-            if parts and size + step > target:
+            if parts and _overshoots(size, step, target):
                 break
             parts.append((d, i, doc.pieces[i].level))
             size += step
@@ -136,7 +136,7 @@ class Planner:
             taken, taken_size = [], 0.0
             for i in range(a, b):
                 step = self._piece_size(d, i, markup)
-                if taken_size + step > budget:
+                if _overshoots(taken_size, step, budget):
                     break
                 taken.append(i)
                 taken_size += step
@@ -164,6 +164,12 @@ class Planner:
 
     def natural_possible(self, target: float) -> bool:
         return bool(np.any(self.natural & (self.sizes >= target)))
+
+
+def _overshoots(size: float, step: float, target: float) -> bool:
+    """Whether adding a piece of `step` tokens lands further from `target` than stopping: windows end as
+    close to their target as pieces allow, above or below, so lengths near the range's ends are not biased."""
+    return size + step - target > target - size
 
 
 def log_uniform(rng: np.random.Generator, low: int, high: int) -> float:
