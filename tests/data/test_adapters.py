@@ -278,14 +278,15 @@ class TestEmailsSpeechesLegalNews:
 class TestRVignettes:
     def test_atx_headings_outside_code_fences(self, package_tree):
         rmd = ('---\ntitle: "Tiny vignette"\noutput: html\n---\n\nIntro.\n\n## Part one\n\nText.\n\n'
-               '```{r}\n# a comment, not a heading\nx <- 1\n```\n\n### Detail\n\nMore.\n\n## Part two\n\nEnd.\n')
+               '```{r}\n# a comment, not a heading\nx <- 1\n```\n\n### Detail\n\nMore.\n\n***\n\n## Part two\n\nEnd.\n')
         root = package_tree({"usr/lib/R/site-library/tiny/doc/tiny.Rmd": rmd,
                              "usr/lib/R/site-library/tiny/doc/tiny.html": "<html></html>"})
         (doc,) = check(list(rvignettes.parse([root])), "r-vignettes", "r-vignettes")
         assert doc.title == "Tiny vignette" and "output: html" not in doc.text()
         assert [(p.level, p.heading.strip()) for p in doc.pieces if p.level < NONE] == [
-            (COARSE, ""), (COARSE, "## Part one"), (MEDIUM, "### Detail"), (COARSE, "## Part two")]
+            (COARSE, ""), (COARSE, "## Part one"), (MEDIUM, "### Detail"), (COARSE, "***\n\n## Part two")]
         assert "# a comment, not a heading" in doc.text(markup=False)
+        assert "***" not in doc.text(markup=False) and doc.pieces[-1].heading == "***\n\n## Part two\n\n"
 
 
 class TestHtml:

@@ -38,4 +38,4 @@ def parse(roots: Sequence[Path]) -> Iterator[Document]:
 R_VIGNETTES = Source(
     name="r-vignettes", category=CATEGORY, packages=tuple(Package("debian", n, v) for n, v in _PACKAGES),
     license="each package's licence (MIT / GPL-2+ / GPL-3 / MPL-2.0; see its copyright file)",
-    description="R Markdown vignettes of 17 CRAN packages", parse=parse)
+    description="R Markdown vignettes of 17 CRAN packages", parse=parse, version=2)
