@@ -317,9 +317,11 @@ def build(out: str | Path, n_instances: int = 30000, categories: list[str] | Non
             for source in to_fetch:
                 fetch_source(source)
                 bars.advance(fetch_bar, len(source.packages))
+            bars.stop_task(fetch_bar)  # freezes its clock even when nothing needed fetching
             parse_bar = bars.add_task("parse", total=len(sources))
             summaries = runner.map(summarize_source, [s.name for s in sources],
                                    lambda _: bars.advance(parse_bar), lambda n: None)
+            bars.stop_task(parse_bar)
             plan = plan_quotas(summaries, n_instances, assign, max_reuse)
             jobs = []
             for cat in sorted(plan):
