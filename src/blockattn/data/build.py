@@ -364,8 +364,14 @@ def _write_card(tmp: Path, stats: list[dict], summaries: list[SourceSummary], pl
     if made < n_instances:
         notes.append(f"{made} of the {n_instances} requested instances: the selected categories hold too little "
                      f"text for more without reusing each token more than {max_reuse:g} times on average.")
-    short = {c: sum(q.values()) for c, q in plan.items()}
-    for cat, want in sorted(short.items()):
+    planned = {c: sum(q.values()) for c, q in plan.items()}
+    fair_share = n_instances // max(1, len(planned))
+    for cat, want in sorted(planned.items()):
+        tokens = sum(sum(s.group_tokens.values()) for s in summaries if s.category == cat)
+        if want < fair_share:
+            notes.append(f"{cat}: {want} instances instead of an equal share ({fair_share}): its sources hold "
+                         f"{tokens / 1e6:.2f}M tokens, and each token may appear in at most {max_reuse:g} "
+                         "instances on average; the other categories took the rest.")
         got = sum(r["category"] == cat for r in stats)
         if got < want:
             notes.append(f"{cat}: {got} of {want} planned instances (not enough distinct windows).")
@@ -375,6 +381,7 @@ def _write_card(tmp: Path, stats: list[dict], summaries: list[SourceSummary], pl
             "natural share": NATURAL_SHARE, "markup share": MARKUP_SHARE, "max token reuse": max_reuse,
             "splits": "test only" if unseen else "train 0.8 / validation 0.1 / test 0.1 of the text, by source group"}
     sources = [{"name": s.name, "category": s.category, "documents": s.n_documents,
+                "tokens": f"{sum(s.group_tokens.values()) / 1e6:.2f}M",
                 "packages": ", ".join(f"`{p}`" for p in SOURCES[s.name].packages),
                 "license": SOURCES[s.name].license, "description": SOURCES[s.name].description}
                for s in sorted(summaries, key=lambda s: (s.category, s.name))]

@@ -101,9 +101,9 @@ def write_card(path: Path, *, name: str, description: str, command: str, info: d
         "new block starts, sorted, never 0, strictly inside the text), `markup` (the text shows its "
         "source's headings/separators), `documents` (source document ids).", "",
         "## Sources", "",
-        markdown_table(["source", "category", "packages", "documents", "licence", "what"],
-                       [[s["name"], s["category"], s["packages"], s["documents"], s["license"], s["description"]]
-                        for s in sources]), "",
+        markdown_table(["source", "category", "packages", "documents", "tokens", "licence", "what"],
+                       [[s["name"], s["category"], s["packages"], s["documents"], s["tokens"], s["license"],
+                         s["description"]] for s in sources]), "",
         "## Counts", "",
         markdown_table(list(counts[0]), [list(c.values()) for c in counts]), "",
         "`natural`: instances cut from one document; `markup`: instances whose text keeps headings; "
