@@ -212,7 +212,7 @@ class TestEncyclopedia:
 
 
 class TestDictionaries:
-    def test_dictd_entries_grouped_by_prefix(self, package_tree):
+    def test_one_document_per_entry_grouped_by_prefix(self, package_tree):
         entries = ["apple\n  A fruit.\n", "apricot\n  Another fruit.\n", "banana\n  Yellow.\n"]
         data, index, offset = "", [], 0
         for word, entry in zip(["apple", "apricot", "banana"], entries):
@@ -223,8 +223,9 @@ class TestDictionaries:
         root = package_tree({"usr/share/dictd/foldoc.index": "\n".join(index) + "\n",
                              "usr/share/dictd/foldoc.dict.dz": gz(data)})
         docs = check(list(dictionaries.parse_foldoc([root])), "foldoc", "dictionary")
-        assert [d.id for d in docs] == ["foldoc/ap", "foldoc/ba"]
-        assert docs[0].text() == "apple\n  A fruit.\n\napricot\n  Another fruit.\n\n"
+        assert [d.title for d in docs] == ["apple", "apricot", "banana"]
+        assert [d.group for d in docs] == ["foldoc:ap", "foldoc:ap", "foldoc:ba"]
+        assert docs[1].text() == "apricot\n  Another fruit.\n\n"
 
     def test_dictd_numbers(self):
         assert dictionaries.dictd_number("B") == 1 and dictionaries.dictd_number("BA") == 64

@@ -125,10 +125,10 @@ class Planner:
         units = self.units[self.concat_sources[rng.choice(len(self.concat_sources), p=self.concat_weights)]]
         parts: list[tuple[int, int, int]] = []
         used_docs: list[int] = []
-        size, misses = 0.0, 0
-        while size < target * 0.98 and misses < 30:
+        used, size, misses = set(), 0.0, 0
+        while size < target * 0.98 and misses < 30:  # 30 draws in a row that fit nowhere: full enough
             d, a, b = units[rng.integers(len(units))]
-            if d in used_docs:
+            if d in used:
                 misses += 1
                 continue
             # The first unit takes at most part of the budget, so every instance holds at least two units.
@@ -146,7 +146,9 @@ class Planner:
             doc = self.documents[d]
             parts += [(d, i, COARSE if i == taken[0] else doc.pieces[i].level) for i in taken]
             used_docs.append(d)
+            used.add(d)
             size += taken_size
+            misses = 0
             if len(used_docs) > 1 and taken[-1] + 1 < b:  # a later unit cut short ends the instance
                 break
         if len(used_docs) < 2:

@@ -1,8 +1,9 @@
 """Dictionaries in dictd format (Debian `dict-gcide`: the Collaborative International Dictionary of
-English; `dict-wn`: WordNet 3.0; `dict-foldoc`: the Free On-line Dictionary of Computing): one coarse
-piece per entry. Entries are grouped into documents by the headword's first two letters (a dictionary
-read in order), which are also the split groups. GCIDE and WordNet are sampled (one headword in four, by
-hash) to keep them from dwarfing the other categories' sources.
+English; `dict-wn`: WordNet 3.0; `dict-foldoc`: the Free On-line Dictionary of Computing): one document per
+entry (entries are independent texts, so instances are concatenations of entries). Entries whose headwords
+share their first two letters form one split group, so that related headwords (run, running) stay in one
+split. GCIDE and WordNet are sampled (one headword in four, by hash) to keep them from dwarfing the other
+categories' sources.
 """
 
 from __future__ import annotations
@@ -45,14 +46,13 @@ def dictd_entries(index: str, data: bytes) -> Iterator[tuple[str, str]]:
 def _parse(root: Path, name: str, sample: int) -> Iterator[Document]:
     base = root / "usr/share/dictd"
     data = gzip.decompress((base / f"{name}.dict.dz").read_bytes())  # dictzip is gzip-compatible
-    groups: dict[str, list] = {}
-    for headword, entry in dictd_entries((base / f"{name}.index").read_text(encoding="utf-8"), data):
-        if zlib.crc32(headword.encode()) % sample:
+    for k, (headword, entry) in enumerate(dictd_entries((base / f"{name}.index").read_text(encoding="utf-8"),
+                                                        data)):
+        pieces = section(entry, COARSE)
+        if zlib.crc32(headword.encode()) % sample or not pieces:
             continue
-        key = "".join(c for c in headword.lower() if c.isalnum())[:2] or "_"
-        groups.setdefault(key, []).extend(section(entry, COARSE))
-    for key, pieces in sorted(groups.items()):
-        yield Document(f"{name}/{key}", name, "dictionary", f"{name}: {key}…", group=f"{name}:{key}",
+        prefix = "".join(c for c in headword.lower() if c.isalnum())[:2] or "_"
+        yield Document(f"{name}/{k:06d}", name, "dictionary", headword, group=f"{name}:{prefix}",
                        pieces=tuple(pieces))
 
 
@@ -70,9 +70,9 @@ def parse_foldoc(roots: Sequence[Path]) -> Iterator[Document]:
 
 GCIDE = Source(name="gcide", category="dictionary", packages=(Package("debian", "dict-gcide", "0.48.5+nmu2"),),
                license="GPL-3.0+ (GCIDE; based on Webster's 1913, public domain)",
-               description="GCIDE entries (1 in 4 headwords)", parse=parse_gcide)
+               description="GCIDE entries (1 in 4 headwords)", parse=parse_gcide, version=2)
 WORDNET = Source(name="wn", category="dictionary", packages=(Package("debian", "dict-wn", "1:3.0-37"),),
                  license="WordNet 3.0 licence (BSD-like)", description="WordNet 3.0 entries (1 in 4 headwords)",
-                 parse=parse_wordnet)
+                 parse=parse_wordnet, version=2)
 FOLDOC = Source(name="foldoc", category="dictionary", packages=(Package("debian", "dict-foldoc", "20230119-1"),),
-                license="GFDL-1.1+", description="FOLDOC computing dictionary entries", parse=parse_foldoc)
+                license="GFDL-1.1+", description="FOLDOC computing dictionary entries", parse=parse_foldoc, version=2)
