@@ -97,8 +97,9 @@ def write_card(path: Path, *, name: str, description: str, command: str, info: d
         "## Build", "", markdown_table(["setting", "value"], [[k, f"`{v}`"] for k, v in info.items()]), "",
         "## Columns", "",
         "`id`, `category`, `source` (the adapter), `kind` (`natural`: one document cut at its own structure; "
-        "`concat`: independent units of one source, unmarked topic shifts), `text`, `n_tokens`, `boundaries` (`coarse` ⊆ `medium` ⊆ `fine`: character offsets where a "
-        "new block starts, sorted, never 0, strictly inside the text), `markup` (the text shows its "
+        "`concat`: independent units of one source, unmarked topic shifts), `text`, `n_tokens`, `boundaries` "
+        "(`coarse` ⊆ `medium` ⊆ `fine`: character offsets where a new block starts, sorted, never 0, strictly "
+        "inside the text), `markup` (the text shows its "
         "source's headings/separators), `documents` (source document ids).", "",
         "## Sources", "",
         markdown_table(["source", "category", "packages", "documents", "tokens", "licence", "what"],

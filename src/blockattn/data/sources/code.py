@@ -42,7 +42,8 @@ def parse_python(roots: Sequence[Path]) -> Iterator[Document]:
     files = sorted((p.relative_to(root / "usr/lib/python3.11").as_posix(), p)
                    for root in roots for p in (root / "usr/lib/python3.11").rglob("*.py"))
     for rel, path in files:
-        if path.is_symlink() or "test" in rel.split("/")[0] or "/test" in rel or path.stat().st_size > _MAX_FILE_BYTES:
+        if path.is_symlink() or "test" in rel.split("/")[0] or "/test" in rel \
+                or path.stat().st_size > _MAX_FILE_BYTES:
             continue
         doc = _document("cpython-stdlib", "python-code", rel, path.read_text(encoding="utf-8", errors="replace"),
                         python_cuts)
@@ -54,7 +55,8 @@ def parse_go(roots: Sequence[Path]) -> Iterator[Document]:
     base = roots[0] / "usr/share/go-1.19/src"
     for path in sorted(base.rglob("*.go")):
         rel = path.relative_to(base).as_posix()
-        if path.is_symlink() or rel.endswith("_test.go") or "testdata/" in rel or path.stat().st_size > _MAX_FILE_BYTES:
+        if path.is_symlink() or rel.endswith("_test.go") or "testdata/" in rel \
+                or path.stat().st_size > _MAX_FILE_BYTES:
             continue
         doc = _document("go-stdlib", "go-code", rel, path.read_text(encoding="utf-8", errors="replace"), go_cuts)
         if doc:
