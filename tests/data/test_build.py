@@ -121,6 +121,15 @@ class TestUnitsApi:
         assert units[1].title == "doc 0 — Part 2" and units[1].text.startswith("Part 2\n\n")
         assert not load_units("sotu", markup=False)[1].text.startswith("Part 2")
 
+    def test_units_of_a_split_match_the_built_split(self, home, tmp_path):
+        from blockattn.data.sources import load_units
+
+        build_mod.build(tmp_path / "ds", 20, CATEGORIES, seed=0)
+        test_docs = {d for r in _rows(tmp_path / "ds", "test") if r["source"] == "sotu" for d in r["documents"]}
+        unit_docs = {u.id.split("#")[0] for u in load_units("sotu", split="test")}
+        train_docs = {u.id.split("#")[0] for u in load_units("sotu", split="train")}
+        assert test_docs and test_docs <= unit_docs and not unit_docs & train_docs
+
 
 def _rows(root: Path, split: str) -> list[dict]:
     files = sorted((root / "data" / split).glob("*.parquet"))

@@ -89,6 +89,15 @@ def summarize_source(name: str, progress: Callable[[int], None] | None = None) -
     return SourceSummary(name, get_source(name).category, len(docs), groups)
 
 
+def group_splits(category: str, unseen: bool = False) -> dict[str, str]:
+    """The split of every source group of a category, exactly as `build` assigns them."""
+    from blockattn.data.sources import UNSEEN, sources_for
+
+    sources = [s for s in UNSEEN if s.category == category] if unseen else sources_for([category])
+    summaries = [summarize_source(s.name) for s in sources]
+    return (test_only if unseen else assign_splits)({g: n for s in summaries for g, n in s.group_tokens.items()})
+
+
 def test_only(group_sizes: dict[str, int]) -> dict[str, str]:
     """The split assignment of an evaluation-only set: everything is `test`."""
     return dict.fromkeys(group_sizes, "test")

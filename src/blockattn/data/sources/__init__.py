@@ -127,11 +127,21 @@ def load_piece_counts(name: str):
     return cached
 
 
-def load_units(name: str, markup: bool = True) -> list[Unit]:
+def load_units(name: str, markup: bool = True, split: str | None = None) -> list[Unit]:
     """Independent texts of a source: each document cut at its coarse boundaries (a chapter, a function, a
-    man-page section, a whole email), titled by the document (and the unit's heading, if it has one)."""
+    man-page section, a whole email), titled by the document (and the unit's heading, if it has one).
+    With `split`, only units of documents that SemanticSeg puts in that split (so that, e.g., evaluation
+    items built from `split="test"` text share nothing with the segmenter's training data)."""
+    keep = None
+    if split is not None:
+        from blockattn.data.build import group_splits
+
+        source = get_source(name)
+        keep = {g for g, sp in group_splits(source.category, unseen=source in UNSEEN).items() if sp == split}
     units = []
     for doc in load_documents(name):
+        if keep is not None and doc.group not in keep:
+            continue
         spans: list[list] = []
         for piece in doc.pieces:
             if piece.level == COARSE or not spans:
