@@ -48,11 +48,6 @@ def find_rotary_embedding(model: nn.Module) -> nn.Module:
     raise ValueError(f"{type(model).__name__} has no rotary embedding: not a RoPE (Llama-family) model")
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
 def rotation_tables(delta: int | float | torch.Tensor, rope: RopeSpec,
                     device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
     """fp32 cos/sin of Δ·θ: (rotary_dim,) for a scalar Δ, (T, rotary_dim) for per-position deltas Δ of shape (T,)
@@ -67,15 +62,26 @@ def rotation_tables(delta: int | float | torch.Tensor, rope: RopeSpec,
     return angle.cos().to(torch.float32), angle.sin().to(torch.float32)
 
 
-def apply_rotation(keys: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the first cos.shape[-1] channels of `keys` (..., T, head_dim) by the angles of `rotation_tables`;
-    computed in fp32, returned in the keys' dtype."""
+def apply_rotation(keys: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
+    """Rotate the first cos.shape[-1] channels of `keys` (..., T, head_dim) by the angles of `rotation_tables`.
+
+    Computed in fp32; returned in the keys' dtype, or written into `out` (same shape, any dtype, not overlapping
+    `keys`) and returned. In place on one fp32 working tensor -- x·cos + rotate_half(x)·sin with
+    rotate_half([x₁ | x₂]) = [-x₂ | x₁] -- so an fp32 `out` costs ~3 passes over the keys and no temporaries."""
     rot = cos.shape[-1]
-    k = keys.to(torch.float32)
-    k_rot, k_pass = k[..., :rot], k[..., rot:]
-    k_rot = k_rot * cos + _rotate_half(k_rot) * sin
-    out = torch.cat((k_rot, k_pass), dim=-1) if k_pass.shape[-1] else k_rot
-    return out.to(keys.dtype)
+    half = rot // 2
+    if out is not None and out.dtype == torch.float32:
+        work = out.copy_(keys)
+    else:
+        work = keys.to(torch.float32, copy=True)
+    part = work[..., :rot]
+    part.mul_(cos)
+    part[..., :half].addcmul_(keys[..., half:rot], sin[..., :half], value=-1)
+    part[..., half:].addcmul_(keys[..., :half], sin[..., half:])
+    if out is None:
+        return work.to(keys.dtype)
+    return out if work is out else out.copy_(work)
 
 
 def rerotate_keys(keys: torch.Tensor, delta: int | float | torch.Tensor, rope: RopeSpec) -> torch.Tensor:
