@@ -8,7 +8,6 @@ mask costs N² bytes and a masked (non-flash) kernel.
 
 from __future__ import annotations
 
-import json
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ from rich.progress import Progress
 from blockattn.attention.interface import compiled_flex_attention
 from blockattn.attention.layout import BlockLayout, BlockSpec
 from blockattn.attention.masks import dense_block_mask, flex_block_mask
+from blockattn.bench.report import write_report
 from blockattn.bench.timing import median_ms, peak_memory_mb
 
 METHODS = ("flex", "dense", "causal")
@@ -165,9 +165,4 @@ def plot(result: dict, path: Path) -> None:
 
 
 def write(result: dict, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.rename(out)
-    plot(result, out.with_suffix(".png"))
-    return out
+    return write_report(result, out, plot)

@@ -13,7 +13,6 @@ cache counters; the goal is 0 errors.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import os
 import platform
@@ -23,6 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+
+from blockattn.bench.report import write_report
 
 QUESTIONS = ("Who designed the Bell Rock Lighthouse?", "Where was Marie Curie born?",
              "How many eggs can a honey bee queen lay in a day?", "What is the text about?")
@@ -169,9 +170,7 @@ def run(cfg: LoadConfig) -> dict:
 
 
 def write(result: dict, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    return out
+    return write_report(result, out)
 
 
 if __name__ == "__main__":  # python -m blockattn.bench.load ...  ==  blockattn bench load ...

@@ -20,7 +20,6 @@ reading the weights + the context K/V once at the device's measured copy bandwid
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -32,6 +31,7 @@ from pathlib import Path
 import torch
 
 from blockattn.bench.models import BenchModel, build
+from blockattn.bench.report import write_report
 from blockattn.bench.timing import median_ms
 
 GOAL = {"model": "llama-8b-shape", "tokens": 32768, "max_cached_pct_of_full": 1.3}
@@ -305,13 +305,7 @@ def plot(result: dict, path: Path) -> None:
 
 
 def write(result: dict, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    tmp.rename(out)
-    if result["rows"]:
-        plot(result, out.with_suffix(".png"))
-    return out
+    return write_report(result, out, plot if result["rows"] else None)
 
 
 if __name__ == "__main__":  # python -m blockattn.bench.ttft ...  ==  blockattn bench ttft ...

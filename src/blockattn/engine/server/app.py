@@ -138,7 +138,6 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
 
     app = FastAPI(title="blockattn", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(_CountRequests, metrics=metrics)
-    app.state.worker, app.state.metrics, app.state.service = worker, metrics, service
 
     # ---------------------------------------------------------------- errors: always the OpenAI body
     @app.exception_handler(APIError)
@@ -281,27 +280,29 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
         check_model(model_id)
         return model_card(model_id)
 
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request):
+    async def handle(request: Request, schema, build_prompt, chat: bool):
+        """Validate → tokenize (thread pool) → generate (model thread) → respond."""
         arrived = time.perf_counter()
         check_auth(request)
-        req: ChatRequest = parse(ChatRequest, await _read_json(request, max_body_bytes))
+        req = parse(schema, await _read_json(request, max_body_bytes))
         check_model(req.model)
         sampling = sampling_of(req)
-        messages = [m.as_chat() for m in req.messages]
-        prompt = await run_in_threadpool(service.chat_prompt, messages, req.document_texts, req.segment)
+        prompt = await run_in_threadpool(build_prompt, req)
         generation = await run_in_threadpool(service.generate, prompt, sampling, req.new_tokens, req.stop_list)
-        return await respond(generation, _Format(True, service.model_name), req.stream, req.include_usage, arrived)
+        return await respond(generation, _Format(chat, service.model_name), req.stream, req.include_usage, arrived)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        def build(req: ChatRequest):
+            return service.chat_prompt([m.as_chat() for m in req.messages], req.document_texts, req.segment)
+
+        return await handle(request, ChatRequest, build, chat=True)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        arrived = time.perf_counter()
-        check_auth(request)
-        req: CompletionRequest = parse(CompletionRequest, await _read_json(request, max_body_bytes))
-        check_model(req.model)
-        sampling = sampling_of(req)
-        prompt = await run_in_threadpool(service.completion_prompt, req.prompt_input, req.document_texts, req.segment)
-        generation = await run_in_threadpool(service.generate, prompt, sampling, req.new_tokens, req.stop_list)
-        return await respond(generation, _Format(False, service.model_name), req.stream, req.include_usage, arrived)
+        def build(req: CompletionRequest):
+            return service.completion_prompt(req.prompt_input, req.document_texts, req.segment)
+
+        return await handle(request, CompletionRequest, build, chat=False)
 
     return app

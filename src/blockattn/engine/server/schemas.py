@@ -12,13 +12,29 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from blockattn.engine.server.errors import APIError
 
 Temperature = Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)]
 TopP = Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)]
 Penalty = Annotated[float, Field(allow_inf_nan=False)]
+
+
+# Parameters of the OpenAI API that blockattn does not implement: (does this value need them?, the 400 message).
+# Refusing them is better than silently answering something else than what was asked.
+_UNSUPPORTED = {
+    "n": (lambda v: v != 1, "only n=1 is supported"),
+    "presence_penalty": (lambda v: v != 0, "penalties are not supported (use 0)"),
+    "frequency_penalty": (lambda v: v != 0, "penalties are not supported (use 0)"),
+    "logit_bias": (bool, "logit_bias is not supported"),
+    "logprobs": (bool, "logprobs are not supported"),
+    "tools": (bool, "tools are not supported"),
+    "response_format": (lambda v: v.get("type", "text") != "text", "only the text response format is supported"),
+    "echo": (bool, "echo is not supported"),
+    "best_of": (lambda v: v != 1, "best_of is not supported"),
+    "suffix": (bool, "suffix is not supported"),
+}
 
 
 class _Strict(BaseModel):
@@ -75,25 +91,12 @@ class _Generation(_Strict):
     documents: list[Document] | None = None
     segment: Literal["none", "auto"] = "none"
 
-    @field_validator("n")
+    @field_validator(*_UNSUPPORTED, check_fields=False)
     @classmethod
-    def _one_choice(cls, n: int) -> int:
-        if n != 1:
-            raise ValueError("only n=1 is supported")
-        return n
-
-    @field_validator("presence_penalty", "frequency_penalty")
-    @classmethod
-    def _no_penalty(cls, value: float) -> float:
-        if value != 0.0:
-            raise ValueError("penalties are not supported (use 0)")
-        return value
-
-    @field_validator("logit_bias")
-    @classmethod
-    def _no_bias(cls, value):
-        if value:
-            raise ValueError("logit_bias is not supported")
+    def _supported(cls, value, info: ValidationInfo):
+        rejects, why = _UNSUPPORTED[info.field_name]
+        if value is not None and rejects(value):
+            raise ValueError(why)
         return value
 
     @field_validator("stop")
@@ -124,27 +127,6 @@ class ChatRequest(_Generation):
     tools: list[Any] | None = None
     response_format: dict[str, Any] | None = None
 
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, value):
-        if value:
-            raise ValueError("logprobs are not supported")
-        return value
-
-    @field_validator("tools")
-    @classmethod
-    def _no_tools(cls, value):
-        if value:
-            raise ValueError("tools are not supported")
-        return value
-
-    @field_validator("response_format")
-    @classmethod
-    def _text_only(cls, value):
-        if value and value.get("type", "text") != "text":
-            raise ValueError("only the text response format is supported")
-        return value
-
     @field_validator("messages")
     @classmethod
     def _ends_with_user(cls, messages: list[Message]) -> list[Message]:
@@ -165,34 +147,6 @@ class CompletionRequest(_Generation):
     best_of: int | None = None
     suffix: str | None = None
     logprobs: int | None = None
-
-    @field_validator("echo")
-    @classmethod
-    def _no_echo(cls, value):
-        if value:
-            raise ValueError("echo is not supported")
-        return value
-
-    @field_validator("best_of")
-    @classmethod
-    def _no_best_of(cls, value):
-        if value not in (None, 1):
-            raise ValueError("best_of is not supported")
-        return value
-
-    @field_validator("suffix")
-    @classmethod
-    def _no_suffix(cls, value):
-        if value:
-            raise ValueError("suffix is not supported")
-        return value
-
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, value):
-        if value:
-            raise ValueError("logprobs are not supported")
-        return value
 
     @property
     def prompt_input(self) -> str | list[int]:
