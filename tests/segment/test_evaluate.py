@@ -48,3 +48,16 @@ class TestTrain:
         monkeypatch.setenv("BLOCKATTN_SEGMENTER_WEIGHTS", str(out))
         cuts = LearnedSegmenter().cut(Document(sample_text), Request(num_blocks=4))
         assert len(cuts) == 3
+
+
+class TestReuse:
+    def test_scores_of_an_earlier_report_are_taken_not_recomputed(self, semanticseg, tmp_path, monkeypatch,
+                                                                  learned_is_random):
+        first = run_evaluation(semanticseg, "test", ["fixed"], tmp_path / "a.json")
+        from blockattn.segment import methods
+
+        monkeypatch.setitem(methods._INSTANCES, "fixed", None)  # would fail if it were run again
+        second = run_evaluation(semanticseg, "test", ["learned", "fixed"], tmp_path / "b.json",
+                                reuse=tmp_path / "a.json")
+        assert second["reused_from"] == {"fixed": str(tmp_path / "a.json")}
+        assert second["overall"]["fixed"] == first["overall"]["fixed"]

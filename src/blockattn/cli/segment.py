@@ -30,6 +30,12 @@ app = typer.Typer(cls=_DefaultCutGroup, no_args_is_help=True,
                   help="Cut text into self-contained blocks (`blockattn segment FILE|-`), evaluate, train.")
 
 _FORMATS = ("text", "json", "jsonl")
+_ALL_METHODS = ["learned", "fixed", "sentence", "paragraph", "recursive", "texttiling", "semantic"]
+
+
+def _names(methods: List[str]) -> List[str]:
+    """Method names from repeated and/or comma-separated --methods values."""
+    return [m for item in methods for m in item.split(",") if m]
 
 
 @app.command("cut")
@@ -75,20 +81,41 @@ def cut(
 def evaluate(
     data: Path = typer.Option(..., help="SemanticSeg folder (Parquet per split)."),
     split: str = typer.Option("test", help="train | validation | test."),
-    methods: List[str] = typer.Option(["learned", "fixed", "sentence", "paragraph", "recursive", "texttiling",
-                                       "semantic"], help="Methods to compare (comma-separated, or repeat the option)."),
+    methods: List[str] = typer.Option(_ALL_METHODS, help="Methods to compare (comma-separated, or repeat)."),
     per_category: Optional[int] = typer.Option(None, help="Evaluate at most this many documents per category "
                                                           "(a seeded sample; default all)."),
     out: Path = typer.Option(Path("reports/segmentation.json"), help="Report JSON; the plot goes beside it."),
     seed: int = typer.Option(0, help="Seed of the per-category sample."),
+    reuse: Optional[Path] = typer.Option(None, help="An earlier report on the same documents: methods it "
+                                                    "scored are taken from it, not run again."),
 ) -> None:
     """Compare methods at the gold number of blocks; print the per-category table, write JSON + plot."""
     from blockattn.segment.evaluate import run_evaluation
 
-    names = [m for item in methods for m in item.split(",") if m]
+    names = _names(methods)
     command = (f"blockattn segment eval --data {data} --split {split} --methods {','.join(names)}"
-               + (f" --per-category {per_category} --seed {seed}" if per_category else "") + f" --out {out}")
-    run_evaluation(data, split, names, out, per_category=per_category, seed=seed, command=command)
+               + (f" --per-category {per_category} --seed {seed}" if per_category else "") + f" --out {out}"
+               + (f" --reuse {reuse}" if reuse else ""))
+    run_evaluation(data, split, names, out, per_category=per_category, seed=seed, command=command, reuse=reuse)
+
+
+@app.command("bench")
+def bench(
+    data: Path = typer.Option(..., help="SemanticSeg folder whose documents are timed."),
+    split: str = typer.Option("test", help="train | validation | test."),
+    methods: List[str] = typer.Option(_ALL_METHODS, help="Methods to time (comma-separated, or repeat)."),
+    per_category: int = typer.Option(3, help="Documents per category for the fast methods."),
+    slow_per_category: int = typer.Option(1, help="Documents per category for texttiling and semantic."),
+    out: Path = typer.Option(Path("reports/segmentation_speed.json"), help="Report JSON."),
+    seed: int = typer.Option(0, help="Seed of the document sample."),
+) -> None:
+    """Time every method (tokens/s) and the learned CLI end to end on a 32k-token document."""
+    from blockattn.segment.bench import run_bench
+
+    names = _names(methods)
+    command = (f"blockattn segment bench --data {data} --split {split} --methods {','.join(names)} "
+               f"--per-category {per_category} --slow-per-category {slow_per_category} --seed {seed} --out {out}")
+    run_bench(data, split, names, out, per_category, slow_per_category, seed, command)
 
 
 @app.command("train")
@@ -98,7 +125,8 @@ def train(
     steps: int = typer.Option(3000, help="Optimizer steps."),
     batch_size: int = typer.Option(32, help="Crops per step."),
     eval_every: int = typer.Option(250, help="Validate (and checkpoint) every this many steps."),
-    max_train_docs: Optional[int] = typer.Option(None, help="Use at most this many training documents."),
+    train_per_category: Optional[int] = typer.Option(None, help="Train on at most this many documents per "
+                                                                "category (features are cached in memory)."),
     seed: int = typer.Option(0, help="Random seed."),
     work: Path = typer.Option(Path("runs/segmenter"), help="Cache of features and checkpoints (resumable)."),
     device: str = typer.Option("cpu", help="cpu | cuda."),
@@ -107,4 +135,4 @@ def train(
     from blockattn.segment.learned.train import train as run_training
 
     run_training(data, out=out, steps=steps, batch_size=batch_size, eval_every=eval_every,
-                 max_train_docs=max_train_docs, seed=seed, work=work, device=device)
+                 train_per_category=train_per_category, seed=seed, work=work, device=device)

@@ -71,13 +71,18 @@ def score_cuts(doc: Document, gold: list[int], cuts: np.ndarray) -> dict[str, fl
             "f1": boundary_f1(gold_idx, hyp_idx).f1, "f1_tol1": boundary_f1(gold_idx, hyp_idx, tolerance=1).f1}
 
 
-def evaluate_rows(rows: list[dict], methods: list[str], progress=None) -> dict:
-    """Per-document scores of every method, plus diagnostics. Returns the raw material of the report."""
+def evaluate_rows(rows: list[dict], methods: list[str], progress=None, reuse: dict | None = None) -> dict:
+    """Per-document scores of every method, plus diagnostics. Returns the raw material of the report.
+
+    reuse: scores from an earlier report ({"per_doc": {id: {method: scores}}, "seconds": {method: s}}):
+    a method it scored on every one of these documents is taken from it instead of run again."""
     per_doc = []  # {"id", "category", "scores": {method: {metric: value}}}
-    seconds = defaultdict(float)
+    reuse = reuse or {"per_doc": {}, "seconds": {}}
+    reused = [m for m in methods if rows and all(m in reuse["per_doc"].get(r["id"], {}) for r in rows)]
+    seconds = defaultdict(float, {m: reuse["seconds"][m] for m in reused})
     tokens = 0
     monotonic, snapped, exact = [], 0, 0
-    segmenters = {m: get_segmenter(m) for m in methods}
+    segmenters = {m: get_segmenter(m) for m in methods if m not in reused}
     for row in rows:
         doc = Document(row["text"])
         levels = distinct_levels(row["boundaries"])
@@ -85,7 +90,7 @@ def evaluate_rows(rows: list[dict], methods: list[str], progress=None) -> dict:
         for gold in levels.values():
             _, ok = snap(doc, gold)
             snapped, exact = snapped + len(ok), exact + int(ok.sum())
-        scores = {}
+        scores = {m: reuse["per_doc"][row["id"]][m] for m in reused}
         for name, seg in segmenters.items():
             started = time.perf_counter()
             level_scores = [score_cuts(doc, gold, seg.cut(doc, Request(num_blocks=len(gold) + 1)))
@@ -100,7 +105,17 @@ def evaluate_rows(rows: list[dict], methods: list[str], progress=None) -> dict:
         if progress:
             progress()
     return {"per_doc": per_doc, "seconds": dict(seconds), "tokens": tokens, "monotonic": monotonic,
-            "gold_on_candidates": exact / snapped if snapped else math.nan}
+            "gold_on_candidates": exact / snapped if snapped else math.nan, "reused": reused}
+
+
+def load_reuse(path: Path, data: Path, split: str) -> dict:
+    """Per-document scores of an earlier report on the same data and split, for `evaluate_rows`."""
+    from blockattn.errors import UserError
+
+    old = json.loads(Path(path).read_text())
+    if Path(old["data"]).resolve() != Path(data).resolve() or old["split"] != split:
+        raise UserError(f"{path}: scores of {old['data']} ({old['split']}), not of {data} ({split})")
+    return {"per_doc": {d["id"]: d["scores"] for d in old["per_doc"]}, "seconds": old["eval_seconds"]}
 
 
 def summarise(raw: dict, methods: list[str]) -> dict:
@@ -175,7 +190,7 @@ def plot(summary: dict, methods: list[str], path: Path) -> None:
 
 
 def run_evaluation(data: Path, split: str, methods: list[str], out: Path, per_category: int | None = None,
-                   seed: int = 0, command: str = "") -> dict:
+                   seed: int = 0, command: str = "", reuse: Path | None = None) -> dict:
     """Evaluate, print the tables, write `out` (JSON) and the plot beside it (same name, .png)."""
     from rich.progress import Progress
 
@@ -184,12 +199,14 @@ def run_evaluation(data: Path, split: str, methods: list[str], out: Path, per_ca
     rows = load_rows(data, split, per_category, seed)
     with Progress(transient=True) as bar:
         task = bar.add_task(f"segmenting {len(rows)} {split} documents", total=len(rows))
-        raw = evaluate_rows(rows, methods, progress=lambda: bar.advance(task))
+        raw = evaluate_rows(rows, methods, progress=lambda: bar.advance(task),
+                            reuse=load_reuse(reuse, data, split) if reuse else None)
     summary = summarise(raw, methods)
     report = {
         "command": command, "data": str(data), "split": split, "n_docs": len(rows), "seed": seed,
         "per_category_limit": per_category, "methods": methods, "tokens": raw["tokens"],
-        "eval_seconds": raw["seconds"], "gold_boundaries_on_candidates": raw["gold_on_candidates"],
+        "eval_seconds": raw["seconds"], "reused_from": {m: str(reuse) for m in raw["reused"]},
+        "gold_boundaries_on_candidates": raw["gold_on_candidates"],
         **summary, "per_doc": raw["per_doc"],
     }
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -35,14 +35,16 @@ EMBED_DIM = 128
 _IGNORE = -1  # label of a level the document has no gold for
 
 
-def _rows(data: Path, split: str, limit: int | None = None) -> list[dict]:
+def _rows(data: Path, split: str, per_category: int | None = None) -> list[dict]:
+    """A split's rows; with `per_category`, the first that many of each category (files keep build order,
+    which is already shuffled), so a subset stays balanced."""
     from blockattn.data import iter_split
 
-    rows = []
+    rows, taken = [], defaultdict(int)
     for row in iter_split(data, split, columns=["id", "category", "text", "boundaries"]):
-        rows.append(row)
-        if limit and len(rows) >= limit:
-            break
+        if per_category is None or taken[row["category"]] < per_category:
+            taken[row["category"]] += 1
+            rows.append(row)
     return rows
 
 
@@ -187,7 +189,7 @@ def _single_level_cut(segmenter: LearnedSegmenter, doc: Document, level: str) ->
 
 def train(data: Path, out: Path | None = None, steps: int = 3000, seed: int = 0, work: Path = Path("runs/segmenter"),
           device: str = "cpu", batch_size: int = 32, lr: float = 1e-3, eval_every: int = 500,
-          val_per_category: int = 8, max_train_docs: int | None = None) -> Path:
+          val_per_category: int = 8, train_per_category: int | None = None) -> Path:
     """Train, select on validation, tune decoding, export; returns the weights path."""
     import torch
     from rich.console import Console
@@ -202,7 +204,7 @@ def train(data: Path, out: Path | None = None, steps: int = 3000, seed: int = 0,
     work.mkdir(parents=True, exist_ok=True)
     out = Path(out) if out else Path(str(asset(WEIGHTS_ASSET)))
 
-    train_rows = _rows(data, "train", max_train_docs)
+    train_rows = _rows(data, "train", train_per_category)
     val_rows = _rows(data, "validation")
     emb = embeddings(work, train_rows, log)
     train_data = featurize(work, "train", train_rows, emb, log)
@@ -266,7 +268,7 @@ def train(data: Path, out: Path | None = None, steps: int = 3000, seed: int = 0,
     tune_decoding(segmenter, val_docs, log)
     save_weights(out, emb, best[1], tagger_config, decoding)
     (work / "train_report.json").write_text(json.dumps({
-        "data": str(data), "steps": steps, "seed": seed, "best_step": best[2], "best_val_windowdiff": best[0],
+        "data": str(data), "train_documents": len(train_data["offsets"]) - 1, "steps": steps, "seed": seed, "best_step": best[2], "best_val_windowdiff": best[0],
         "tagger_parameters": n_params, "embedding_parameters": int(emb.codes.size), "history": history,
         "decoding": asdict(decoding), "weights": str(out), "weights_bytes": out.stat().st_size}, indent=1))
     log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
