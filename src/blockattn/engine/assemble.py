@@ -21,15 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def _rotate_into(dst: torch.Tensor, src: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
-    """dst ← src rotated by (cos, sin); src, dst (..., T, D), cos/sin (T, rotary_dim). Eager: in place in an
-    fp32 buffer, or through one fp32 temporary for other dtypes."""
+    """dst ← src rotated by (cos, sin); src, dst (..., T, D), cos/sin (T, rotary_dim)."""
     apply_rotation(src, cos, sin, out=dst)
-
-
-def _rotate_into_fused(dst: torch.Tensor, src: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
-    """The same, written functionally: torch.compile fuses it into one kernel that reads src once and writes
-    dst once (the in-place form would make Inductor materialise the working tensor)."""
-    dst.copy_(apply_rotation(src, cos, sin))
 
 
 class BlockPlacer:
@@ -38,7 +31,7 @@ class BlockPlacer:
 
     def __init__(self, rope: RopeSpec, compiled: bool):
         self.rope = rope
-        self._rotate = torch.compile(_rotate_into_fused, dynamic=True) if compiled else _rotate_into
+        self._rotate = torch.compile(_rotate_into, dynamic=True) if compiled else _rotate_into
         self.compiled = compiled
 
     def place(self, kv: SequenceKV, parts: list[tuple[torch.Tensor, int, int]]) -> int:
