@@ -18,7 +18,7 @@ from rich.progress import Progress
 from blockattn.attention.interface import compiled_flex_attention
 from blockattn.attention.layout import BlockLayout, BlockSpec
 from blockattn.attention.masks import dense_block_mask, flex_block_mask
-from blockattn.bench.report import write_report
+from blockattn.bench.report import save_figure, token_axis, write_report
 from blockattn.bench.timing import median_ms, peak_memory_mb
 
 METHODS = ("flex", "dense", "causal")
@@ -150,18 +150,13 @@ def plot(result: dict, path: Path) -> None:
             pts = [(r["n"], r[key]) for r in result["rows"] if r["method"] == method and r.get(key)]
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=method)
-        ax.set_xscale("log", base=2)
+        token_axis(ax, result["config"]["sizes"])
         ax.set(yscale="log", xlabel="sequence length (tokens)", ylabel="ms", title=title)
-        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set_xticks(result["config"]["sizes"], [f"{s // 1024}k" for s in result["config"]["sizes"]])
-        ax.grid(alpha=0.3)
         ax.legend()
     env = result["env"]
     fig.suptitle(f"block-mask attention, {env.get('gpu', 'CPU')}, {result['config']['dtype']}, "
                  f"blocks of {result['config']['block_tokens']} + {result['config']['query_tokens']}-token query")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def write(result: dict, out: Path) -> Path:

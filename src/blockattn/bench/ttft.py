@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 
 from blockattn.bench.models import BenchModel, build
-from blockattn.bench.report import write_report
+from blockattn.bench.report import save_figure, token_axis, write_report
 from blockattn.bench.timing import median_ms
 
 GOAL = {"model": "llama-8b-shape", "tokens": 32768, "max_cached_pct_of_full": 1.3}
@@ -263,45 +263,39 @@ def table(result: dict) -> str:
 
 
 def plot(result: dict, path: Path) -> None:
+    """One TTFT panel per model (every method), then cached / full for all models against the goal."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_ms, ax_pct) = plt.subplots(1, 2, figsize=(11, 4.2))
-    styles = {"full_ms": ("full prefill", "-"), "cold_ms": ("cold blocks", "--"), "hf_cached_ms": ("HF cached", ":"),
-              "cached_ms": ("cached blocks", "-"), "graph_ms": ("cached + CUDA graph", "-.")}
+    methods = {"full_ms": "full prefill", "cold_ms": "cold blocks", "hf_cached_ms": "HF cached (DynamicCache)",
+               "cached_ms": "cached blocks", "graph_ms": "cached + CUDA graph"}
     models = list(dict.fromkeys(r["model"] for r in result["rows"]))
-    colors = dict(zip(models, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    for model in models:
+    fig, axes = plt.subplots(1, len(models) + 1, figsize=(5 * (len(models) + 1), 4.2), squeeze=False)
+    ax_pct = axes[0, -1]
+    for ax, model in zip(axes[0], models):
         rows = [r for r in result["rows"] if r["model"] == model]
-        n = [r["tokens"] for r in rows]
-        for key, (label, style) in styles.items():
+        for key, label in methods.items():
             points = [(r["tokens"], r[key]) for r in rows if r.get(key) is not None]
             if points:
-                ax_ms.plot(*zip(*points), style, marker="o" if key == "cached_ms" else ".", color=colors[model],
-                           label=f"{model}: {label}")
-        ax_pct.plot(n, [r["cached_pct_of_full"] for r in rows], marker="o", color=colors[model], label=f"{model}")
+                ax.plot(*zip(*points), marker="o", label=label)
+        token_axis(ax, [r["tokens"] for r in rows])
+        ax.set(yscale="log", xlabel="prompt tokens", ylabel="TTFT (ms)", title=model)
+        ax.legend(fontsize=7)
+        line = ax_pct.plot([r["tokens"] for r in rows], [r["cached_pct_of_full"] for r in rows], marker="o",
+                           label=model)[0]
         graphed = [(r["tokens"], r["graph_pct_of_full"]) for r in rows if r.get("graph_pct_of_full") is not None]
         if graphed:
-            ax_pct.plot(*zip(*graphed), "-.", marker=".", color=colors[model], label=f"{model} + CUDA graph")
-    ax_pct.axhline(GOAL["max_cached_pct_of_full"], color="grey", linestyle="--", label="goal (8B @ 32k)")
-    sizes = sorted({r["tokens"] for r in result["rows"]})
-    for ax in (ax_ms, ax_pct):
-        ax.set_xscale("log", base=2)
-        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set_xticks(sizes, [f"{s // 1024}k" for s in sizes])
-        ax.grid(alpha=0.3)
-    ax_ms.set(yscale="log", xlabel="prompt tokens", ylabel="TTFT (ms)", title="time to first token")
+            ax_pct.plot(*zip(*graphed), "-.", marker=".", color=line.get_color(), label=f"{model} + CUDA graph")
+    ax_pct.axhline(GOAL["max_cached_pct_of_full"], color="grey", linestyle="--", label="goal (8B at 32k)")
+    token_axis(ax_pct, sorted({r["tokens"] for r in result["rows"]}))
     ax_pct.set(xlabel="prompt tokens", ylabel="cached TTFT, % of full prefill", title="cached / full")
-    ax_ms.legend(fontsize=7)
     ax_pct.legend(fontsize=8)
     env = result["env"]
-    fig.suptitle(f"TTFT, {env.get('gpu', 'CPU')}, blocks of {result['config']['block_tokens']} + "
-                 f"{result['config']['question_tokens']}-token question")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    fig.suptitle(f"time to first token, {env.get('gpu', 'CPU')}, blocks of {result['config']['block_tokens']} "
+                 f"tokens + a {result['config']['question_tokens']}-token question")
+    save_figure(fig, path)
 
 
 def write(result: dict, out: Path) -> Path:
