@@ -133,5 +133,6 @@ def load(
     s = result["summary"]
     typer.echo(f"{s['requests']} requests from {clients} clients in {s['elapsed_s']} s: {s['errors']} errors; "
                f"latency p50 {s['latency_ms']['p50']} ms, p99 {s['latency_ms']['p99']} ms; "
-               f"{s['throughput_rps']} req/s; blocks cached {s['blocks']['cached']}, computed {s['blocks']['computed']}")
+               f"{s['throughput_rps']} req/s; blocks cached {s['blocks']['cached']}, "
+               f"computed {s['blocks']['computed']}")
     typer.echo(f"wrote {path}")
