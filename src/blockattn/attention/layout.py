@@ -167,6 +167,9 @@ class BlockLayout:
         return bool((self.sink_index >= 0).any() or (self.shared_sink_index >= 0).any())
 
     def to(self, device: torch.device | str) -> "BlockLayout":
+        """The layout on `device`; itself when already there, so masks cached on it are kept."""
+        if self.block_ids.device == torch.device(device):
+            return self
         return BlockLayout(self.block_ids.to(device), self.kinds.to(device), self.position_ids.to(device),
                            self.sink_index.to(device), self.shared_sink_index.to(device), list(self.lengths),
                            teacher=self.teacher)

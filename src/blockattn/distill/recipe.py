@@ -37,7 +37,7 @@ from blockattn.distill.config import OBJECTIVES, RunConfig
 from blockattn.distill.distributed import (World, all_gather_objects, all_reduce_max, all_reduce_sum, barrier,
                                            init_world)
 from blockattn.distill.loader import BatchLoader
-from blockattn.distill.losses import BlockDistillLoss, BlockFTLoss, LossParts
+from blockattn.distill.losses import BlockDistillLoss, BlockFTLoss, LossParts, linear_divergence
 from blockattn.distill.metrics import CURVES_FILE, MetricsLog, plot_curves, read_metrics
 from blockattn.distill.sources import load_corpus
 from blockattn.distill.student import (BlockStudent, FrozenTeacher, attach_lora, base_of, decoder_of, make_sinks,
@@ -45,6 +45,9 @@ from blockattn.distill.student import (BlockStudent, FrozenTeacher, attach_lora,
 from blockattn.errors import UserError
 
 SUMMARY_FILE = "summary.json"
+# held-out batches on which the KL to the teacher is measured before and after training: one noisy training
+# batch cannot show whether the KL fell, the same held-out batches can
+PROBE_BATCHES = 2
 ADAPTER_DIR = "adapter"
 
 
@@ -133,6 +136,12 @@ class BlockTrainingRecipe:
         self.loader = BatchLoader(corpus, cfg.data.seq_len, cfg.data.batch_size, cfg.data.block_dropout,
                                   cfg.adapter.sinks_per_block, cfg.adapter.shared_sink, base.pad_id,
                                   cfg.train.seed, self.world.rank, self.world.size)
+        heldout = load_corpus(cfg.data, "heldout", base.model.config.vocab_size, cfg.train.seed, base.tokenizer)
+        probe = BatchLoader(heldout, cfg.data.seq_len, cfg.data.batch_size, cfg.data.block_dropout,
+                            cfg.adapter.sinks_per_block, cfg.adapter.shared_sink, base.pad_id, cfg.train.seed,
+                            self.world.rank, self.world.size)
+        self.probe_batches = [probe.batch(i * probe.rows_per_step).to(self.world.device) for i in range(PROBE_BATCHES)]
+        self.probe_kl_start: float | None = None
         self._resume()
         self.metrics = MetricsLog(self.out, self.step) if self.world.is_main else None
         return self
@@ -169,6 +178,7 @@ class BlockTrainingRecipe:
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.rows_consumed = state["step"], state["rows_consumed"]
         self.tokens_seen, self.train_seconds = state["tokens_seen"], state["train_seconds"]
+        self.probe_kl_start = state["probe_kl_start"]
         if len(state["rng"]) == self.world.size:  # another world size continues with fresh RNG streams
             restore_rng(state["rng"][self.world.rank])
 
@@ -212,6 +222,8 @@ class BlockTrainingRecipe:
         total = cfg.train.steps
         log_every = max(1, cfg.train.log_every)
         intervals: list[float] = []  # tokens/s of each log interval
+        if self.probe_kl_start is None:
+            self.probe_kl_start = self.probe_kl()
         batches = self.loader.iterate(self.rows_consumed, self.world.device)
         progress = self._progress(total)
         with progress:
@@ -282,7 +294,8 @@ class BlockTrainingRecipe:
             save_checkpoint(self.out, {
                 "objective": self.objective, "config_digest": self.cfg.digest(), "config": self.cfg.to_dict(),
                 "step": self.step, "rows_consumed": self.rows_consumed, "tokens_seen": self.tokens_seen,
-                "train_seconds": self.train_seconds, "trainable": self.student.trainable_state(),
+                "train_seconds": self.train_seconds, "probe_kl_start": self.probe_kl_start,
+                "trainable": self.student.trainable_state(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng,
             })
         barrier()
@@ -304,10 +317,29 @@ class BlockTrainingRecipe:
                 "command": " ".join(sys.argv), "recipe": self.cfg.to_dict(), **(meta or {})}
         return save_block_adapter(out, model, self.student.sinks, a.sinks_per_block, a.shared_sink, meta=info)
 
+    @torch.no_grad()
+    def probe_kl(self) -> float:
+        """Mean KL(teacher ‖ student) over the loss tokens of the held-out probe batches (all processes).
+        Runs eagerly: a compiled no-grad student variant would cost a compilation for two batches."""
+        sums = torch.zeros(2, device=self.world.device, dtype=torch.float64)
+        self.student.eval()
+        with torch.compiler.set_stance("force_eager"), self._autocast():
+            for b in self.probe_batches:
+                t = self.teacher.hidden(b.teacher_ids, b.teacher_layout).flatten(0, 1)[b.teacher_index]
+                h = self.student(b.student_ids, b.student_layout).flatten(0, 1)[b.student_index]
+                kl = linear_divergence(h, output_weight(self.student.model), t, chunk=self.cfg.loss.chunk_tokens,
+                                       compute_dtype=self.compute_dtype,
+                                       teacher_weight=self.teacher.output_weight()).kl
+                sums += torch.stack([kl.sum().double(), torch.tensor(float(kl.numel()), device=kl.device).double()])
+        self.student.train()
+        sums = all_reduce_sum(sums)
+        return float(sums[0] / sums[1].clamp(min=1))
+
     def _finish(self, intervals: list[float]) -> dict:
         # the first interval holds start-up and compilation: leave it out of the steady-state rate
         steady = intervals[1:] or intervals
         summary = {"objective": self.objective, "steps": self.step, "tokens": self.tokens_seen,
+                   "probe_kl": {"start": self.probe_kl_start, "end": self.probe_kl()},
                    "train_seconds": round(self.train_seconds, 2), "world_size": self.world.size,
                    "tokens_per_s": statistics.median(steady) if steady else None,
                    "tokens_per_s_per_process": statistics.median(steady) / self.world.size if steady else None,

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from blockattn.attention.forward import block_forward
+from blockattn.attention.interface import layout_mask, resolve_backend
 from blockattn.attention.layout import BlockLayout
 from blockattn.attention.sinks import BlockSinks
 from blockattn.distill.config import AdapterSection
@@ -39,6 +40,14 @@ def output_weight(model: nn.Module) -> torch.Tensor:
     if getattr(head, "bias", None) is not None:
         raise UserError("models whose LM head has a bias are not supported")
     return head.weight
+
+
+def with_mask(layout: BlockLayout, device: torch.device, backend: str) -> BlockLayout:
+    """`layout` on `device` with its attention mask built and cached: built here, outside any compiled
+    layer, every layer finds it cached, so compiled layers see one case, not "first layer builds it"."""
+    layout = layout.to(device)
+    layout_mask(layout, device, resolve_backend(backend, device))
+    return layout
 
 
 def make_sinks(model: nn.Module, cfg: AdapterSection) -> BlockSinks:
@@ -82,6 +91,7 @@ class BlockStudent(nn.Module):
         self.backend = backend
 
     def forward(self, input_ids: torch.Tensor, layout: BlockLayout) -> torch.Tensor:
+        layout = with_mask(layout, input_ids.device, self.backend)
         out = block_forward(decoder_of(self.model), input_ids, layout, sinks=self.sinks, backend=self.backend)
         return out.last_hidden_state
 
@@ -124,6 +134,7 @@ class FrozenTeacher:
     def hidden(self, input_ids: torch.Tensor, layout: BlockLayout) -> torch.Tensor:
         if not layout.teacher or layout.has_sinks:
             raise ValueError("the teacher needs a teacher layout without sink tokens (BlockLayout.as_teacher)")
+        layout = with_mask(layout, input_ids.device, self.backend)
         if hasattr(self.model, "disable_adapter"):
             with self.model.disable_adapter():
                 return block_forward(decoder_of(self.model), input_ids, layout,
