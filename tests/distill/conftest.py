@@ -27,3 +27,25 @@ def one_cpu_thread():
 def tiny_config():
     """tiny_config(*overrides) -> RunConfig."""
     return lambda *overrides: load_config(None, TINY + list(overrides))
+
+
+@pytest.fixture
+def semanticseg(tmp_path):
+    """A miniature SemanticSeg directory: 6 train, 3 validation, 8 test texts of 60 lines, medium cuts every
+    10 lines."""
+    from blockattn.data.parquet import split_file, write_rows
+
+    def rows(split, n):
+        out = []
+        for i in range(n):
+            lines = [f"{split} text {i} line {j} says something about item {j * 7}.\n" for j in range(60)]
+            text = "".join(lines)
+            cuts = [sum(len(line) for line in lines[:j]) for j in range(10, 60, 10)]
+            out.append({"id": f"{split}/{i}", "category": "news", "source": "t", "kind": "natural", "text": text,
+                        "n_tokens": len(text), "boundaries": {"coarse": cuts[::2], "medium": cuts, "fine": cuts},
+                        "markup": False, "documents": [f"d{i}"]})
+        return out
+
+    for split, n in (("train", 6), ("validation", 3), ("test", 8)):
+        write_rows(split_file(tmp_path, split, "news"), rows(split, n))
+    return tmp_path

@@ -20,7 +20,7 @@ from blockattn.errors import UserError
 
 OBJECTIVES = ("distill", "block_ft")
 WEIGHTINGS = ("none", "kl", "gain")
-SEGMENTERS = ("fixed", "coarse", "medium", "fine")
+SEGMENTERS = ("fixed", "learned", "coarse", "medium", "fine")
 SOURCES = ("synthetic", "pack", "semanticseg")
 PRECISIONS = ("fp32", "bf16")
 SCHEDULES = ("constant", "cosine")
@@ -34,6 +34,7 @@ class ModelSection:
     # weight init std of the "tiny" model: HF's 0.02 gives near-uniform predictions (KL ~1e-4 between any
     # two attention patterns); 0.2 gives a teacher with opinions, so a smoke run shows the KL falling
     tiny_init_std: float = 0.02
+    tokenizer: str = ""  # "tiny" only: a tokenizer to pair with it (e.g. smollm2-135m-instruct; tiny_vocab ≥ its size)
 
 
 @dataclass
@@ -52,7 +53,9 @@ class AdapterSection:
 class DataSection:
     source: str = "synthetic"  # synthetic | pack (a `distill.pack` file) | semanticseg (a dataset directory)
     path: str = ""  # the pack file or the SemanticSeg directory
-    segmenter: str = "fixed"  # fixed (block_tokens each) | coarse | medium | fine (gold SemanticSeg boundaries)
+    # source semanticseg only (a pack carries its blocks): fixed (block_tokens each) | learned
+    # (blockattn.segment) | coarse | medium | fine (gold SemanticSeg boundaries)
+    segmenter: str = "fixed"
     block_tokens: int = 256  # fixed-size block length, and the most tokens any block keeps (longer ones split)
     min_block_tokens: int = 16  # gold blocks shorter than this merge into the next one
     seq_len: int = 1024  # tokens per training row (sinks included); every batch has exactly this width

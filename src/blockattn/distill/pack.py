@@ -114,7 +114,7 @@ def main() -> None:
     def build(data: Path = typer.Option(..., help="SemanticSeg directory (holds data/<split>/*.parquet)."),
               out: Path = typer.Option(Path(".gpu/pack.npz"), help="Pack file to write."),
               model: str = typer.Option("smollm2-135m-instruct", help="Whose tokenizer to use."),
-              segmenter: str = typer.Option("fixed", help="fixed | coarse | medium | fine"),
+              segmenter: str = typer.Option("fixed", help="fixed | learned | coarse | medium | fine"),
               block_tokens: int = typer.Option(256, help="Fixed block size, and the most tokens a block keeps."),
               min_block_tokens: int = typer.Option(16, help="Gold blocks shorter than this merge forward."),
               train_tokens: int = typer.Option(8_000_000, help="Train tokens to take (whole texts)."),

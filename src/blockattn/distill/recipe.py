@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
 from blockattn.distill.batch import Batch
 from blockattn.distill.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
@@ -66,13 +68,27 @@ def load_base(cfg: RunConfig, device: torch.device) -> LoadedBase:
 
         model = tiny_model(seed=cfg.train.seed, dtype=cfg.model.dtype, vocab_size=cfg.model.tiny_vocab,
                            initializer_range=cfg.model.tiny_init_std).to(device)
-        return LoadedBase(model, "tiny", pad_id=int(model.config.pad_token_id or 0), tokenizer=None)
-    from blockattn.models import load
+        tok = None
+        if cfg.model.tokenizer:
+            from blockattn.models import load_tokenizer
+
+            tok = load_tokenizer(cfg.model.tokenizer)
+        return LoadedBase(model, "tiny", pad_id=_pad_id(tok) if tok else int(model.config.pad_token_id or 0),
+                          tokenizer=tok)
+    from blockattn.models import load, resolve
+
+    if dist.is_available() and dist.is_initialized():
+        # the default model is converted once per machine: rank 0 first, the others read its result
+        if int(os.environ.get("RANK", 0)) == 0:
+            resolve(cfg.model.name)
+        barrier()
 
     loaded = load(cfg.model.name, dtype=cfg.model.dtype, device=str(device))
-    tok = loaded.tokenizer
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    return LoadedBase(loaded.model, loaded.identity, pad_id=int(pad), tokenizer=tok)
+    return LoadedBase(loaded.model, loaded.identity, pad_id=_pad_id(loaded.tokenizer), tokenizer=loaded.tokenizer)
+
+
+def _pad_id(tokenizer) -> int:
+    return int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
 
 
 def lr_factor(step: int, warmup: int, total: int, schedule: str, min_ratio: float) -> float:

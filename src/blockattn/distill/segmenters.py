@@ -1,7 +1,7 @@
 """Cutting a text into blocks of token ids for training: fixed-size, or at SemanticSeg's gold boundaries.
 
-The learned segmenter (`blockattn.segment`) plugs in as another source of character cut offsets; until
-then `fixed` is the default (issue 6).
+The learned segmenter (`blockattn.segment.segment_text`, method "learned", medium granularity) is a third
+source of character cut offsets; it needs its trained weights.
 
 Guarantees: every block holds 1..max_tokens tokens; a gold block (after merging) holds at least
 `min_tokens` unless the whole text is shorter; the decoded blocks, concatenated, give back the text (up to
@@ -49,10 +49,16 @@ def gold_blocks(text: str, cuts: Sequence[int], encode: Encode, max_tokens: int,
 
 def segment_text(text: str, boundaries: dict | None, encode: Encode, segmenter: str, block_tokens: int,
                  min_block_tokens: int) -> list[list[int]]:
-    """Blocks of `text` by `segmenter`: "fixed", or a gold level ("coarse" / "medium" / "fine") read from
-    `boundaries` (SemanticSeg's column: level → character offsets where a block starts)."""
+    """Blocks of `text` by `segmenter`: "fixed", "learned", or a gold level ("coarse" / "medium" / "fine")
+    read from `boundaries` (SemanticSeg's column: level → character offsets where a block starts)."""
     if segmenter == "fixed":
         return fixed_blocks(text, encode, block_tokens)
+    if segmenter == "learned":
+        from blockattn.segment import segment_text as learned_segmentation
+
+        blocks = learned_segmentation(text, "learned", level="medium", min_tokens=min_block_tokens,
+                                      max_tokens=block_tokens)
+        return gold_blocks(text, [b.start for b in blocks[1:]], encode, block_tokens, min_block_tokens)
     cuts = (boundaries or {}).get(segmenter)
     if cuts is None:
         raise ValueError(f"this text has no {segmenter!r} boundaries")

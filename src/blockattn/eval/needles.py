@@ -91,5 +91,16 @@ def make_items(pool: Sequence[str], doc_counts: Sequence[int], per_count: int, s
     return items
 
 
+def first_per_count(items: Sequence[NeedleItem], n: int) -> list[NeedleItem]:
+    """The first `n` items of each document count, in their order."""
+    seen: dict[int, int] = {}
+    picked = []
+    for item in items:
+        if seen.get(item.n_docs, 0) < n:
+            seen[item.n_docs] = seen.get(item.n_docs, 0) + 1
+            picked.append(item)
+    return picked
+
+
 def is_correct(item: NeedleItem, generated: str) -> bool:
     return item.answer in generated
