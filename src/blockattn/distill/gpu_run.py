@@ -37,6 +37,9 @@ for _var, _value in MULTICAST_OFF.items():
     os.environ.setdefault(_var, _value)
 
 PHASES = ("distill", "block_ft", "eval")
+# Evaluation batches vary in length (prompts of 4 to 16 documents); a Flex kernel compiled per length would
+# recompile on every batch, so evaluation uses the dense-mask SDPA path (exact, and fast at these sizes)
+EVAL_BACKEND = "dense"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "block_sinks.safetensors",
                  "blockattn_adapter.json")
 
@@ -110,11 +113,11 @@ def eval_phase(cfg, pack, work: Path, needles_per_count: int, ppl_rows: int, que
                              query_tokens=query_tokens, max_rows=ppl_rows)
             out["ppl"].append(delta_perplexity(variant, pack.heldout, rows, width, base.pad_id,
                                                batch_size=cfg.data.batch_size, precision=precision,
-                                               backend=cfg.train.attention_backend,
+                                               backend=EVAL_BACKEND,
                                                chunk_tokens=cfg.loss.chunk_tokens).to_dict())
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             out["needles"].append(needle_accuracy(variant, base.tokenizer, picked, batch_size=16,
-                                                  backend=cfg.train.attention_backend))
+                                                  backend=EVAL_BACKEND))
         out["seconds"][name] = round(time.perf_counter() - start, 1)
         del base, variant
     return out
