@@ -29,10 +29,12 @@ def needle_accuracy(variant: Variant, tokenizer, items: Sequence[NeedleItem], ba
     correct: dict[int, list[bool]] = defaultdict(list)
     examples = []
     start = time.perf_counter()
-    # batch items of one document count together, so rows of a batch have similar lengths
-    ordered = sorted(items, key=lambda it: it.n_docs)
-    for i in range(0, len(ordered), batch_size):
-        chunk = ordered[i:i + batch_size]
+    # batches never mix document counts, so rows of a batch have similar lengths (little padding)
+    groups: dict[int, list[NeedleItem]] = defaultdict(list)
+    for item in items:
+        groups[item.n_docs].append(item)
+    chunks = [g[i:i + batch_size] for _, g in sorted(groups.items()) for i in range(0, len(g), batch_size)]
+    for chunk in chunks:
         requests = [build_prompt(tokenizer, it.documents, it.question).all_blocks() for it in chunk]
         outputs = greedy_generate(model, requests, variant.mode, max_new_tokens, stops, pad, variant.sinks,
                                   variant.sinks_per_block, variant.shared_sink, backend)
