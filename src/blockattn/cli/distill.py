@@ -8,6 +8,7 @@ trains on its share: `torchrun --nproc_per_node N --no-python blockattn distill 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
@@ -20,17 +21,13 @@ SET_HELP = "Override a config value: --set loss.weighting=kl (repeatable)."
 
 def _train(objective: str, config: Path, out: Path, overrides: list[str], progress: bool) -> None:
     from blockattn.distill.config import load_config
+    from blockattn.distill.distributed import shutdown
     from blockattn.distill.recipe import run
 
     summary = run(load_config(config, overrides), objective, out, progress=progress)
-    if summary is not None and _is_main_process():
+    shutdown()
+    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one summary
         typer.echo(json.dumps(summary, indent=2))
-
-
-def _is_main_process() -> bool:
-    import os
-
-    return int(os.environ.get("RANK", 0)) == 0
 
 
 def distill(

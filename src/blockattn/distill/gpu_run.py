@@ -214,6 +214,7 @@ def gpu_run(config: Path = typer.Option(..., help="Run config (configs/smollm2-h
                                                    "evaluation still starts before this much wall time."),
             eval_minutes: float = typer.Option(1.5, help="Wall time kept for evaluation.")) -> None:
     from blockattn.distill.config import load_config
+    from blockattn.distill.distributed import shutdown
     from blockattn.distill.pack import load_pack
 
     started = time.perf_counter()
@@ -253,6 +254,7 @@ def gpu_run(config: Path = typer.Option(..., help="Run config (configs/smollm2-h
         plot_results(report.data, out / "results.png")
         report.set("wall_seconds", round(time.perf_counter() - started, 1))
         print(json.dumps(headline(report.data), indent=2))
+    shutdown()
     raise typer.Exit(code=1 if failed else 0)
 
 
