@@ -336,13 +336,16 @@ class BlockTrainingRecipe:
     @torch.no_grad()
     def probe_kl(self) -> float:
         """Mean KL(teacher ‖ student) over the loss tokens of the held-out probe batches (all processes).
-        Runs eagerly: a compiled no-grad student variant would cost a compilation for two batches."""
+        Runs eagerly on the dense-mask path: a compiled no-grad variant (layers or Flex kernels) would cost a
+        compilation for two batches."""
         sums = torch.zeros(2, device=self.world.device, dtype=torch.float64)
+        student = BlockStudent(self.student.model, self.student.sinks, "dense")  # same modules, other backend
+        teacher = FrozenTeacher(self.teacher.model, "dense")
         self.student.eval()
         with torch.compiler.set_stance("force_eager"), self._autocast():
             for b in self.probe_batches:
-                t = self.teacher.hidden(b.teacher_ids, b.teacher_layout).flatten(0, 1)[b.teacher_index]
-                h = self.student(b.student_ids, b.student_layout).flatten(0, 1)[b.student_index]
+                t = teacher.hidden(b.teacher_ids, b.teacher_layout).flatten(0, 1)[b.teacher_index]
+                h = student(b.student_ids, b.student_layout).flatten(0, 1)[b.student_index]
                 kl = linear_divergence(h, output_weight(self.student.model), t, chunk=self.cfg.loss.chunk_tokens,
                                        compute_dtype=self.compute_dtype,
                                        teacher_weight=self.teacher.output_weight()).kl
