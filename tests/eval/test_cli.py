@@ -47,6 +47,12 @@ def test_needles_reports_accuracy_by_document_count(pack, tiny_loaded, mode, tmp
     assert out["items"] == 2 and set(out["by_docs"]) == {"4"} and out["mode"] == mode
 
 
+def test_document_count_filter(pack, tiny_loaded):
+    runner = CliRunner()
+    assert runner.invoke(app, ["eval", "needles", "--pack", str(pack), "--docs", "4"]).exit_code == 0
+    assert runner.invoke(app, ["eval", "needles", "--pack", str(pack), "--docs", "8"]).exit_code != 0
+
+
 def test_full_mode_with_an_adapter_is_refused(pack, tiny_loaded):
     result = CliRunner().invoke(app, ["eval", "needles", "--pack", str(pack), "--mode", "full", "--adapter", "x"])
     assert result.exit_code != 0

@@ -88,6 +88,7 @@ def needles(
     mode: str = typer.Option("block", help="block or full (full: the base model in plain causal attention)."),
     model: str = typer.Option("smollm2-135m-instruct", help="Base model name or directory."),
     per_count: int = typer.Option(16, help="Items per document count (the pack holds 64 for 4, 8 and 16)."),
+    docs: str = typer.Option("", help="Only these document counts, comma-separated (default: all)."),
     batch_size: int = typer.Option(8),
     device: str = typer.Option("auto", help="cuda, cpu, or auto."),
     dtype: str = typer.Option("float32", help="Weights dtype (bfloat16 on GPU)."),
@@ -99,5 +100,9 @@ def needles(
     from blockattn.eval.retrieval import needle_accuracy
 
     variant, loaded = _variant(model, adapter, mode, device, dtype)
-    items = first_per_count([NeedleItem.from_dict(d) for d in load_pack(pack).needles], per_count)
+    wanted = {int(d) for d in docs.split(",") if d.strip()}
+    items = [NeedleItem.from_dict(d) for d in load_pack(pack).needles]
+    items = first_per_count([it for it in items if not wanted or it.n_docs in wanted], per_count)
+    if not items:
+        raise UserError(f"the pack holds no items with {docs} documents")
     _emit({**needle_accuracy(variant, loaded.tokenizer, items, batch_size=batch_size), **variant.to_dict()}, out)
