@@ -46,7 +46,10 @@ class AdapterSection:
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     sinks_per_block: int = 4  # k trainable sink tokens in front of every context block (0 = off)
     shared_sink: int = 0  # s tokens of one shared sink prefix (APE / Star-Attention variant; 0 = off)
-    sink_init: str = "bos"  # "bos": start every sink from the BOS token's embedding; "random": small noise
+    # "random": small noise; "bos": the BOS token's embedding. Measured on SmolLM2 (held-out query blocks,
+    # before training): 4 per-block sinks raise the KL to full attention from 0.0036 (no sinks) to 0.0049
+    # with random init but to 0.026 with BOS init (a BOS mid-sequence reads as "a new document starts")
+    sink_init: str = "random"
 
 
 @dataclass

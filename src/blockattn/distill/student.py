@@ -51,8 +51,8 @@ def with_mask(layout: BlockLayout, device: torch.device, backend: str) -> BlockL
 
 
 def make_sinks(model: nn.Module, cfg: AdapterSection) -> BlockSinks:
-    """Sink embeddings; "bos" starts each from the BOS token's embedding: the token a pretrained model is used
-    to seeing first, whose keys already act as its attention sink."""
+    """Sink embeddings, from small noise ("random") or from the BOS token's embedding ("bos", the token a
+    pretrained model sees first; see `AdapterSection.sink_init` for why noise is the default)."""
     embed = base_of(model).get_input_embeddings().weight
     init = None
     bos = base_of(model).config.bos_token_id
