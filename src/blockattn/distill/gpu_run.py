@@ -139,7 +139,8 @@ def plot_results(data: dict, path: Path) -> None:
             axes[0].plot(*zip(*points), style, label=f"{objective}: KL to full attention")
     axes[0].set_xlabel("training tokens (M)")
     axes[0].set_ylabel("KL (nats/token)")
-    axes[0].legend()
+    if axes[0].lines:
+        axes[0].legend()
     axes[0].grid(alpha=0.3)
     for result in (data.get("eval") or {}).get("needles", []):
         docs = sorted(result["by_docs"], key=int)
@@ -148,7 +149,8 @@ def plot_results(data: dict, path: Path) -> None:
     axes[1].set_xlabel("documents")
     axes[1].set_ylabel("planted-fact accuracy")
     axes[1].set_ylim(0, 1)
-    axes[1].legend()
+    if axes[1].lines:
+        axes[1].legend()
     axes[1].grid(alpha=0.3)
     ppl = (data.get("eval") or {}).get("ppl", [])
     axes[2].bar([p["variant"] for p in ppl], [p["delta_ppl"] for p in ppl])
