@@ -190,7 +190,7 @@ class LossParts:
 
     loss: torch.Tensor  # the objective (scalar): a mean over the loss tokens of the whole batch
     kl: torch.Tensor | None  # mean per-token KL (unweighted); None where not measured (block-FT off log steps)
-    ce: torch.Tensor  # mean per-token student CE over tokens with a label, 0 without labels
+    ce: torch.Tensor | None  # mean student CE over tokens with a label; None where not computed
     weight_max: torch.Tensor  # largest token weight (1 when unweighted)
     n_tokens: torch.Tensor  # loss tokens in the whole batch
 
@@ -233,8 +233,8 @@ class BlockDistillLoss(nn.Module):
         kl_mean, _ = _global_mean(terms.kl.detach(), every, reduce)
         ce_mean, _ = _global_mean(terms.ce, labelled, reduce)
         loss = kl_loss + self.ce_weight * ce_mean if self.ce_weight > 0 else kl_loss
-        return LossParts(loss=loss, kl=kl_mean, ce=ce_mean.detach(), weight_max=w.max() if len(w) else w.sum(),
-                         n_tokens=n)
+        return LossParts(loss=loss, kl=kl_mean, ce=ce_mean.detach() if need_labels else None,
+                         weight_max=w.max() if len(w) else w.sum(), n_tokens=n)
 
 
 class BlockFTLoss(nn.Module):

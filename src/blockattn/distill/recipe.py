@@ -289,8 +289,10 @@ class BlockTrainingRecipe:
     def _log_record(self, parts: LossParts, grad_norm: torch.Tensor, local_tokens: int) -> dict:
         """Global values of this step's parts (shares summed over processes) plus the interval's tokens.
         Also agrees on elapsed time (rank 0's), so every process stops at the same step."""
-        kl = parts.kl if parts.kl is not None else torch.full((), float("nan"), device=self.world.device)
-        shares = torch.stack([parts.loss.detach().float(), kl.float(), parts.ce.float(),
+        nan = torch.full((), float("nan"), device=self.world.device)  # "not measured this step"
+        kl = parts.kl if parts.kl is not None else nan
+        ce = parts.ce if parts.ce is not None else nan
+        shares = torch.stack([parts.loss.detach().float(), kl.float(), ce.float(),
                               torch.tensor(float(local_tokens), device=self.world.device)])
         shares = all_reduce_sum(shares)
         maxima = all_reduce_max(torch.stack([parts.weight_max.float(), grad_norm.float()]))
@@ -298,7 +300,8 @@ class BlockTrainingRecipe:
         all_reduce_sum(seconds)
         self.train_seconds = float(seconds[0])
         loss, kl_value, ce, tokens = shares.tolist()
-        return {"step": self.step, "loss": loss, "kl": None if math.isnan(kl_value) else kl_value, "ce": ce,
+        return {"step": self.step, "loss": loss, "kl": None if math.isnan(kl_value) else kl_value,
+                "ce": None if math.isnan(ce) else ce,
                 "weight_max": float(maxima[0]), "grad_norm": float(maxima[1]),
                 "lr": self.scheduler.get_last_lr()[0], "tokens_step_interval": int(tokens)}
 
