@@ -19,7 +19,8 @@ def sets(*extra):
 
 @pytest.mark.parametrize("command", ["distill", "block-ft"])
 def test_command_trains_and_prints_the_summary(tmp_path, command):
-    result = CliRunner().invoke(app, [command, "--config", str(SMOKE), "--out", str(tmp_path), "--no-progress", *sets()])
+    result = CliRunner().invoke(app, [command, "--config", str(SMOKE), "--out", str(tmp_path), "--no-progress",
+                                      *sets()])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output[result.output.index("{"):])
     assert summary["objective"] == command.replace("-", "_") and summary["steps"] == 3

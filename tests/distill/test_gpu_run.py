@@ -50,7 +50,8 @@ def test_a_failing_phase_is_recorded_and_the_exit_status_says_so(pack, tmp_path)
     code = invoke(gpu_run.app, ["--config", str(CONFIGS / "smoke-cpu.yaml"), "--pack", str(pack), "--out", str(out),
                                  "--work", str(tmp_path / "work"), "--phases", "eval", "--set", "model.tokenizer=nope"])
     results = json.loads((out / "results.json").read_text())
-    assert code == 1 and results["phases"]["eval"]["status"] == "failed" and "nope" in results["phases"]["eval"]["error"]
+    assert code == 1 and results["phases"]["eval"]["status"] == "failed"
+    assert "nope" in results["phases"]["eval"]["error"]
 
 
 def test_scaling_compares_one_and_two_processes(pack, tmp_path):
@@ -63,3 +64,25 @@ def test_scaling_compares_one_and_two_processes(pack, tmp_path):
     assert scaling["gpus"] == 2 and scaling["tokens"]["2"] == 2 * scaling["tokens"]["1"]
     assert scaling["scaling_efficiency"] > 0 and (tmp_path / "out" / "scaling.png").is_file()
 
+
+
+def test_training_falls_back_to_eager_when_compiled_training_fails(pack, tmp_path, monkeypatch):
+    from blockattn.distill import recipe
+
+    real_run = recipe.run
+
+    def run(cfg, *args, **kwargs):
+        if cfg.train.compile:
+            raise RuntimeError("simulated compiler failure")
+        return real_run(cfg, *args, **kwargs)
+
+    monkeypatch.setattr(recipe, "run", run)
+    sets = [a for o in [*TINY_REAL_VOCAB, "train.compile=true"] for a in ("--set", o)]
+    code = invoke(gpu_run.app, ["--config", CONFIGS / "smoke-cpu.yaml", "--pack", pack, "--out", tmp_path / "out",
+                                "--work", tmp_path / "work", "--phases", "distill,block_ft", *sets])
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert code == 0
+    for phase in ("distill", "block_ft"):
+        assert results[phase]["fallback_overrides"] == (["train.compile=false"] if phase == "distill" else [])
+    assert "simulated compiler failure" in results["distill"]["failed_attempts"][0]["error"]
+    assert results["block_ft"]["failed_attempts"] == []  # it ran with distillation's working settings at once

@@ -34,7 +34,7 @@ class ModelSection:
     # weight init std of the "tiny" model: HF's 0.02 gives near-uniform predictions (KL ~1e-4 between any
     # two attention patterns); 0.2 gives a teacher with opinions, so a smoke run shows the KL falling
     tiny_init_std: float = 0.02
-    tokenizer: str = ""  # "tiny" only: a tokenizer to pair with it (e.g. smollm2-135m-instruct; tiny_vocab ≥ its size)
+    tokenizer: str = ""  # "tiny" only: a tokenizer to pair with it (smollm2-135m-instruct; tiny_vocab ≥ its size)
 
 
 @dataclass

@@ -27,6 +27,7 @@ import shutil
 import time
 import traceback
 from pathlib import Path
+from typing import Callable
 
 import typer
 
@@ -76,12 +77,39 @@ class Report:
             self.path.write_text(json.dumps(self.data, indent=2))
 
 
-def train_phase(objective: str, cfg, work: Path) -> dict:
+# What a single-GPU run falls back to when training fails (say, a compiler error that only this machine's
+# torch shows): compilation off, then the dense-mask SDPA path as well. A paid GPU call then still brings
+# back a trained adapter, and results.json says which attempt failed and why.
+SAFER = (["train.compile=false"], ["train.compile=false", "train.attention_backend=dense"])
+
+
+def train_phase(objective: str, make_config: Callable[[list[str]], object], work: Path,
+                retry: bool) -> tuple[dict, list[str]]:
+    """(result, the extra overrides that worked). `make_config(extra)` builds the run config."""
+    import torch
+
     from blockattn.distill.metrics import read_metrics
     from blockattn.distill.recipe import run
+    from blockattn.errors import UserError
 
-    summary = run(cfg, objective, work / objective, progress=False)
-    return {"summary": summary, "metrics": read_metrics(work / objective / "metrics.jsonl")}
+    failures = []
+    for extra in ([], *SAFER) if retry else ([],):
+        try:
+            summary = run(make_config(extra), objective, work / objective, progress=False)
+        except UserError:
+            raise  # a mistake in the config or the files: another attempt would fail the same way
+        except Exception:
+            if not retry:
+                raise
+            failures.append({"overrides": extra, "error": traceback.format_exc()[-6000:]})
+            traceback.print_exc()
+            shutil.rmtree(work / objective, ignore_errors=True)
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            continue
+        return {"summary": summary, "metrics": read_metrics(work / objective / "metrics.jsonl"),
+                "fallback_overrides": extra, "failed_attempts": failures}, extra
+    raise RuntimeError(f"{objective} failed in every configuration; see failed_attempts: {failures}")
 
 
 def eval_phase(cfg, pack, work: Path, needles_per_count: int, ppl_rows: int, query_tokens: int) -> dict:
@@ -161,17 +189,13 @@ def plot_results(data: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def block_ft_config(cfg, config: Path, pack: Path, overrides: list[str], work: Path, started: float,
-                    deadline_minutes: float, eval_minutes: float):
-    """The distillation config for the same number of steps distillation took (its summary says), with a
+def block_ft_budget(cfg, work: Path, started: float, deadline_minutes: float, eval_minutes: float) -> tuple[int, float]:
+    """(steps, minutes) for block-FT: the steps distillation took (its summary says; the same tokens), and a
     time cap that leaves `eval_minutes` before the deadline."""
-    from blockattn.distill.config import load_config
-
     summary_path = work / "distill" / "summary.json"
     steps = json.loads(summary_path.read_text())["steps"] if summary_path.is_file() else cfg.train.steps
     left = deadline_minutes - eval_minutes - (time.perf_counter() - started) / 60
-    return load_config(config, ["data.source=pack", f"data.path={pack}", *overrides, f"train.steps={steps}",
-                                f"train.max_minutes={max(0.5, left):.2f}"])
+    return steps, max(0.5, left)
 
 
 def copy_adapter(src: Path, dst: Path) -> None:
@@ -204,7 +228,7 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 
 @app.command()
 def gpu_run(config: Path = typer.Option(..., help="Run config (configs/smollm2-h200.yaml)."),
-            pack: Path = typer.Option(Path(".gpu/pack.npz"), help="Distillation pack (python -m blockattn.distill.pack)."),
+            pack: Path = typer.Option(Path(".gpu/pack.npz"), help="Pack (python -m blockattn.distill.pack)."),
             out: Path = typer.Option(..., help="Where results.json, results.png and adapter/ go ($OUT)."),
             work: Path = typer.Option(Path("/tmp/blockattn-gpu"), help="Checkpoints and adapters of both runs."),
             phases: str = typer.Option(",".join(PHASES), help="Comma-separated subset of distill,block_ft,eval."),
@@ -231,18 +255,25 @@ def gpu_run(config: Path = typer.Option(..., help="Run config (configs/smollm2-h
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out, write=main_process)
     report.set("environment", environment())
-    cfg = load_config(config, ["data.source=pack", f"data.path={pack}", *overrides])
+    base = ["data.source=pack", f"data.path={pack}", *overrides]
+    cfg = load_config(config, base)
+    fallback: list[str] = []  # what distillation needed to run (block-FT then runs the same way)
     report.set("config", cfg.to_dict())
     failed = False
     for phase in chosen:
         t0 = time.perf_counter()
         try:
             if phase == "distill":
-                report.set("distill", train_phase("distill", cfg, work))
+                result, fallback = train_phase("distill", lambda extra: load_config(config, base + extra), work,
+                                               retry=world == 1)
+                report.set("distill", result)
             elif phase == "block_ft":
-                report.set("block_ft", train_phase("block_ft", block_ft_config(cfg, config, pack, overrides,
-                                                                               work, started, deadline_minutes,
-                                                                               eval_minutes), work))
+                steps, minutes = block_ft_budget(cfg, work, started, deadline_minutes, eval_minutes)
+                budget = [f"train.steps={steps}", f"train.max_minutes={minutes:.2f}"]
+                result, _ = train_phase("block_ft",
+                                        lambda extra: load_config(config, base + fallback + extra + budget), work,
+                                        retry=world == 1)
+                report.set("block_ft", result)
             else:
                 report.set("eval", eval_phase(cfg, load_pack(pack), work, needles_per_count, ppl_rows,
                                               query_tokens))

@@ -28,7 +28,8 @@ Reduce = Callable[[torch.Tensor], torch.Tensor]  # sum over processes (identity 
 
 
 def _chunk_terms(h: torch.Tensor, weight: torch.Tensor, h_teacher: torch.Tensor | None,
-                 teacher_weight: torch.Tensor, labels: torch.Tensor | None, temperature: float, dtype: torch.dtype, grads: bool):
+                 teacher_weight: torch.Tensor, labels: torch.Tensor | None, temperature: float,
+                 dtype: torch.dtype, grads: bool):
     """Per-token terms of one chunk and (if `grads`) their gradients w.r.t. the student logits.
 
     h (c, H) → logits (c, V) in `dtype`, softmax math in fp32. Returns (kl, ce, ce_teacher, dz_kl, dz_ce),
@@ -109,9 +110,9 @@ class _LinearDivergence(torch.autograd.Function):
             grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
             for a in range(0, h.shape[0], chunk):
                 b = min(a + chunk, h.shape[0])
-                _, _, _, dz_kl, dz_ce = _chunk_terms(h[a:b], weight, None if h_teacher is None else h_teacher[a:b],
-                                                     teacher_weight, None if labels is None else labels[a:b], temperature, dtype,
-                                                     grads=True)
+                _, _, _, dz_kl, dz_ce = _chunk_terms(
+                    h[a:b], weight, None if h_teacher is None else h_teacher[a:b], teacher_weight,
+                    None if labels is None else labels[a:b], temperature, dtype, grads=True)
                 dz = 0.0
                 if dz_kl is not None:
                     dz = dz + grad_kl[a:b].unsqueeze(-1) * dz_kl
@@ -137,8 +138,8 @@ def linear_divergence(h: torch.Tensor, weight: torch.Tensor, h_teacher: torch.Te
 
     h (M, H) student hidden states; weight (V, H) the student's output weight (no bias); h_teacher (M, H)
     teacher hidden states and teacher_weight (V, H) its output weight (default: `weight`; a separate frozen
-    copy under full fine-tuning), both treated as constants; labels (M,) next-token ids or IGNORE. Logits are formed in `compute_dtype`
-    (default: h's dtype), softmax math in fp32. Differentiable in h and weight."""
+    copy under full fine-tuning), both treated as constants; labels (M,) next-token ids or IGNORE. Logits are
+    formed in `compute_dtype` (default: h's dtype), softmax math in fp32. Differentiable in h and weight."""
     if h_teacher is None and labels is None:
         raise ValueError("give a teacher, labels, or both")
     if h_teacher is not None and h_teacher.shape != h.shape:

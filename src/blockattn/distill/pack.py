@@ -55,7 +55,8 @@ def load_pack(path: str | Path) -> DistillPack:
     with np.load(p, allow_pickle=False) as arrays:
         return DistillPack(
             train=BlockCorpus.from_arrays(arrays, "train"), heldout=BlockCorpus.from_arrays(arrays, "heldout"),
-            needles=json.loads(arrays["needles"].tobytes().decode()), meta=json.loads(arrays["meta"].tobytes().decode()))
+            needles=json.loads(arrays["needles"].tobytes().decode()),
+            meta=json.loads(arrays["meta"].tobytes().decode()))
 
 
 def _encoder(tokenizer):
