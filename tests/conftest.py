@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
+
+# Before torch loads: on shared 2-core machines OpenMP's spin-waiting made small matmuls up to 30x slower.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 # Tests must never reach a hub; everything they need is installed locally.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -26,3 +30,14 @@ def smollm2_tokenizer():
     from blockattn.models import load_tokenizer
 
     return load_tokenizer("smollm2-135m-instruct")
+
+
+@pytest.fixture
+def strict_fp32():
+    """fp32 matmuls without TF32 on CUDA, so GPU tolerances are about the kernels, not reduced precision."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    yield
+    torch.backends.cuda.matmul.allow_tf32 = before[0]
+    torch.set_float32_matmul_precision(before[1])

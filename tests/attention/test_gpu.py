@@ -10,18 +10,11 @@ import torch
 from blockattn.attention import BlockSinks, block_forward, pack_batch, pack_sequence
 from blockattn.models.tiny import ARCHITECTURES, tiny_model
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("strict_fp32"),
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def strict_fp32():
-    before = torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision()
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    yield
-    torch.backends.cuda.matmul.allow_tf32 = before[0]
-    torch.set_float32_matmul_precision(before[1])
 
 
 def _blocks(lengths, vocab=500, seed=0):

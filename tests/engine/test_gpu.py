@@ -12,18 +12,11 @@ from blockattn.engine.attention import cached_attention
 from blockattn.engine.engine import BlockEngine, EngineConfig
 from blockattn.models.tiny import tiny_model
 
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("strict_fp32"),
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def strict_fp32():
-    before = torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision()
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    yield
-    torch.backends.cuda.matmul.allow_tf32 = before[0]
-    torch.set_float32_matmul_precision(before[1])
 
 
 def _blocks(lengths, seed=0):

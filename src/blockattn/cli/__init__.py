@@ -6,9 +6,14 @@ libraries (torch, transformers) inside the commands, so `blockattn --help` and f
 
 from __future__ import annotations
 
+import os
 import sys
 
-import typer
+# Before torch loads anywhere below: OpenMP's spin-waiting made small matmuls up to 30x slower on shared
+# 2-core machines (measured by the engine benchmarks); passive waiting costs nothing when the cores are free.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import typer  # noqa: E402
 
 from blockattn.cli import bench, data, demo, distill, evaluate, generate, models, segment, serve
 from blockattn.errors import UserError
