@@ -79,3 +79,17 @@ class TestCounts:
         cuts = decode(rng.normal(size=200), positions, 1000, LogNormalPrior(50, 1), min_tokens=20, max_tokens=90)
         lengths = np.diff([0, *positions[cuts], 1000])
         assert lengths.min() >= 20 and lengths.max() <= 90
+
+
+class TestSearchBound:
+    def test_a_span_bound_never_makes_a_text_infeasible(self):
+        positions = np.array([10, 500, 510])  # a 490-token stretch without candidates
+        cuts = decode(np.ones(3), positions, 520, LogNormalPrior(10, 1), span_tokens=50)
+        assert len(cuts) >= 1
+
+    def test_a_span_bound_that_fits_changes_nothing(self):
+        rng = np.random.default_rng(2)
+        positions = np.sort(rng.choice(np.arange(1, 400), 80, replace=False))
+        gain = rng.normal(size=80)
+        prior = LogNormalPrior(20, 0.5)
+        assert decode(gain, positions, 400, prior, span_tokens=400).tolist() == decode(gain, positions, 400, prior).tolist()

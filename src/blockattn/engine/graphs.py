@@ -32,6 +32,7 @@ Forward = Callable[[SequenceKV, torch.Tensor, torch.Tensor, int], torch.Tensor]
 class _Graph:
     graph: torch.cuda.CUDAGraph
     ids: torch.Tensor  # (1, T) static input, refilled before each replay
+    positions: torch.Tensor  # (1, T) static input; held here because the graph reads its memory on every replay
     logits: torch.Tensor  # (keep, V) static output, overwritten by each replay
 
 
@@ -86,7 +87,7 @@ class QueryGraphs:
             kv.set_length(start)
             return None
         kv.set_length(start)
-        self._graphs[key] = captured = _Graph(graph, static_ids, logits)
+        self._graphs[key] = captured = _Graph(graph, static_ids, static_positions, logits)
         self.captures += 1
         while len(self._graphs) > self.max_graphs:
             self._graphs.popitem(last=False)

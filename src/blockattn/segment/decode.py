@@ -50,8 +50,8 @@ def decode(gain: np.ndarray, positions: np.ndarray, total: int, prior: Prior = n
     """Indices (into the candidates) of the chosen cuts, increasing.
 
     gain: (n,) score for cutting at each candidate. positions: (n,) token position of each candidate,
-    strictly increasing inside (0, total). forced: indices that must be cuts. span_tokens: a soft cap on
-    block length that only bounds the search (blocks longer than it are not considered).
+    strictly increasing inside (0, total). forced: indices that must be cuts. span_tokens: a search bound
+    (not a limit): blocks longer than it are only considered when no segmentation within it exists.
     Raises Infeasible when the limits (with `num_blocks` and `forced`) admit no segmentation.
     """
     gain = np.asarray(gain, dtype=np.float64)
@@ -61,18 +61,28 @@ def decode(gain: np.ndarray, positions: np.ndarray, total: int, prior: Prior = n
         # Nothing couples the cuts: the optimum is simply the num_blocks − 1 largest gains.
         return np.sort(np.argsort(-gain, kind="stable")[:num_blocks - 1])
     nodes = np.concatenate([[0], np.asarray(positions, dtype=np.int64), [total]])  # (n+2,) start, cands, end
-    node_gain = np.concatenate([[0.0], gain, [0.0]])
     if n and (np.any(np.diff(nodes) <= 0)):
         raise ValueError("candidate positions must be strictly increasing inside (0, total)")
-    hi = min(max_tokens or total, span_tokens or total)
+    node_gain = np.concatenate([[0.0], gain, [0.0]])
+    limit = max_tokens or total
+    if span_tokens is not None and span_tokens < limit:
+        try:
+            return _search(nodes, node_gain, prior, min_tokens, span_tokens, num_blocks, forced)
+        except Infeasible:
+            pass  # the bound was too tight for this text: search every length the limits allow
+    return _search(nodes, node_gain, prior, min_tokens, limit, num_blocks, forced)
+
+
+def _search(nodes, node_gain, prior, min_tokens: int, hi: int, num_blocks: int | None, forced) -> np.ndarray:
+    m = len(nodes)
     # For every node i, the predecessors j with min_tokens ≤ nodes[i] - nodes[j] ≤ hi form a range.
     j_lo = np.searchsorted(nodes, nodes - hi, side="left")
-    j_hi = np.minimum(np.searchsorted(nodes, nodes - min_tokens, side="right") - 1, np.arange(n + 2) - 1)
+    j_hi = np.minimum(np.searchsorted(nodes, nodes - min_tokens, side="right") - 1, np.arange(m) - 1)
     if forced is not None and len(forced):
         # A block may not run across a forced cut: predecessors start at the last forced node before i.
-        is_forced = np.zeros(n + 2, dtype=bool)
+        is_forced = np.zeros(m, dtype=bool)
         is_forced[np.asarray(forced) + 1] = True
-        last = np.maximum.accumulate(np.where(is_forced, np.arange(n + 2), 0))
+        last = np.maximum.accumulate(np.where(is_forced, np.arange(m), 0))
         j_lo = np.maximum(j_lo, np.concatenate([[0], last[:-1]]))
     if num_blocks is None:
         return _best_free(nodes, node_gain, prior, j_lo, j_hi)

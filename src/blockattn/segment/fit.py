@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from blockattn.segment.decode import Infeasible, LogNormalPrior, Prior, decode
+from blockattn.segment.decode import LogNormalPrior, Prior, decode
 from blockattn.segment.document import Document
 from blockattn.segment.request import Request
 
@@ -57,16 +57,10 @@ def fit_cuts(doc: Document, cuts: np.ndarray, request: Request, num_blocks: int 
 def decode_bounded(gain: np.ndarray, positions: np.ndarray, total: int, prior: Prior, *,
                    min_tokens: int = 0, max_tokens: int | None = None,
                    num_blocks: int | None = None) -> np.ndarray:
-    """`decode`, searching exact-count segmentations among blocks of at most SPAN_FACTOR mean lengths
-    first (fast), and over all of them only if that finds none."""
-    if num_blocks is not None and max_tokens is None:
-        try:
-            return decode(gain, positions, total, prior, min_tokens=min_tokens, num_blocks=num_blocks,
-                          span_tokens=SPAN_FACTOR * -(-total // num_blocks))
-        except Infeasible:
-            pass
+    """`decode`, with an exact-count search bounded first to blocks of SPAN_FACTOR mean lengths (fast)."""
+    span = SPAN_FACTOR * -(-total // num_blocks) if num_blocks is not None else None
     return decode(gain, positions, total, prior, min_tokens=min_tokens, max_tokens=max_tokens,
-                  num_blocks=num_blocks)
+                  num_blocks=num_blocks, span_tokens=span)
 
 
 def even_cuts(doc: Document, num_blocks: int, gain: np.ndarray | None = None) -> np.ndarray:
