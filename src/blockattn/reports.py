@@ -51,10 +51,89 @@ def render_attention(name: str, data: dict) -> list[str]:
     for r in data["ratios"]:
         out.append(f"| {r['n']} | {_fmt(r.get('dense_over_flex_fwd'))} | {_fmt(r.get('dense_over_flex_fwdbwd'))} | "
                    f"{_fmt(r.get('causal_over_flex_fwd'))} | {_fmt(r.get('causal_over_flex_fwdbwd'))} |")
+    return out + _image(name, "attention benchmark") + [""]
+
+
+def _image(name: str, alt: str) -> list[str]:
     png = Path(name).with_suffix(".png").name
-    if (REPORTS / png).is_file():
-        out += ["", f"![attention benchmark](../reports/{png})"]
-    return out + [""]
+    return ["", f"![{alt}](../reports/{png})"] if (REPORTS / png).is_file() else []
+
+
+def render_ttft(name: str, data: dict) -> list[str]:
+    env = data.get("env", {})
+    out = [f"### Time to first token — {env.get('gpu', 'CPU')}", ""] + _provenance(name, data)
+    out += ["Full prefill vs all blocks cached vs cold block prefill (median ms), blocks of "
+            f"{data['config']['block_tokens']} tokens + a {data['config']['question_tokens']}-token question.", "",
+            "| model | N | full | cold | cached | cached % of full | HF DynamicCache path | CUDA graph |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in data["rows"]:
+        out.append(f"| {r['model']} | {r['tokens']} | {_fmt(r['full_ms'])} | {_fmt(r['cold_ms'])} | "
+                   f"{_fmt(r['cached_ms'])} | {_fmt(r['cached_pct_of_full'])} % | {_fmt(r.get('hf_cached_ms'))} | "
+                   f"{_fmt(r.get('graph_ms'))} |")
+    goal = data.get("goal") or {}
+    if goal.get("measured_pct") is not None:
+        out += ["", f"Goal: cached ≤ {goal['max_cached_pct_of_full']} % of full for {goal['model']} at "
+                f"{goal['tokens']} tokens. Measured {goal['measured_pct']:.2f} % (eager)"
+                + (f", {goal['measured_graph_pct']:.2f} % (CUDA graph)" if goal.get("measured_graph_pct") else "")
+                + f" — {'met' if goal.get('met') or goal.get('met_with_graphs') else 'not met'}."]
+    return out + _image(name, "TTFT") + [""]
+
+
+def render_load(name: str, data: dict) -> list[str]:
+    s, c = data["summary"], data["config"]
+    out = ["### Server under load", ""] + _provenance(name, data)
+    lat = s["latency_ms"]
+    out += [f"{c['clients']} concurrent clients × {c['requests']} requests ({c['max_tokens']} new tokens each) "
+            f"against `blockattn serve` with {c['model']}, {data['env'].get('cpu_threads')} CPU threads.", "",
+            "| requests | errors | throughput req/s | p50 ms | p90 ms | p99 ms | cached blocks | computed blocks |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {s['requests']} | {s['errors']} | {_fmt(s['throughput_rps'], '{:.3f}')} | {_fmt(lat['p50'], '{:.0f}')} | "
+            f"{_fmt(lat['p90'], '{:.0f}')} | {_fmt(lat['p99'], '{:.0f}')} | {s['blocks']['cached']} | "
+            f"{s['blocks']['computed']} |", ""]
+    return out
+
+
+def render_distill_gpu(name: str, data: dict) -> list[str]:
+    out = ["### Block distillation vs block fine-tuning — GPU run", ""] + _provenance(name, data)
+    out += ["| objective | steps | tokens | train s | tokens/s | probe KL start → end | peak GB |",
+            "|---|---:|---:|---:|---:|---|---:|"]
+    for objective in ("distill", "block_ft"):
+        s = (data.get(objective) or {}).get("summary")
+        if s:
+            kl = s.get("probe_kl") or {}
+            out.append(f"| {objective} | {s['steps']} | {s['tokens']} | {_fmt(s.get('train_seconds'), '{:.1f}')} | "
+                       f"{_fmt(s.get('tokens_per_s'), '{:.0f}')} | {_fmt(kl.get('start'), '{:.3f}')} → "
+                       f"{_fmt(kl.get('end'), '{:.3f}')} | {_fmt(s.get('peak_memory_gb'), '{:.1f}')} |")
+    ev = data.get("eval") or {}
+    if ev.get("ppl"):
+        out += ["", "| variant | ΔPPL (block − full), held-out query blocks |", "|---|---:|"]
+        out += [f"| {p['variant']} | {p['delta_ppl']:.3f} |" for p in ev["ppl"]]
+    if ev.get("needles"):
+        counts = sorted({int(d) for n in ev["needles"] for d in n["by_docs"]})
+        out += ["", "Planted-fact retrieval accuracy (greedy), by number of documents:", "",
+                "| variant | " + " | ".join(f"{d} docs" for d in counts) + " |", "|---|" + "---:|" * len(counts)]
+        for n in ev["needles"]:
+            out.append(f"| {n['variant']} | " + " | ".join(_fmt((n['by_docs'].get(str(d)) or {}).get('accuracy'),
+                                                              '{:.3f}') for d in counts) + " |")
+    return out + _image(name, "distillation curves") + [""]
+
+
+def render_segmentation(name: str, data: dict) -> list[str]:
+    methods = data["methods"]
+    out = [f"### Segmentation quality — {data['split']} split of `{Path(data['data']).name}` "
+           f"({data['n_docs']} documents)", ""] + _provenance(name, data)
+    out += ["At the gold number of blocks; lower Pk/WindowDiff is better.", "",
+            "| method | Pk | WindowDiff | F1 | F1 ±1 |", "|---|---:|---:|---:|---:|"]
+    for m in methods:
+        o = data["overall"][m]
+        out.append(f"| {m} | {o['pk']:.3f} | {o['windowdiff']:.3f} | {o['f1']:.3f} | {o['f1_tol1']:.3f} |")
+    if "learned" in methods and len(methods) > 1:
+        cats = data.get("per_category", {})
+        wins = [c for c, v in cats.items()
+                if all(v["learned"][k] < v[m][k] for m in methods if m != "learned" for k in ("pk", "windowdiff"))]
+        out += ["", f"Learned better than every baseline on both Pk and WindowDiff in {len(wins)} of {len(cats)} "
+                "categories."]
+    return out + _image(name, "segmentation") + [""]
 
 
 def render_generic(name: str, data: dict) -> list[str]:
@@ -63,6 +142,10 @@ def render_generic(name: str, data: dict) -> list[str]:
 
 RENDERERS: dict[str, Renderer] = {
     "bench_attention": render_attention,
+    "bench_ttft": render_ttft,
+    "load": render_load,
+    "distill_h200": render_distill_gpu,
+    "segmentation": render_segmentation,
 }
 
 

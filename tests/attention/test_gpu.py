@@ -13,8 +13,10 @@ from blockattn.models.tiny import ARCHITECTURES, tiny_model
 pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("strict_fp32"),
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 TOL = 1e-4
-
-
+# The real model's logits reach ~43 in magnitude, and fp32 summation order alone moves them by more than 1e-4:
+# on the H200, dense-on-GPU vs dense-on-CPU differed by 2.2e-4 while flex vs dense differed by 1.7e-4. So the
+# real-model bound is relative to the logit scale (1e-5 of it, ~4e-4), the tiny-model bound stays absolute.
+REAL_MODEL_REL_TOL = 1e-5
 
 
 def _blocks(lengths, vocab=500, seed=0):
@@ -60,4 +62,5 @@ def test_flex_equals_dense_on_real_smollm2(smollm2):
         dense = block_forward(model, ids.cuda(), layout, backend="dense").logits
         flex = block_forward(model, ids.cuda(), layout, backend="flex").logits
     model.cpu()
-    assert (dense - flex).abs().max().item() <= TOL
+    scale = dense.abs().max().item()
+    assert (dense - flex).abs().max().item() <= REAL_MODEL_REL_TOL * scale

@@ -97,7 +97,10 @@ class TestGeneration:
         assert generation.usage.completion_tokens == 0
 
 
-def test_adapter_specs():
-    assert resolve_adapter("none") is None and resolve_adapter(None) is None
+def test_adapter_specs(tmp_path):
+    assert resolve_adapter("none") == (None, None) and resolve_adapter(None) == (None, None)
+    assert resolve_adapter("default", str(tmp_path)) == (None, None)  # a local model has no shipped adapter
     with pytest.raises(UserError):
         resolve_adapter("/no/such/adapter")
+    with pytest.raises(UserError, match="not a block adapter"):
+        resolve_adapter(str(tmp_path))  # a directory, but not an adapter

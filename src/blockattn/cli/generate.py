@@ -16,8 +16,8 @@ def generate(
     question: str = typer.Option(..., "--question", "-q", help="The question to answer."),
     mode: str = typer.Option("block", help="block: documents cannot see each other; full: plain causal attention."),
     model: str = typer.Option("smollm2-135m-instruct", help="Model name or local HF model directory."),
-    adapter: str = typer.Option("default", help="Block adapter directory, or 'none' (default: the shipped one, "
-                                                "when there is one)."),
+    adapter: str = typer.Option("default", help="default: the block adapter shipped for the "
+                                                "model (if any); none: the base model alone; or a directory."),
     cache_dir: Optional[Path] = typer.Option(None, help="Persist block KV here: later runs reuse it."),
     max_new_tokens: int = typer.Option(64, help="Most tokens to generate."),
     temperature: float = typer.Option(0.0, help="0: greedy (deterministic); > 0: sample."),
@@ -43,10 +43,10 @@ def generate(
     documents = [read_text_file(p) for p in doc]
 
     from blockattn.engine.sampling import SamplingParams
-    from blockattn.engine.service import DEFAULT_ADAPTER, Service
+    from blockattn.engine.service import Service
 
     sampling = SamplingParams(temperature=temperature, top_p=top_p, seed=seed)
-    service = Service.load(model, adapter=DEFAULT_ADAPTER if adapter == "default" else adapter,
+    service = Service.load(model, adapter=adapter,
                            cache_dir=cache_dir, device=device)
     prompt = service.rag_prompt(documents, question, mode=mode, segment=segment)
     generation = service.generate(prompt, sampling, max_new_tokens, stop)
@@ -59,7 +59,7 @@ def generate(
         "answer": answer, "mode": mode, "n_blocks": prompt.n_documents,
         "context_tokens": prompt.context_tokens, "query_tokens": len(prompt.query),
         "new_tokens": usage.completion_tokens, "ttft_ms": usage.ttft_ms, "total_ms": usage.total_ms,
-        "model": service.model_name, "adapter": service.adapter_name,
+        "model": service.model_name, "adapter": service.adapter_name if mode == "block" else None,
         "cached_blocks": usage.cached_blocks, "computed_blocks": usage.computed_blocks,
         "finish_reason": generation.finish_reason,
     }))

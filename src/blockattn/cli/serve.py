@@ -13,8 +13,8 @@ from blockattn.errors import UserError
 
 def serve(
     model: str = typer.Option("smollm2-135m-instruct", help="Model name or local HF model directory."),
-    adapter: str = typer.Option("default", help="Block adapter directory, or 'none' (default: the shipped one, "
-                                                "when there is one)."),
+    adapter: str = typer.Option("default", help="default: the block adapter shipped for the "
+                                                "model (if any); none: the base model alone; or a directory."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port (0: any free port)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Persist block KV here (survives restarts)."),
@@ -31,7 +31,7 @@ def serve(
     """Serve the engine over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...)."""
     from blockattn.engine.server import bind, create_app
     from blockattn.engine.server import serve as run
-    from blockattn.engine.service import DEFAULT_ADAPTER, Service
+    from blockattn.engine.service import Service
 
     if max_queue < 1:
         raise UserError("--max-queue must be at least 1")
@@ -39,7 +39,7 @@ def serve(
         raise UserError(f"unknown --log-level {log_level!r}")
     api_key = api_key or os.environ.get("BLOCKATTN_API_KEY") or None
     sock = bind(host, port)  # fail fast (exit 2) on a taken port, before loading the model
-    service = Service.load(model, adapter=DEFAULT_ADAPTER if adapter == "default" else adapter, cache_dir=cache_dir,
+    service = Service.load(model, adapter=adapter, cache_dir=cache_dir,
                            device=device, dtype=dtype, gpu_cache_gb=gpu_cache_gb, cpu_cache_gb=cpu_cache_gb,
                            cuda_graphs=cuda_graphs)
     bound_host, bound_port = sock.getsockname()[:2]

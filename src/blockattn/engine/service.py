@@ -25,20 +25,41 @@ from blockattn.engine.segmenting import split_documents
 from blockattn.engine.text import TextStream
 from blockattn.errors import UserError
 
-# What `--adapter` means when not given. "none" until the distillation issue ships a block adapter; then its
-# path (or a name that `resolve_adapter` maps to it).
-DEFAULT_ADAPTER = "none"
+# What `--adapter` means when not given: the block adapter shipped for the model, if there is one (distilled
+# from the model's own full attention, see assets/adapters/*/README.md), else the base model alone.
+DEFAULT_ADAPTER = "default"
+SHIPPED_ADAPTERS = {"smollm2-135m-instruct": "smollm2-block-distill"}  # model name → assets/adapters/<dir>
 DEFAULT_MAX_TOKENS = 256  # new tokens when a request does not say
 
 
-def resolve_adapter(spec: str | None) -> Path | None:
-    """`--adapter PATH|none` → an adapter directory, or None for the base model alone."""
+def shipped_adapter_dir(name: str) -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("blockattn") / "assets" / "adapters" / name))
+
+
+def resolve_adapter(spec: str | None, model: str = "default") -> tuple[Path | None, str | None]:
+    """`--adapter default|none|PATH` for `model` → (adapter directory, display name), (None, None) for the
+    base model alone. `default` is the shipped adapter of a shipped model; a local model has none."""
+    from blockattn.adapter import META_FILE
+    from blockattn.models.loader import ALIASES
+
     if spec is None or spec.strip().lower() in ("", "none"):
-        return None
+        return None, None
+    if spec.strip().lower() == "default":
+        name = SHIPPED_ADAPTERS.get(ALIASES.get(model, model))
+        if name is None:
+            return None, None
+        path = shipped_adapter_dir(name)
+        if not (path / META_FILE).is_file():
+            raise UserError(f"the shipped adapter {name!r} is missing from this install ({path}); "
+                            "reinstall blockattn, or pass --adapter none")
+        return path, name
     path = Path(spec).expanduser()
-    if not path.is_dir():
-        raise UserError(f"adapter {spec!r}: no such directory (give a block adapter directory, or 'none')")
-    return path
+    if not (path / META_FILE).is_file():
+        raise UserError(f"adapter {spec!r}: not a block adapter directory (no {META_FILE}); "
+                        "give one written by `blockattn distill`, 'default' or 'none'")
+    return path, str(path)
 
 
 def resolve_device(device: str) -> str:
@@ -152,7 +173,7 @@ class Service:
         self.engine = engine
         self.tokenizer = tokenizer
         self.model_name = model_name
-        self.adapter_name = adapter_name  # the adapter's identity, or None
+        self.adapter_name = adapter_name  # the adapter's display name (shipped name or path), or None
         self.default_max_tokens = default_max_tokens
         self.stop_ids = frozenset(prompts.stop_token_ids(tokenizer, engine.base.config))
         self._tokenizer_lock = threading.Lock()
@@ -171,7 +192,7 @@ class Service:
             raise UserError(f"unknown dtype {dtype!r}; choose auto, float32, bfloat16 or float16")
         if gpu_cache_gb < 0 or cpu_cache_gb < 0:
             raise UserError("cache budgets must be >= 0 GB")
-        adapter_path = resolve_adapter(adapter)
+        adapter_path, adapter_name = resolve_adapter(adapter, model)
         loaded = load(model, dtype=dtype, device=device)
         block_adapter = None
         if adapter_path is not None:
@@ -181,8 +202,7 @@ class Service:
         config = EngineConfig(gpu_cache_bytes=int(gpu_cache_gb * GiB), cpu_cache_bytes=int(cpu_cache_gb * GiB),
                               cache_dir=str(cache_dir) if cache_dir else None, cuda_graphs=cuda_graphs)
         engine = BlockEngine(loaded.model, loaded.identity, block_adapter, config)
-        return Service(engine, loaded.tokenizer, loaded.name,
-                       block_adapter.identity if block_adapter is not None else None, default_max_tokens)
+        return Service(engine, loaded.tokenizer, loaded.name, adapter_name, default_max_tokens)
 
     # ---------------------------------------------------------------- tokenizer (locked)
     def encode(self, text: str) -> list[int]:
