@@ -85,17 +85,22 @@ def render_ttft(name: str, data: dict) -> list[str]:
 
 
 def render_load(name: str, data: dict) -> list[str]:
-    s, c = data["summary"], data["config"]
+    c = data["config"]
     out = ["### Server under load", ""] + _provenance(name, data)
-    lat = s["latency_ms"]
     out += [f"{c['clients']} concurrent clients × {c['requests']} requests ({c['max_tokens']} new tokens each) "
-            f"against `blockattn serve` with {c['model']}, {data['env'].get('cpu_threads')} CPU threads.", "",
-            "| requests | errors | throughput req/s | p50 ms | p90 ms | p99 ms | cached blocks | computed blocks |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
-            f"| {s['requests']} | {s['errors']} | {_fmt(s['throughput_rps'], '{:.3f}')} | {_fmt(lat['p50'], '{:.0f}')} | "
-            f"{_fmt(lat['p90'], '{:.0f}')} | {_fmt(lat['p99'], '{:.0f}')} | {s['blocks']['cached']} | "
-            f"{s['blocks']['computed']} |", ""]
-    return out
+            f"against `blockattn serve` with {c['model']}, {data['env'].get('cpu_threads')} CPU threads; "
+            "max batch = how many running generations the server decodes in one forward (1 = one at a time).", "",
+            "| max batch | requests | errors | throughput req/s | p50 ms | p90 ms | p99 ms | cached blocks | "
+            "computed blocks |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for run in data.get("runs") or [{"max_batch": None, "summary": data["summary"]}]:
+        s, lat = run["summary"], run["summary"]["latency_ms"]
+        out.append(f"| {run['max_batch'] or 'n/a'} | {s['requests']} | {s['errors']} | "
+                   f"{_fmt(s['throughput_rps'], '{:.3f}')} | {_fmt(lat['p50'], '{:.0f}')} | {_fmt(lat['p90'], '{:.0f}')} | "
+                   f"{_fmt(lat['p99'], '{:.0f}')} | {s['blocks']['cached']} | {s['blocks']['computed']} |")
+    for r in data.get("ratios", []):
+        out += ["", f"max batch {r['max_batch']} against {data['runs'][0]['max_batch']} (same run): throughput "
+                f"×{r['throughput_vs_first']:.2f}, p50 ×{r['p50_vs_first']:.2f}, p99 ×{r['p99_vs_first']:.2f}."]
+    return out + [""]
 
 
 def render_distill_gpu(name: str, data: dict) -> list[str]:

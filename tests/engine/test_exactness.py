@@ -174,3 +174,32 @@ def test_attention_falls_back_to_a_materialised_mask(monkeypatch):
     fallback, _ = attention.cached_attention(None, q, k, v, None)
     assert not attention._bias_dispatch_ok
     assert (fallback - expected).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_a_batched_decode_step_equals_each_request_decoded_alone(arch, tmp_path):
+    """Requests of different lengths, cached and cold, with an adapter and sinks, decoded together: each row's
+    logits == that request's uncached block-mode reference, and its KV grows exactly as if decoded alone."""
+    adapter = make_adapter(tmp_path, arch)
+    engine = BlockEngine(adapter.model, "tiny", adapter)
+    requests = [random_blocks(lengths, seed=seed) for seed, lengths in enumerate([[9, 14, 5], [30, 3], [7, 7, 7, 2]])]
+    states = [engine.prefill(blocks, query, max_new_tokens=4) for *blocks, query in requests]
+    generated, prompt_lengths = [[] for _ in requests], [s.kv.length for s in states]
+    for _ in range(3):
+        tokens = [int(torch.argmax(s.logits[-1])) for s in states]
+        logits = engine.decode_batch(states, tokens)
+        for i, ((*blocks, query), token) in enumerate(zip(requests, tokens)):
+            generated[i].append(token)
+            states[i].logits = logits[i:i + 1]
+            assert_close(logits[i], reference_logits(adapter.model, blocks, query + generated[i], adapter.sinks,
+                                                     3, 2)[-1])
+    assert [s.kv.length for s in states] == [n + 3 for n in prompt_lengths]
+
+
+def test_a_batch_is_one_mode():
+    engine = BlockEngine(tiny_model(), "tiny")
+    *blocks, query = random_blocks([5, 4])
+    states = [engine.prefill(blocks, query, max_new_tokens=2), engine.prefill(blocks, query, mode="full",
+                                                                              max_new_tokens=2)]
+    with pytest.raises(ValueError, match="one mode"):
+        engine.decode_batch(states, [1, 2])

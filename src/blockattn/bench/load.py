@@ -39,6 +39,7 @@ class LoadConfig:
     time_limit_s: float = 900.0  # no request starts after this
     model: str = "smollm2-135m-instruct"
     url: str | None = None  # an already running server; None: start one in-process on 127.0.0.1
+    max_batch: tuple[int, ...] = (32,)  # the in-process server's batch limit; several: one run each, compared
 
 
 def demo_documents() -> list[str]:
@@ -148,7 +149,7 @@ def summarise(records: list[dict], elapsed: float) -> dict:
     }
 
 
-def run(cfg: LoadConfig) -> dict:
+def _one_run(cfg: LoadConfig, max_batch: int) -> dict:
     if cfg.url is not None:
         records, elapsed = asyncio.run(drive(cfg.url, cfg))
         metrics = scrape(cfg.url)
@@ -156,17 +157,36 @@ def run(cfg: LoadConfig) -> dict:
         from blockattn.engine.server import background
         from blockattn.engine.service import Service
 
-        service = Service.load(cfg.model, adapter="none", device="cpu")
-        with background(service) as url:
+        service = Service.load(cfg.model, adapter="none", device="cpu")  # fresh: each run starts with no cache
+        with background(service, max_batch=max_batch) as url:
             records, elapsed = asyncio.run(drive(url, cfg))
             metrics = scrape(url)
+    return {"max_batch": None if cfg.url else max_batch, "summary": summarise(records, elapsed),
+            "server_metrics": metrics}
+
+
+def run(cfg: LoadConfig, log=print) -> dict:
+    runs = []
+    for max_batch in ([None] if cfg.url else cfg.max_batch):
+        runs.append(_one_run(cfg, max_batch))
+        s = runs[-1]["summary"]
+        log(f"max_batch={max_batch}: {s['requests']} requests, {s['errors']} errors, p50 {s['latency_ms']['p50']} ms, "
+            f"p99 {s['latency_ms']['p99']} ms, {s['throughput_rps']} req/s")
     import torch
 
     env = {"python": platform.python_version(), "torch": torch.__version__, "cpu_threads": torch.get_num_threads(),
            "cpus": os.cpu_count(), "load_average": os.getloadavg(),
            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
-    return {"benchmark": "load", "config": asdict(cfg), "env": env, "summary": summarise(records, elapsed),
-            "server_metrics": metrics}
+    result = {"benchmark": "load", "config": asdict(cfg), "env": env, "summary": runs[0]["summary"],
+              "server_metrics": runs[0]["server_metrics"], "runs": runs}
+    if len(runs) > 1:  # side by side, same machine, same minutes: ratios against the first setting
+        first = runs[0]["summary"]
+        result["ratios"] = [{"max_batch": r["max_batch"],
+                             "throughput_vs_first": r["summary"]["throughput_rps"] / first["throughput_rps"],
+                             "p50_vs_first": r["summary"]["latency_ms"]["p50"] / first["latency_ms"]["p50"],
+                             "p99_vs_first": r["summary"]["latency_ms"]["p99"] / first["latency_ms"]["p99"]}
+                            for r in runs[1:]]
+    return result
 
 
 def write(result: dict, out: Path) -> Path:

@@ -117,6 +117,8 @@ def load(
     url: Optional[str] = typer.Option(None, help="A running server's base URL (default: start one on 127.0.0.1)."),
     model: str = typer.Option("smollm2-135m-instruct", help="Model for the server started here."),
     time_limit: float = typer.Option(900.0, help="Start no request after this many seconds."),
+    max_batch: str = typer.Option("32", help="The started server's --max-batch; comma-separated for one run "
+                                             "each, compared side by side (e.g. 32,1: batched vs one at a time)."),
     out: Path = typer.Option(Path("reports/load_cpu.json"), help="JSON output."),
 ) -> None:
     """Concurrent clients against the OpenAI-compatible server: latency percentiles, throughput, errors."""
@@ -126,8 +128,14 @@ def load(
         raise UserError("--clients, --requests and --max-tokens must be >= 1")
     if url is not None and not url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
         raise UserError("--url must be a loopback address (this load test never leaves the machine)")
+    try:
+        batches = tuple(int(b) for b in max_batch.split(",") if b.strip())
+    except ValueError:
+        raise UserError(f"--max-batch must be integers separated by commas, got {max_batch!r}") from None
+    if not batches or min(batches) < 1:
+        raise UserError("--max-batch values must be >= 1")
     result = run(LoadConfig(clients=clients, requests=requests, max_tokens=max_tokens, url=url, model=model,
-                            time_limit_s=time_limit))
+                            time_limit_s=time_limit, max_batch=batches), log=typer.echo)
     result["command"] = "blockattn " + " ".join(sys.argv[1:])
     path = write(result, out)
     s = result["summary"]

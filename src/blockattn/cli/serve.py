@@ -26,6 +26,7 @@ def serve(
     cpu_cache_gb: float = typer.Option(4.0, help="CPU tier budget for block KV (GB)."),
     cuda_graphs: bool = typer.Option(False, help="Replay repeated query-block shapes from CUDA graphs (CUDA only)."),
     max_queue: int = typer.Option(256, help="Most generations waiting for the model; more get HTTP 429."),
+    max_batch: int = typer.Option(32, help="Most running generations decoded in one forward."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
     """Serve the engine over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...)."""
@@ -35,6 +36,8 @@ def serve(
 
     if max_queue < 1:
         raise UserError("--max-queue must be at least 1")
+    if max_batch < 1:
+        raise UserError("--max-batch must be at least 1")
     if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
         raise UserError(f"unknown --log-level {log_level!r}")
     api_key = api_key or os.environ.get("BLOCKATTN_API_KEY") or None
@@ -45,4 +48,4 @@ def serve(
     bound_host, bound_port = sock.getsockname()[:2]
     typer.echo(f"blockattn: serving {service.model_name} (adapter: {service.adapter_name or 'none'}) on "
                f"http://{bound_host}:{bound_port}/v1", err=True)
-    run(create_app(service, api_key=api_key, max_queue=max_queue), sock, log_level=log_level)
+    run(create_app(service, api_key=api_key, max_queue=max_queue, max_batch=max_batch), sock, log_level=log_level)

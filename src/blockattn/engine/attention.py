@@ -28,6 +28,8 @@ import torch
 from torch import nn
 from torch.nn.attention.bias import causal_lower_right
 
+from blockattn.engine.kvbuffer import RaggedKV
+
 log = logging.getLogger(__name__)
 
 
@@ -35,7 +37,11 @@ def cached_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
                      attention_mask: torch.Tensor | None, scaling: float | None = None) -> tuple[torch.Tensor, None]:
     """query (B, H, T, D), key/value (B, H_kv, L, D) whose last T positions are the query's own → (B, T, H, D).
 
-    `attention_mask` (HF's) is ignored: the structure above is all a request's new tokens ever need."""
+    `attention_mask` (HF's) is ignored: the structure above is all a request's new tokens ever need.
+    A batched decode step (`kvbuffer.BatchKV`) passes `RaggedKV` key/value: one token per request, each
+    attending to its own buffer."""
+    if isinstance(key, RaggedKV):
+        return _ragged_decode(query, key, value, scaling)
     t, length = query.shape[2], key.shape[2]
     if t > length:
         raise ValueError(f"{t} query tokens but only {length} keys: the query's own keys must be in the cache")
@@ -46,6 +52,16 @@ def cached_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
     else:
         out = _lower_right(query, key, value, scaling, gqa)
     return out.transpose(1, 2).contiguous(), None  # (B, T, H, D)
+
+
+def _ragged_decode(query: torch.Tensor, key: RaggedKV, value: RaggedKV, scaling: float | None) -> tuple[torch.Tensor, None]:
+    """query (B, H, 1, D): row i's one new token over request i's keys (all visible: T == 1 needs no mask)."""
+    if query.shape[2] != 1:
+        raise ValueError("a batched step decodes exactly one token per request")
+    gqa = query.shape[1] != key.rows[0].shape[1]
+    out = torch.cat([nn.functional.scaled_dot_product_attention(query[i:i + 1], k, v, scale=scaling, enable_gqa=gqa)
+                     for i, (k, v) in enumerate(zip(key.rows, value.rows))])
+    return out.transpose(1, 2).contiguous(), None  # (B, 1, H, D)
 
 
 _bias_dispatch_ok = True  # False once the lower-right bias path has failed on this torch build

@@ -42,7 +42,7 @@ from blockattn.engine.blockprefill import prefill_blocks
 from blockattn.engine.disk import DiskTier
 from blockattn.engine.graphs import QueryGraphs
 from blockattn.engine.keys import KeySpace
-from blockattn.engine.kvbuffer import SequenceKV
+from blockattn.engine.kvbuffer import BatchKV, SequenceKV
 from blockattn.engine.sampling import Sampler, SamplingParams
 from blockattn.engine.store import BlockStore, MemoryTier
 from blockattn.errors import UserError
@@ -239,6 +239,25 @@ class BlockEngine:
         ids = self.check_tokens([token], "token")
         with self._lock, self._adapter_state(state.mode):
             return self._forward(state.kv, ids, 1, state.mode)[-1]
+
+    @torch.no_grad()
+    def decode_batch(self, states: Sequence[Prefilled], tokens: Sequence[int]) -> torch.Tensor:
+        """Append tokens[i] to request states[i], for all at once; the logits (B, V) of the token after each.
+
+        One forward for the whole batch: the weights are read once for B tokens (decode is bound by reading
+        them), while each request's attention runs over its own buffer. All states must share one mode (the
+        adapter is on for block mode, off for full mode)."""
+        if not states or len(states) != len(tokens):
+            raise ValueError("decode_batch needs one token per state, and at least one state")
+        modes = {s.mode for s in states}
+        if len(modes) != 1:
+            raise ValueError(f"one batch, one mode; got {sorted(modes)}")
+        ids = torch.from_numpy(self.check_tokens(list(tokens), "tokens")).to(self.device).unsqueeze(1)  # (B, 1)
+        with self._lock, self._adapter_state(states[0].mode):
+            positions = torch.tensor([[s.kv.length] for s in states], device=self.device)  # (B, 1)
+            out = self.model(input_ids=ids, position_ids=positions, past_key_values=BatchKV([s.kv for s in states]),
+                             use_cache=True, logits_to_keep=1, attention_fn=cached_attention)
+        return out.logits[:, -1]
 
     def generate(self, state: Prefilled, sampling: SamplingParams, max_new_tokens: int,
                  stop_ids: set[int] | frozenset[int] = frozenset()) -> Iterator[int]:

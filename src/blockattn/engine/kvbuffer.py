@@ -80,3 +80,55 @@ class SequenceKV(Cache):
     @property
     def nbytes(self) -> int:
         return self.buffer.numel() * self.buffer.element_size()
+
+
+class RaggedKV:
+    """One layer's keys (or values) of several requests, each a (1, H_kv, L_i, D) view of its own buffer.
+
+    What `BatchKV.update` hands to the attention function instead of one padded tensor: padding the requests
+    to one length would copy every cache on every layer of every decode step."""
+
+    def __init__(self, rows: list[torch.Tensor]):
+        self.rows = rows
+
+
+class _BatchLayer(CacheLayerMixin):
+    """Layer `index` of several requests' buffers, for a batched decode step (one new token per request)."""
+
+    is_sliding = False
+
+    def __init__(self, index: int, sequences: list[SequenceKV]):
+        super().__init__()
+        self.index, self.sequences = index, sequences
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        """Nothing to do: every request's buffer exists."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        keys, values = [], []
+        for row, seq in enumerate(self.sequences):
+            k, v = seq.layers[self.index].update(key_states[row:row + 1], value_states[row:row + 1])
+            keys.append(k)
+            values.append(v)
+        return RaggedKV(keys), RaggedKV(values)
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.get_seq_length() + query_length, 0
+
+    def get_seq_length(self) -> int:
+        return max(seq.layers[self.index].length for seq in self.sequences)
+
+    def get_max_length(self) -> int:
+        return max(seq.capacity for seq in self.sequences)
+
+
+class BatchKV(Cache):
+    """Several requests' `SequenceKV`s seen as one batch, for one decode step: the new token of row i is written
+    to request i's buffer and attends to that buffer only (`engine.attention` handles `RaggedKV`)."""
+
+    def __init__(self, sequences: list[SequenceKV]):
+        if not sequences:
+            raise ValueError("a batch needs at least one request")
+        n_layers = len(sequences[0].layers)
+        super().__init__(layers=[_BatchLayer(i, sequences) for i in range(n_layers)])

@@ -16,14 +16,17 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from blockattn.engine import prompt as prompts
 from blockattn.engine.engine import GiB, BlockEngine, ContextTooLong, EngineConfig, Prefilled
-from blockattn.engine.sampling import SamplingParams
+from blockattn.engine.sampling import Sampler, SamplingParams
 from blockattn.engine.segmenting import split_documents
 from blockattn.engine.text import TextStream
 from blockattn.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 # What `--adapter` means when not given: the block adapter shipped for the model, if there is one (distilled
 # from the model's own full attention, see assets/adapters/*/README.md), else the base model alone.
@@ -111,9 +114,16 @@ class Usage:
 
 @dataclass
 class Generation:
-    """One request's generation. Iterating runs the model (prefill on the first step) and yields text deltas;
-    afterwards `finish_reason` ("stop" | "length" | "cancelled") and `usage` are set. Setting `cancel` stops
-    it between tokens."""
+    """One request's generation, as a small state machine that either runs alone or is advanced in a batch:
+
+        start()          prefill, choose the first token      → the text it completes
+        advance(logits)  choose the next token from `logits`  → the text it completes
+        cancel_now()     end it here                          → any text held back
+
+    `done` says when it has ended; then `finish_reason` ("stop" | "length" | "cancelled") and `usage` are
+    set. Alone, iterate it (decoding one token at a time). The server's model thread instead decodes all
+    running generations together, one batched step per token (`decode_step`). Setting `cancel` stops it
+    between tokens."""
 
     service: "Service"
     prompt: Prompt
@@ -124,47 +134,81 @@ class Generation:
     finish_reason: str | None = None
     usage: Usage = field(default_factory=Usage)
     tokens: list[int] = field(default_factory=list)
+    done: bool = False
+    state: Prefilled | None = None
+
+    def start(self) -> str:
+        if self.cancel.is_set():  # cancelled while queued: no model work at all
+            self.finish_reason, self.done = "cancelled", True
+            return ""
+        self._started = time.perf_counter()
+        self.state = self.service.engine.prefill(self.prompt.blocks, self.prompt.query, mode=self.prompt.mode,
+                                                 max_new_tokens=self.max_tokens)
+        self.usage = Usage(prompt_tokens=self.prompt.prompt_tokens, cached_blocks=self.state.cached_blocks,
+                           computed_blocks=self.state.computed_blocks)
+        self._sampler = Sampler(self.sampling)
+        self._text = TextStream(self.service.decode, self.stop)
+        return self.advance(self.state.logits[-1])
+
+    def advance(self, logits: torch.Tensor) -> str:
+        """Choose the next token from `logits` (V,) -- the model's prediction after the last token."""
+        token = self._sampler(logits)
+        if token in self.service.stop_ids:
+            return self._finish("stop")
+        if not self.tokens:
+            self.usage.ttft_ms = (time.perf_counter() - self._started) * 1e3
+        self.tokens.append(token)
+        delta = self._text.push(token)
+        if self._text.stopped:
+            return delta + self._finish("stop")
+        if self.cancel.is_set():
+            return delta + self._finish("cancelled")
+        if len(self.tokens) == self.max_tokens:
+            return delta + self._finish("length")
+        return delta
+
+    def cancel_now(self) -> str:
+        return self._finish("cancelled")
+
+    def _finish(self, reason: str) -> str:
+        self.finish_reason, self.done = reason, True
+        self.usage.completion_tokens = len(self.tokens)
+        self.usage.total_ms = (time.perf_counter() - self._started) * 1e3
+        if not self.tokens:  # stopped before any token: the first (stop) token was still decided
+            self.usage.ttft_ms = self.usage.total_ms
+        return self._text.finish()
 
     def __iter__(self) -> Iterator[str]:
-        if self.cancel.is_set():  # cancelled while queued: no model work at all
-            self.finish_reason = "cancelled"
-            return
-        engine = self.service.engine
-        start = time.perf_counter()
-        state: Prefilled = engine.prefill(self.prompt.blocks, self.prompt.query, mode=self.prompt.mode,
-                                          max_new_tokens=self.max_tokens)
-        self.usage = Usage(prompt_tokens=self.prompt.prompt_tokens, cached_blocks=state.cached_blocks,
-                           computed_blocks=state.computed_blocks)
-        text = TextStream(self.service.decode, self.stop)
-        steps = engine.generate(state, self.sampling, self.max_tokens, self.service.stop_ids)
-        try:
-            for token in steps:
-                if not self.tokens:
-                    self.usage.ttft_ms = (time.perf_counter() - start) * 1e3
-                self.tokens.append(token)
-                delta = text.push(token)
-                if delta:
-                    yield delta
-                if text.stopped:
-                    self.finish_reason = "stop"
-                    break
-                if self.cancel.is_set():
-                    self.finish_reason = "cancelled"
-                    break
-        finally:
-            steps.close()
-            self.usage.completion_tokens = len(self.tokens)
-            self.usage.total_ms = (time.perf_counter() - start) * 1e3
-            if not self.tokens:  # stopped before any token: the first (stop) token was still decided
-                self.usage.ttft_ms = self.usage.total_ms
-        self.finish_reason = self.finish_reason or state.finish_reason
-        tail = text.finish()
-        if tail:
-            yield tail
+        """Run alone, token by token, yielding text deltas."""
+        delta = self.start()
+        while True:
+            if delta:
+                yield delta
+            if self.done:
+                return
+            if self.cancel.is_set():
+                delta = self.cancel_now()
+                continue
+            delta = self.advance(self.service.engine.decode_one_token(self.state, self.tokens[-1]))
 
     def text(self) -> str:
         """Run to the end; the whole generated text."""
         return "".join(self)
+
+
+def decode_step(generations: list[Generation]) -> list[str]:
+    """One token more for every running generation (all of one service), decoded together: one batched forward
+    per mode (block mode runs with the adapter, full mode without). The text each one completes, in order."""
+    deltas = [""] * len(generations)
+    by_mode: dict[str, list[int]] = {}
+    for i, g in enumerate(generations):
+        by_mode.setdefault(g.prompt.mode, []).append(i)
+    for rows in by_mode.values():
+        group = [generations[i] for i in rows]
+        logits = group[0].service.engine.decode_batch([g.state for g in group], [g.tokens[-1] for g in group])
+        for i, g, row in zip(rows, group, logits):
+            deltas[i] = g.advance(row)
+    return deltas
 
 
 class Service:

@@ -42,3 +42,54 @@ def test_an_exception_goes_to_the_caller_and_the_thread_survives():
         worker.submit(boom).result(timeout=10)
     assert worker.submit(lambda queued: 42).result(timeout=10) == 42
     worker.close()
+
+
+def _prompts(service):
+    docs = ["The lighthouse stands on a reef.", "Bees dance to share where food is.", "Curie was born in Warsaw."]
+    return [service.rag_prompt(docs[:n], f"Question {n}?") for n in (1, 2, 3)] + [service.completion_prompt("Hi")]
+
+
+def test_running_generations_are_decoded_together_with_the_same_output_as_alone(tiny_service, monkeypatch):
+    from blockattn.engine.sampling import SamplingParams
+
+    alone = [tiny_service.generate(p, SamplingParams(), 12).text() for p in _prompts(tiny_service)]
+    sizes, real = [], tiny_service.engine.decode_batch
+    monkeypatch.setattr(tiny_service.engine, "decode_batch",
+                        lambda states, tokens: sizes.append(len(states)) or real(states, tokens))
+    gate = threading.Event()
+    worker = ModelWorker(admit_per_step=8)
+    worker.submit(lambda queued: gate.wait(10))  # hold the thread until every generation is queued
+    outputs = [[] for _ in alone]
+    futures = [worker.submit_generation(tiny_service.generate(p, SamplingParams(), 12), outputs[i].append)
+               for i, p in enumerate(_prompts(tiny_service))]
+    gate.set()
+    for f in futures:
+        queued, started = f.result(timeout=60)
+        assert queued >= 0 and started > 0
+    worker.close()
+    assert ["".join(o) for o in outputs] == alone
+    # three block-mode requests share each step; the full-mode completion runs in its own forward
+    assert max(sizes) == 3 and sizes.count(1) >= 1
+
+
+def test_a_failing_generation_fails_alone_and_a_cancelled_one_stops(tiny_service):
+    from blockattn.engine.sampling import SamplingParams
+
+    worker = ModelWorker()
+    bad = tiny_service.generate(tiny_service.completion_prompt("x"), SamplingParams(), 3)
+    bad.prompt.query = []  # an empty query block: prefill refuses it
+    with pytest.raises(Exception, match="empty"):
+        worker.submit_generation(bad, lambda d: None).result(timeout=30)
+    cancelled = tiny_service.generate(tiny_service.completion_prompt("x"), SamplingParams(), 200)
+    seen = []
+
+    def on_delta(delta):
+        seen.append(delta)
+        cancelled.cancel.set()
+
+    worker.submit_generation(cancelled, on_delta).result(timeout=60)
+    assert cancelled.finish_reason == "cancelled" and cancelled.usage.completion_tokens < 200
+    good = tiny_service.generate(tiny_service.completion_prompt("x"), SamplingParams(), 4)
+    worker.submit_generation(good, lambda d: None).result(timeout=30)
+    assert good.finish_reason in ("length", "stop")
+    worker.close()

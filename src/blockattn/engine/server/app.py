@@ -8,7 +8,8 @@
 
 Request life: the event loop parses and validates (4xx on any problem), tokenizes in a thread pool (4xx on
 "context too long" and friends, before any response starts -- streaming included), then hands the generation
-to the single model thread (`worker.ModelWorker`) and relays its text. Every response's `usage` carries
+to the single model thread (`worker.ModelWorker`, which decodes running generations together) and relays its
+text. Every response's `usage` carries
 `"blockattn": {"cached_blocks", "computed_blocks", "ttft_ms", "queue_ms"}`.
 """
 
@@ -124,10 +125,11 @@ class _Format:
         return self._envelope("chat.completion.chunk" if self.chat else "text_completion", [], usage)
 
 
-def create_app(service: Service, api_key: str | None = None, max_queue: int = 256,
+def create_app(service: Service, api_key: str | None = None, max_queue: int = 256, max_batch: int = 32,
                max_body_bytes: int = 16 << 20) -> FastAPI:
-    """The FastAPI app. Model work runs on one worker thread, started here and stopped at shutdown."""
-    worker = ModelWorker(max_queue)
+    """The FastAPI app. Model work runs on one worker thread (running generations decoded together, at most
+    `max_batch` per forward), started here and stopped at shutdown."""
+    worker = ModelWorker(max_queue, max_batch=max_batch)
     metrics = Metrics(service.engine.store, lambda: worker.depth)
     model_names = (service.model_name, DEFAULT_ALIAS)
 
@@ -178,9 +180,9 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
             raise APIError(404, f"model {name!r} does not exist; this server serves {service.model_name!r} "
                                 f"(alias {DEFAULT_ALIAS!r})", param="model", code="model_not_found")
 
-    def submit(job) -> asyncio.Future:
+    def submit(generation: Generation, on_delta) -> asyncio.Future:
         try:
-            return asyncio.wrap_future(worker.submit(job))
+            return asyncio.wrap_future(worker.submit_generation(generation, on_delta))
         except QueueFull:
             raise APIError(429, "the server is busy (generation queue full); retry later",
                            type="rate_limit_error", code="server_busy") from None
@@ -198,31 +200,20 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
 
     async def respond(generation: Generation, fmt: _Format, stream: bool, include_usage: bool, arrived: float):
         if not stream:
-            def run_all(queued: float):
-                started = time.perf_counter()
-                text = generation.text()
-                observe(generation, arrived, started)
-                return text, queued
-
-            pending = submit(run_all)
+            pieces: list[str] = []
+            pending = submit(generation, pieces.append)
             try:
-                text, queued = await pending
+                queued, started = await pending
             except asyncio.CancelledError:  # the client went away: stop generating for nobody
                 generation.cancel.set()
                 raise
-            return fmt.full(text, generation.finish_reason, usage_of(generation, queued))
+            observe(generation, arrived, started)
+            return fmt.full("".join(pieces), generation.finish_reason, usage_of(generation, queued))
 
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-
-        def run_streaming(queued: float):
-            started = time.perf_counter()
-            for delta in generation:
-                loop.call_soon_threadsafe(events.put_nowait, ("delta", delta))
-            observe(generation, arrived, started)
-            return queued
-
-        pending = submit(run_streaming)
+        pending = submit(generation, lambda delta: loop.call_soon_threadsafe(events.put_nowait, ("delta", delta)))
+        # scheduled after every delta already handed to the loop, so the end never overtakes a delta
         pending.add_done_callback(lambda _f: events.put_nowait(("end", None)))
 
         async def sse():
@@ -235,13 +226,14 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
                         continue
                     break
                 try:
-                    queued = pending.result()
+                    queued, started = pending.result()
                 except Exception as exc:  # noqa: BLE001 - the stream has started: report in-band
                     log.exception("generation failed", exc_info=exc)
                     status = 400 if isinstance(exc, UserError) else 500
                     yield _sse(error_body(str(exc), type="invalid_request_error" if status == 400 else "server_error"))
                     yield _sse("[DONE]")
                     return
+                observe(generation, arrived, started)
                 usage = usage_of(generation, queued)
                 yield _sse(fmt.chunk(None, generation.finish_reason, usage))
                 if include_usage:
@@ -260,7 +252,7 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": service.model_name, "adapter": service.adapter_name,
-                "queue_depth": worker.depth}
+                "queue_depth": worker.depth, "running": worker.running}
 
     @app.get("/metrics")
     async def prometheus():

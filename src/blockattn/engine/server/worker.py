@@ -1,9 +1,17 @@
-"""The model thread: every generation runs here, one at a time, in arrival order.
+"""The model thread: all model work runs here, and running generations are decoded together.
 
 Why one dedicated thread: torch work must never run on the event loop (it would freeze every other client,
-`/health` included), and requests must not interleave on one model (GPU memory, adapter on/off state). The
-queue is bounded, so overload is a fast 429 rather than unbounded memory; a job whose client went away is
-cancelled between tokens (or skipped before it starts), so no worker time is spent on nobody.
+`/health` included), and requests must not interleave on one model unsynchronised (GPU memory, adapter on/off
+state). Why batching: decoding reads every weight once per step whoever asks, so one step for all running
+generations (`service.decode_step`) costs little more than one for a single request; run one after another,
+32 clients would each wait for the 31 others' whole answers.
+
+The loop: take new jobs (waiting for one when idle; otherwise at most `admit_per_step` between two decode
+steps, so running generations keep moving while a burst of arrivals is prefilled), start them (prefill + first
+token), then one batched decode step over every running generation (at most `max_batch` per forward). Plain
+jobs (`submit`) run to completion when taken. The queue is bounded, so overload is a fast 429 rather than
+unbounded memory; a generation whose client went away is cancelled between tokens (or skipped before it
+starts), so no worker time is spent on nobody.
 """
 
 from __future__ import annotations
@@ -12,30 +20,62 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Callable
+
+from blockattn.engine.service import Generation, decode_step
 
 
 class QueueFull(Exception):
     pass
 
 
+@dataclass
+class _Running:
+    generation: Generation
+    on_delta: Callable[[str], None]
+    future: Future
+    queued: float  # seconds it waited before starting
+    started: float  # perf_counter when it started
+
+    def emit(self, delta: str) -> None:
+        if delta:
+            self.on_delta(delta)
+
+
 class ModelWorker:
-    def __init__(self, max_queue: int = 256):
+    def __init__(self, max_queue: int = 256, max_batch: int = 32, admit_per_step: int = 4):
+        self.max_batch, self.admit_per_step = max_batch, admit_per_step
         self._jobs: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._running: list[_Running] = []
         self._thread = threading.Thread(target=self._run, name="blockattn-model", daemon=True)
         self._thread.start()
 
     @property
     def depth(self) -> int:
-        """Jobs waiting (not counting the one running)."""
+        """Jobs waiting to start (not counting running generations)."""
         return self._jobs.qsize()
+
+    @property
+    def running(self) -> int:
+        """Generations started and not finished."""
+        return len(self._running)
 
     def submit(self, fn: Callable[[float], object]) -> Future:
         """Run `fn(queued_seconds)` on the model thread; its result (or exception) lands in the future.
         Raises QueueFull when `max_queue` jobs are already waiting."""
+        return self._put(fn)
+
+    def submit_generation(self, generation: Generation, on_delta: Callable[[str], None]) -> Future:
+        """Run `generation` on the model thread, batched with the others; each text delta goes to `on_delta`
+        (called on the model thread, in order). The future's result is (queued seconds, started perf_counter)
+        once it has finished; an exception (e.g. a UserError from prefill) lands in the future instead."""
+        return self._put((generation, on_delta))
+
+    def _put(self, job) -> Future:
         future: Future = Future()
         try:
-            self._jobs.put_nowait((fn, future, time.perf_counter()))
+            self._jobs.put_nowait((job, future, time.perf_counter()))
         except queue.Full:
             raise QueueFull from None
         return future
@@ -44,15 +84,71 @@ class ModelWorker:
         self._jobs.put(None)
         self._thread.join(timeout=30)
 
+    # ---------------------------------------------------------------- the model thread
     def _run(self) -> None:
         while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            fn, future, queued_at = job
-            if not future.set_running_or_notify_cancel():
-                continue
+            admitted = 0
+            while not self._running or admitted < self.admit_per_step:
+                try:
+                    item = self._jobs.get(block=not self._running)
+                except queue.Empty:
+                    break
+                if item is None:  # closing: running generations end here, cancelled
+                    for run in self._running:
+                        self._end(run, run.generation.cancel_now())
+                    return
+                admitted += 1
+                self._start(*item)
+            if self._running:
+                self._step()
+
+    def _start(self, job, future: Future, queued_at: float) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        queued = time.perf_counter() - queued_at
+        if callable(job):
             try:
-                future.set_result(fn(time.perf_counter() - queued_at))
+                future.set_result(job(queued))
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting request, never kills the thread
                 future.set_exception(exc)
+            return
+        generation, on_delta = job
+        run = _Running(generation, on_delta, future, queued, time.perf_counter())
+        try:
+            delta = generation.start()
+        except BaseException as exc:  # noqa: BLE001
+            future.set_exception(exc)
+            return
+        if generation.done:
+            self._end(run, delta)
+        else:
+            run.emit(delta)
+            self._running.append(run)
+
+    def _step(self) -> None:
+        """One token more for every running generation; finished ones leave."""
+        for run in self._running:
+            if run.generation.cancel.is_set():
+                self._end(run, run.generation.cancel_now())
+        running = [r for r in self._running if not r.generation.done]
+        for lo in range(0, len(running), self.max_batch):
+            chunk = running[lo:lo + self.max_batch]
+            try:
+                deltas = decode_step([r.generation for r in chunk])
+            except BaseException as exc:  # noqa: BLE001 - those requests fail; the thread and the others go on
+                for run in chunk:
+                    run.generation.done = True
+                    run.future.set_exception(exc)
+                continue
+            for run, delta in zip(chunk, deltas):
+                if run.generation.done:
+                    self._end(run, delta)
+                else:
+                    run.emit(delta)
+        self._running = [r for r in self._running if not r.generation.done]
+
+    def _end(self, run: _Running, tail: str) -> None:
+        run.emit(tail)
+        run.generation.done = True
+        if not run.future.done():
+            run.future.set_result((run.queued, run.started))
