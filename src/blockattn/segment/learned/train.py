@@ -126,15 +126,28 @@ class CropSampler:
 
 
 def level_stats(rows: list[dict]) -> tuple[dict[str, float], dict[str, float]]:
-    """Median gold block length (tokens) per level, and the spread of its log, from training rows."""
-    logs = defaultdict(list)
+    """Median gold block length (tokens) per level, and the spread of its log, from training rows.
+
+    Every document weighs the same (each of its blocks 1 / its block count): pooled over blocks, the
+    few texts cut into hundreds of tiny units (dictionary entries, chat turns) set the median of every
+    level alone (measured: ~64 tokens for coarse, medium and fine alike)."""
+    logs, weights = defaultdict(list), defaultdict(list)
     for row in rows:
         doc_tokens = tokenize(row["text"])
         for level, gold in gold_levels(row["boundaries"]).items():
             bounds = np.concatenate([[0], doc_tokens.before(np.asarray(gold)), [len(doc_tokens)]])
-            logs[level].extend(np.log(np.maximum(np.diff(bounds), 1)).tolist())
-    return ({lv: float(np.exp(np.median(v))) for lv, v in logs.items()},
-            {lv: float(np.std(v)) for lv, v in logs.items()})
+            lengths = np.log(np.maximum(np.diff(bounds), 1))
+            logs[level].append(lengths)
+            weights[level].append(np.full(len(lengths), 1.0 / len(lengths)))
+    medians, spreads = {}, {}
+    for level in logs:
+        x, w = np.concatenate(logs[level]), np.concatenate(weights[level])
+        order = np.argsort(x)
+        cum = np.cumsum(w[order])
+        medians[level] = float(np.exp(x[order][np.searchsorted(cum, cum[-1] / 2)]))
+        mean = np.average(x, weights=w)
+        spreads[level] = float(np.sqrt(np.average((x - mean) ** 2, weights=w)))
+    return medians, spreads
 
 
 def validate(segmenter: LearnedSegmenter, docs: list[tuple[Document, dict]]) -> float:
