@@ -3,7 +3,8 @@
     --level L          levels are decoded coarsest first, each one inside the blocks of the one above
                        (forced cuts), with a log-normal prior on block length fitted to that level of the
                        training data. Finer levels therefore refine coarser ones, and each level has more
-                       blocks than the one above whenever the text has a candidate left to cut at.
+                       blocks than the one above whenever the text has a candidate left to cut at and
+                       is at least one typical block of that level long.
     --num-blocks K     exactly K blocks: the K−1 cuts of highest total log-odds (under the limits), using
     --target-tokens T  the level whose expected block count is nearest K (T means K = round(N / T)).
 
@@ -124,8 +125,11 @@ class LearnedSegmenter(Segmenter):
         forced = np.zeros(0, dtype=np.int64)
         for level in LEVELS[:LEVELS.index(request.level) + 1]:
             cuts = self.decode_one_level(scores, positions, total, level, request, forced)
-            if len(forced) and len(cuts) <= len(forced) < len(positions):
-                try:  # finer must mean more blocks: exactly one more than the level above
+            # Finer must mean more blocks (exactly one more than the level above) once the text is at
+            # least one block of this level long; a shorter text may stay one block at every level.
+            rise = level != LEVELS[0] and total >= self.decoding.level_tokens[level]
+            if rise and len(cuts) <= len(forced) < len(positions):
+                try:
                     cuts = self.decode_one_level(scores, positions, total, level, request, forced,
                                                  num_blocks=len(forced) + 2)
                 except Infeasible:
