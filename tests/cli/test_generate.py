@@ -49,6 +49,22 @@ def test_full_mode_plain_output(monkeypatch, capsys, docs):
     assert code == 0 and out.strip() and not out.lstrip().startswith("{")
 
 
+def test_segment_auto_cuts_each_document_into_blocks(monkeypatch, capsys, docs, tiny_dir, tmp_path):
+    from pathlib import Path
+
+    long_doc = tmp_path / "topics.txt"
+    long_doc.write_text((Path(__file__).parents[1] / "segment" / "fixtures" / "topic_shifts.txt").read_text())
+    common = [*docs, "--doc", str(long_doc), "-q", "What is rosin for?", "--json", "--max-new-tokens", "2",
+              "--model", str(tiny_dir), "--adapter", "none", "--device", "cpu"]
+    code, out, err = run(monkeypatch, capsys, *common, "--segment", "auto")
+    assert code == 0, err
+    auto = json.loads(out)
+    _, out, _ = run(monkeypatch, capsys, *common)
+    whole = json.loads(out)
+    assert whole["n_blocks"] == 3 and auto["n_blocks"] > 3  # the two short docs stay whole, the long one is cut
+    assert auto["context_tokens"] >= whole["context_tokens"] - 8  # the same text, just in more pieces
+
+
 @pytest.mark.parametrize("args, message", [
     (["--doc", "/no/such/file", "-q", "x"], "no such file"),
     (["-q", "x", "--mode", "sideways"], "unknown mode"),

@@ -38,6 +38,14 @@ class TestPrompts:
         prompt = service.chat_prompt(messages, DOCS)
         assert "first" in service.decode(prompt.blocks[0]) and "second" in service.decode(prompt.query)
 
+    def test_auto_segment_cuts_a_long_document_into_blocks(self, service):
+        from pathlib import Path
+
+        text = (Path(__file__).parents[1] / "segment" / "fixtures" / "topic_shifts.txt").read_text()
+        prompt = service.rag_prompt([text, DOCS[0]], "What is rosin for?", segment="auto")
+        assert prompt.n_documents > 2 and len(prompt.blocks) == prompt.n_documents + 1  # + the prefix block
+        assert service.rag_prompt(DOCS, "Who?", segment="auto").n_documents == 2  # short: one block each
+
     def test_completion_prompt_from_text_or_ids(self, service):
         ids = service.encode("Once upon a time")
         assert service.completion_prompt("Once upon a time").query == ids
@@ -50,7 +58,6 @@ class TestPrompts:
         lambda s: s.completion_prompt(""),
         lambda s: s.completion_prompt([1, 10**9]),
         lambda s: s.rag_prompt(DOCS, "  "),
-        lambda s: s.rag_prompt(DOCS, "q", segment="auto"),
         lambda s: s.rag_prompt(DOCS, "q", segment="sentences"),
     ])
     def test_bad_input_is_a_user_error(self, service, call):

@@ -57,6 +57,16 @@ class TestEndpoints:
         assert set(usage) == {"cached_blocks", "computed_blocks", "ttft_ms", "queue_ms"}
         assert first.choices[0].message.content == second.choices[0].message.content
 
+    def test_auto_segment_caches_each_block_of_a_document(self, server_url):
+        from pathlib import Path
+
+        text = (Path(__file__).parents[2] / "segment" / "fixtures" / "topic_shifts.txt").read_text()
+        reply = client(server_url).chat.completions.create(
+            model="default", messages=ASK, max_tokens=4, temperature=0,
+            extra_body={"documents": [{"text": text}], "segment": "auto"})
+        usage = reply.usage.model_extra["blockattn"]
+        assert usage["cached_blocks"] + usage["computed_blocks"] > 2  # prefix + several blocks of one document
+
     def test_streaming_equals_non_streaming(self, server_url):
         kwargs = dict(model="default", messages=ASK, max_tokens=8, temperature=0, extra_body={"documents": DOCS})
         whole = client(server_url).chat.completions.create(**kwargs)
@@ -147,7 +157,6 @@ BAD = [
     (CHAT, chat(stop=["a", "b", "c", "d", "e"]), 400, "stop"),
     (CHAT, chat(documents=[{"text": "  "}]), 400, "documents.0.text"),
     (CHAT, chat(documents="doc"), 400, "documents"),
-    (CHAT, chat(documents=DOCS, segment="auto"), 400, None),
     (CHAT, chat(documents=[{"text": "w " * 3000}]), 400, None),
     (COMPLETE, complete(prompt=""), 400, None),
     (COMPLETE, complete(prompt=[1, 2, 10**9]), 400, None),
