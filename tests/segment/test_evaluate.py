@@ -44,7 +44,7 @@ class TestTrain:
         out = train_mod.train(semanticseg, out=tmp_path / "w.safetensors", steps=6, work=work, batch_size=4,
                               eval_every=3, val_per_category=2)
         report = json.loads((work / "train_report.json").read_text())
-        assert report["best_step"] in (3, 6) and len(report["history"]) == 2
+        assert report["best_step"] in (3, 6) and len(report["history"]) == 2 and report["wall_s"] > 0
         monkeypatch.setenv("BLOCKATTN_SEGMENTER_WEIGHTS", str(out))
         cuts = LearnedSegmenter().cut(Document(sample_text), Request(num_blocks=4))
         assert len(cuts) == 3

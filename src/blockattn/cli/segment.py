@@ -134,5 +134,8 @@ def train(
     """Train the learned segmenter on the train split, select on validation, export numpy weights."""
     from blockattn.segment.learned.train import train as run_training
 
+    command = (f"blockattn segment train --data {data} --steps {steps} --batch-size {batch_size} "
+               f"--eval-every {eval_every}" + (f" --train-per-category {train_per_category}" if train_per_category else "")
+               + f" --seed {seed} --work {work} --device {device}" + (f" --out {out}" if out else ""))
     run_training(data, out=out, steps=steps, batch_size=batch_size, eval_every=eval_every,
-                 train_per_category=train_per_category, seed=seed, work=work, device=device)
+                 train_per_category=train_per_category, seed=seed, work=work, device=device, command=command)

@@ -202,8 +202,9 @@ def _single_level_cut(segmenter: LearnedSegmenter, doc: Document, level: str) ->
 
 def train(data: Path, out: Path | None = None, steps: int = 3000, seed: int = 0, work: Path = Path("runs/segmenter"),
           device: str = "cpu", batch_size: int = 32, lr: float = 1e-3, eval_every: int = 500,
-          val_per_category: int = 8, train_per_category: int | None = None) -> Path:
-    """Train, select on validation, tune decoding, export; returns the weights path."""
+          val_per_category: int = 8, train_per_category: int | None = None, command: str = "") -> Path:
+    """Train, select on validation, tune decoding, export; returns the weights path. WORK/train_report.json
+    records `command` and this call's wall seconds (a resumed run counts only its own)."""
     import torch
     from rich.console import Console
 
@@ -211,6 +212,7 @@ def train(data: Path, out: Path | None = None, steps: int = 3000, seed: int = 0,
     from blockattn.segment.learned.segmenter import WEIGHTS_ASSET
     from blockattn.segment.learned.torch_tagger import BoundaryTagger
 
+    called = time.time()
     console = Console()
     log = console.log
     torch.manual_seed(seed)
@@ -281,7 +283,9 @@ def train(data: Path, out: Path | None = None, steps: int = 3000, seed: int = 0,
     tune_decoding(segmenter, val_docs, log)
     save_weights(out, emb, best[1], tagger_config, decoding)
     (work / "train_report.json").write_text(json.dumps({
-        "data": str(data), "train_documents": len(train_data["offsets"]) - 1, "steps": steps, "seed": seed, "best_step": best[2], "best_val_windowdiff": best[0],
+        "command": command, "wall_s": time.time() - called, "data": str(data),
+        "train_documents": len(train_data["offsets"]) - 1, "steps": steps, "seed": seed,
+        "best_step": best[2], "best_val_windowdiff": best[0],
         "tagger_parameters": n_params, "embedding_parameters": int(emb.codes.size), "history": history,
         "decoding": asdict(decoding), "weights": str(out), "weights_bytes": out.stat().st_size}, indent=1))
     log(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
