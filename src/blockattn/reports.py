@@ -133,8 +133,9 @@ def render_distill_gpu(name: str, data: dict) -> list[str]:
 
 def render_segmentation(name: str, data: dict) -> list[str]:
     methods = data["methods"]
-    out = [f"### Segmentation quality — {data['split']} split of `{Path(data['data']).name}` "
-           f"({data['n_docs']} documents)", ""] + _provenance(name, data)
+    what = "Segmentation quality" if "learned" in methods else "Segmentation baselines (reused by the report above)"
+    out = [f"### {what} — {data['split']} split of `{Path(data['data']).name}` ({data['n_docs']} documents)",
+           ""] + _provenance(name, data)
     out += ["At the gold number of blocks; lower Pk/WindowDiff is better.", "",
             "| method | Pk | WindowDiff | F1 | F1 ±1 |", "|---|---:|---:|---:|---:|"]
     for m in methods:
@@ -173,6 +174,29 @@ def render_distill_cpu(name: str, data: dict) -> list[str]:
     return out
 
 
+def render_segmentation_speed(name: str, data: dict) -> list[str]:
+    out = ["### Segmentation speed", ""] + _provenance(name, data)
+    out += [f"{data['cpu_count']} CPU cores; documents from the {data['split']} split.", "",
+            "| method | documents | tokens | tokens/s |", "|---|---:|---:|---:|"]
+    for method, t in data["throughput"].items():
+        out.append(f"| {method} | {t['documents']} | {t['tokens']} | {t['tokens_per_s']:.0f} |")
+    e2e = data.get("end_to_end_32k")
+    if e2e:
+        out += ["", f"A {e2e['tokens']}-token document end to end, process start included (`{e2e['command']}`): "
+                f"median {e2e['wall_s_median']:.2f} s over {len(e2e['wall_s_all'])} runs. Goals: learned ≥ "
+                f"{data['goals']['learned_tokens_per_s']} tokens/s, 32k end to end ≤ {data['goals']['end_to_end_32k_s']} s."]
+    return out + [""]
+
+
+def render_segmentation_train(name: str, data: dict) -> list[str]:
+    out = ["### Segmenter training", ""] + _provenance(name, data)
+    out += [f"{data['train_documents']} training documents, {data['steps']} steps (seed {data['seed']}); best "
+            f"validation WindowDiff {data['best_val_windowdiff']:.4f} at step {data['best_step']}; shipped weights "
+            f"`{data['weights']}`: {data['weights_bytes'] / 1e6:.1f} MB, {data['total_parameters']:,} parameters "
+            f"({data['tagger_parameters']:,} in the tagger). Machine: {data['machine']}."]
+    return out + [""]
+
+
 def render_generic(name: str, data: dict) -> list[str]:
     return [f"### {name}", ""] + _provenance(name, data)
 
@@ -184,14 +208,16 @@ RENDERERS: dict[str, Renderer] = {
     "distill_h200": render_distill_gpu,
     "distill_cpu": render_distill_cpu,
     "segmentation": render_segmentation,
+    "segmentation_speed": render_segmentation_speed,
+    "segmentation_train": render_segmentation_train,
 }
 
 
 def renderer_for(name: str) -> Renderer:
-    for prefix, fn in RENDERERS.items():
-        if name.startswith(prefix):
-            return fn
-    return render_generic
+    """The renderer of the longest registered prefix of `name` (e.g. `segmentation_speed` before
+    `segmentation`); the generic one when none matches."""
+    prefixes = [p for p in RENDERERS if name.startswith(p)]
+    return RENDERERS[max(prefixes, key=len)] if prefixes else render_generic
 
 
 def build() -> str:

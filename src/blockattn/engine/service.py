@@ -264,18 +264,21 @@ class Service:
             raise UserError("the question is empty")
         if not documents:
             raise UserError("no documents given")
+        blocks = split_documents(documents, segment)  # outside the lock: the segmenter has its own tokenizer
         with self._tokenizer_lock:
-            built = prompts.build_prompt(self.tokenizer, split_documents(documents, segment), question.strip())
+            built = prompts.build_prompt(self.tokenizer, blocks, question.strip())
         return Prompt([built.prefix, *built.documents], built.query, mode, len(built.documents))
 
     def chat_prompt(self, messages: list[dict], documents: list[str] | None = None, segment: str = "none") -> Prompt:
         """A chat request; with documents in block mode (the last user message is the query block)."""
         if not messages:
             raise UserError("messages is empty")
-        with self._tokenizer_lock:
-            if not documents:
+        if not documents:
+            with self._tokenizer_lock:
                 return Prompt([], prompts.build_chat_tokens(self.tokenizer, messages), "full")
-            built = prompts.build_chat_prompt(self.tokenizer, messages, split_documents(documents, segment))
+        blocks = split_documents(documents, segment)  # outside the lock: the segmenter has its own tokenizer
+        with self._tokenizer_lock:
+            built = prompts.build_chat_prompt(self.tokenizer, messages, blocks)
         return Prompt([built.prefix, *built.documents], built.query, "block", len(built.documents))
 
     def completion_prompt(self, text_or_ids: str | list[int], documents: list[str] | None = None,
@@ -292,8 +295,9 @@ class Service:
             self.engine.check_tokens(query, "prompt")
         if not documents:
             return Prompt([], query, "full")
+        texts = split_documents(documents, segment)  # outside the lock: the segmenter has its own tokenizer
         with self._tokenizer_lock:
-            blocks = prompts.encode_documents(self.tokenizer, split_documents(documents, segment))
+            blocks = prompts.encode_documents(self.tokenizer, texts)
         return Prompt(blocks, query, "block", len(blocks))
 
     # ---------------------------------------------------------------- generation
