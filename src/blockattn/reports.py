@@ -95,7 +95,8 @@ def render_load(name: str, data: dict) -> list[str]:
     for run in data.get("runs") or [{"max_batch": None, "summary": data["summary"]}]:
         s, lat = run["summary"], run["summary"]["latency_ms"]
         out.append(f"| {run['max_batch'] or 'n/a'} | {s['requests']} | {s['errors']} | "
-                   f"{_fmt(s['throughput_rps'], '{:.3f}')} | {_fmt(lat['p50'], '{:.0f}')} | {_fmt(lat['p90'], '{:.0f}')} | "
+                   f"{_fmt(s['throughput_rps'], '{:.3f}')} | {_fmt(lat['p50'], '{:.0f}')} | "
+                   f"{_fmt(lat['p90'], '{:.0f}')} | "
                    f"{_fmt(lat['p99'], '{:.0f}')} | {s['blocks']['cached']} | {s['blocks']['computed']} |")
     for r in data.get("ratios", []):
         out += ["", f"max batch {r['max_batch']} against {data['runs'][0]['max_batch']} (same run): throughput "
@@ -155,7 +156,8 @@ def render_distill_cpu(name: str, data: dict) -> list[str]:
     smoke = data.get("smoke")
     if smoke:
         out += ["Smoke config (tiny random-weight model): " + "; ".join(f"`{c}`" for c in smoke["commands"]), "",
-                "| objective | steps | tokens | tokens/s | probe KL start → end | wall s |", "|---|---:|---:|---:|---|---:|"]
+                "| objective | steps | tokens | tokens/s | probe KL start → end | wall s |",
+                "|---|---:|---:|---:|---|---:|"]
         for objective in ("distill", "block_ft"):
             s = smoke[objective]
             out.append(f"| {objective} | {s['steps']} | {s['tokens']} | {s['tokens_per_s']:.0f} | "
@@ -184,7 +186,8 @@ def render_segmentation_speed(name: str, data: dict) -> list[str]:
     if e2e:
         out += ["", f"A {e2e['tokens']}-token document end to end, process start included (`{e2e['command']}`): "
                 f"median {e2e['wall_s_median']:.2f} s over {len(e2e['wall_s_all'])} runs. Goals: learned ≥ "
-                f"{data['goals']['learned_tokens_per_s']} tokens/s, 32k end to end ≤ {data['goals']['end_to_end_32k_s']} s."]
+                f"{data['goals']['learned_tokens_per_s']} tokens/s, 32k end to end ≤ "
+                f"{data['goals']['end_to_end_32k_s']} s."]
     return out + [""]
 
 

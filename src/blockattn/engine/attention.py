@@ -54,7 +54,8 @@ def cached_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, 
     return out.transpose(1, 2).contiguous(), None  # (B, T, H, D)
 
 
-def _ragged_decode(query: torch.Tensor, key: RaggedKV, value: RaggedKV, scaling: float | None) -> tuple[torch.Tensor, None]:
+def _ragged_decode(query: torch.Tensor, key: RaggedKV, value: RaggedKV,
+                   scaling: float | None) -> tuple[torch.Tensor, None]:
     """query (B, H, 1, D): row i's one new token over request i's keys (all visible: T == 1 needs no mask)."""
     if query.shape[2] != 1:
         raise ValueError("a batched step decodes exactly one token per request")
