@@ -22,6 +22,10 @@ python3 -m blockattn.distill.gpu_run --config configs/smollm2-h200.yaml --pack .
     --set train.max_minutes="$DISTILL_MINUTES" --deadline-minutes "$(python3 -c "print($DISTILL_MINUTES * 2 + 1.2)")" \
     --eval-minutes 1.0 --needles-per-count 32 --ppl-rows 32 > "$OUT/distill_log.txt" 2>&1
 log "distill rc=$?"
+# The device tool returns only a few files per call: the adapter travels as one archive.
+if [ -d "$OUT/distill/adapter" ]; then
+    tar czf "$OUT/distill/adapter.tgz" -C "$OUT/distill" adapter && rm -rf "$OUT/distill/adapter"
+fi
 
 log "GPU tests"
 timeout 80 python3 -m pytest -p no:cacheprovider -m gpu tests/attention/test_gpu.py tests/engine/test_gpu.py \
