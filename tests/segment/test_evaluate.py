@@ -61,3 +61,15 @@ class TestReuse:
                                 reuse=tmp_path / "a.json")
         assert second["reused_from"] == {"fixed": str(tmp_path / "a.json")}
         assert second["overall"]["fixed"] == first["overall"]["fixed"]
+
+    def test_a_missing_report_or_different_data_is_a_clear_error(self, semanticseg, tmp_path):
+        from blockattn.errors import UserError
+
+        with pytest.raises(UserError, match="not a readable segmentation report"):
+            run_evaluation(semanticseg, "test", ["fixed"], tmp_path / "b.json", reuse=tmp_path / "missing.json")
+        run_evaluation(semanticseg, "test", ["fixed"], tmp_path / "a.json")
+        report = json.loads((tmp_path / "a.json").read_text())
+        report["per_doc"][0]["tokens"] += 1  # as if the report scored another build of the data
+        (tmp_path / "a.json").write_text(json.dumps(report))
+        with pytest.raises(UserError, match="not the same data"):
+            run_evaluation(semanticseg, "test", ["fixed"], tmp_path / "c.json", reuse=tmp_path / "a.json")

@@ -90,6 +90,11 @@ def evaluate_rows(rows: list[dict], methods: list[str], progress=None, reuse: di
         for gold in levels.values():
             _, ok = snap(doc, gold)
             snapped, exact = snapped + len(ok), exact + int(ok.sum())
+        if reused and reuse.get("tokens", {}).get(row["id"]) not in (None, doc.total_tokens):
+            from blockattn.errors import UserError
+
+            raise UserError(f"--reuse: document {row['id']} has {doc.total_tokens} tokens here but "
+                            f"{reuse['tokens'][row['id']]} in the reused report: not the same data")
         scores = {m: reuse["per_doc"][row["id"]][m] for m in reused}
         for name, seg in segmenters.items():
             started = time.perf_counter()
@@ -112,10 +117,17 @@ def load_reuse(path: Path, data: Path, split: str) -> dict:
     """Per-document scores of an earlier report on the same data and split, for `evaluate_rows`."""
     from blockattn.errors import UserError
 
-    old = json.loads(Path(path).read_text())
-    if Path(old["data"]).resolve() != Path(data).resolve() or old["split"] != split:
-        raise UserError(f"{path}: scores of {old['data']} ({old['split']}), not of {data} ({split})")
-    return {"per_doc": {d["id"]: d["scores"] for d in old["per_doc"]}, "seconds": old["eval_seconds"]}
+    try:
+        old = json.loads(Path(path).read_text())
+        per_doc, seconds, old_split = old["per_doc"], old["eval_seconds"], old["split"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"--reuse {path}: not a readable segmentation report ({exc})") from None
+    if old_split != split:
+        raise UserError(f"--reuse {path}: scores of the {old_split} split, not of {split}")
+    # Documents are matched by id wherever the dataset lives; each one's token count is checked when scored
+    # (evaluate_rows), so a different build of the data is an error, never silently reused.
+    return {"per_doc": {d["id"]: d["scores"] for d in per_doc},
+            "tokens": {d["id"]: d.get("tokens") for d in per_doc}, "seconds": seconds}
 
 
 def summarise(raw: dict, methods: list[str]) -> dict:
