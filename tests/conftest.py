@@ -60,3 +60,17 @@ def save_tiny_model(path, arch: str = "llama", **overrides):
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory):
     return save_tiny_model(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A real redis-server on a free loopback port, stopped after the test (the Makefile set-up installs it)."""
+    import shutil
+
+    from blockattn.bench.redisproc import RedisProcess
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server binary not installed (make setup installs Debian's redis-server)")
+    server = RedisProcess(tmp_path / "redis").start()
+    yield server
+    server.stop()

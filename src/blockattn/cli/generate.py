@@ -19,6 +19,11 @@ def generate(
     adapter: str = typer.Option("default", help="default: the block adapter shipped for the "
                                                 "model (if any); none: the base model alone; or a directory."),
     cache_dir: Optional[Path] = typer.Option(None, help="Persist block KV here: later runs reuse it."),
+    kv_store: Optional[str] = typer.Option(None, help="redis://HOST:PORT/DB: block KV shared by every process "
+                                                      "on that store and model (a dead Redis means recompute)."),
+    kv_store_gb: float = typer.Option(4.0, help="Our byte budget in --kv-store (GB; LRU across processes)."),
+    cache_dir_max_gb: Optional[float] = typer.Option(None, help="Budget of --cache-dir (GB; LRU across the "
+                                                              "processes sharing it). Default: unbounded."),
     max_new_tokens: int = typer.Option(64, help="Most tokens to generate."),
     temperature: float = typer.Option(0.0, help="0: greedy (deterministic); > 0: sample."),
     top_p: float = typer.Option(1.0, help="Nucleus sampling mass (with --temperature > 0)."),
@@ -46,8 +51,8 @@ def generate(
     from blockattn.engine.service import Service
 
     sampling = SamplingParams(temperature=temperature, top_p=top_p, seed=seed)
-    service = Service.load(model, adapter=adapter,
-                           cache_dir=cache_dir, device=device)
+    service = Service.load(model, adapter=adapter, cache_dir=cache_dir, cache_dir_max_gb=cache_dir_max_gb,
+                           kv_store=kv_store, kv_store_gb=kv_store_gb, device=device)
     prompt = service.rag_prompt(documents, question, mode=mode, segment=segment)
     generation = service.generate(prompt, sampling, max_new_tokens, stop)
     answer = generation.text().strip()

@@ -18,6 +18,11 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port (0: any free port)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Persist block KV here (survives restarts)."),
+    kv_store: Optional[str] = typer.Option(None, help="redis://HOST:PORT/DB: block KV shared by every process "
+                                                      "on that store and model (a dead Redis means recompute)."),
+    kv_store_gb: float = typer.Option(4.0, help="Our byte budget in --kv-store (GB; LRU across processes)."),
+    cache_dir_max_gb: Optional[float] = typer.Option(None, help="Budget of --cache-dir (GB; LRU across the "
+                                                              "processes sharing it). Default: unbounded."),
     api_key: Optional[str] = typer.Option(None, help="Require 'Authorization: Bearer KEY' on /v1 routes "
                                                      "(default: $BLOCKATTN_API_KEY, if set)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
@@ -42,7 +47,8 @@ def serve(
         raise UserError(f"unknown --log-level {log_level!r}")
     api_key = api_key or os.environ.get("BLOCKATTN_API_KEY") or None
     sock = bind(host, port)  # fail fast (exit 2) on a taken port, before loading the model
-    service = Service.load(model, adapter=adapter, cache_dir=cache_dir,
+    service = Service.load(model, adapter=adapter, cache_dir=cache_dir, cache_dir_max_gb=cache_dir_max_gb,
+                           kv_store=kv_store, kv_store_gb=kv_store_gb,
                            device=device, dtype=dtype, gpu_cache_gb=gpu_cache_gb, cpu_cache_gb=cpu_cache_gb,
                            cuda_graphs=cuda_graphs)
     bound_host, bound_port = sock.getsockname()[:2]

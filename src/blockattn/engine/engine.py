@@ -43,6 +43,7 @@ from blockattn.engine.disk import DiskTier
 from blockattn.engine.graphs import QueryGraphs
 from blockattn.engine.keys import KeySpace
 from blockattn.engine.kvbuffer import BatchKV, SequenceKV
+from blockattn.engine.remote import RedisTier
 from blockattn.engine.sampling import Sampler, SamplingParams
 from blockattn.engine.store import BlockStore, MemoryTier
 from blockattn.errors import UserError
@@ -60,6 +61,9 @@ class EngineConfig:
     gpu_cache_bytes: int = 8 * GiB  # GPU tier budget (used when the model is on CUDA)
     cpu_cache_bytes: int = 4 * GiB  # CPU tier budget
     cache_dir: str | None = None  # disk tier directory (persistent across runs); None: no disk tier
+    cache_dir_max_bytes: int | None = None  # disk tier budget, LRU across processes sharing it; None: unbounded
+    kv_store: str | None = None  # redis://HOST:PORT/DB of a store shared by replicas; None: no remote tier
+    kv_store_bytes: int = 4 * GiB  # our byte budget in that Redis (LRU across every process using it)
     max_batch_tokens: int = 16384  # padded tokens per batched block prefill (bounds activation memory)
     compile_rotation: bool | None = None  # fuse the key re-rotation with torch.compile; None: on CUDA only
     cuda_graphs: bool = False  # replay the query-block forward from CUDA graphs for repeated shapes (`graphs`)
@@ -105,8 +109,9 @@ class BlockEngine:
         on_cuda = self.device.type == "cuda"
         tiers = [MemoryTier("gpu", self.device, self.config.gpu_cache_bytes)] if on_cuda else []
         tiers.append(MemoryTier("cpu", "cpu", self.config.cpu_cache_bytes))
-        disk = DiskTier(self.config.cache_dir) if self.config.cache_dir else None
-        self.store = BlockStore(tiers, disk)
+        disk = DiskTier(self.config.cache_dir, self.config.cache_dir_max_bytes) if self.config.cache_dir else None
+        remote = RedisTier(self.config.kv_store, self.config.kv_store_bytes) if self.config.kv_store else None
+        self.store = BlockStore(tiers, disk, remote)
         compiled = on_cuda if self.config.compile_rotation is None else self.config.compile_rotation
         self.placer = BlockPlacer(RopeSpec.from_model(model), compiled)
         self.graphs = QueryGraphs() if (self.config.cuda_graphs and on_cuda) else None

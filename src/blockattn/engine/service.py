@@ -225,7 +225,9 @@ class Service:
     @staticmethod
     def load(model: str = "default", adapter: str | None = DEFAULT_ADAPTER, cache_dir: str | Path | None = None,
              device: str = "auto", dtype: str = "auto", gpu_cache_gb: float = 8.0, cpu_cache_gb: float = 4.0,
-             cuda_graphs: bool = False, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> "Service":
+             cuda_graphs: bool = False, default_max_tokens: int = DEFAULT_MAX_TOKENS,
+             cache_dir_max_gb: float | None = None, kv_store: str | None = None,
+             kv_store_gb: float = 4.0) -> "Service":
         """Load a model (name or HF directory), its tokenizer, optionally a block adapter; build the engine."""
         from blockattn.models import load
 
@@ -236,6 +238,14 @@ class Service:
             raise UserError(f"unknown dtype {dtype!r}; choose auto, float32, bfloat16 or float16")
         if gpu_cache_gb < 0 or cpu_cache_gb < 0:
             raise UserError("cache budgets must be >= 0 GB")
+        if cache_dir_max_gb is not None and (not cache_dir or cache_dir_max_gb <= 0):
+            raise UserError("--cache-dir-max-gb needs --cache-dir and a budget > 0")
+        if kv_store_gb <= 0:
+            raise UserError("--kv-store-gb must be > 0")
+        if kv_store:
+            from blockattn.engine.remote import parse_url
+
+            parse_url(kv_store)  # a bad URL fails before the model loads
         adapter_path, adapter_name = resolve_adapter(adapter, model)
         loaded = load(model, dtype=dtype, device=device)
         block_adapter = None
@@ -244,7 +254,9 @@ class Service:
 
             block_adapter = load_block_adapter(loaded.model, adapter_path)
         config = EngineConfig(gpu_cache_bytes=int(gpu_cache_gb * GiB), cpu_cache_bytes=int(cpu_cache_gb * GiB),
-                              cache_dir=str(cache_dir) if cache_dir else None, cuda_graphs=cuda_graphs)
+                              cache_dir=str(cache_dir) if cache_dir else None, cuda_graphs=cuda_graphs,
+                              cache_dir_max_bytes=int(cache_dir_max_gb * GiB) if cache_dir_max_gb else None,
+                              kv_store=kv_store or None, kv_store_bytes=int(kv_store_gb * GiB))
         engine = BlockEngine(loaded.model, loaded.identity, block_adapter, config)
         return Service(engine, loaded.tokenizer, loaded.name, adapter_name, default_max_tokens)
 

@@ -1,8 +1,9 @@
 """The block KV store: content-addressed entries in memory tiers (fastest first) over an optional disk tier.
 
-    lookup(keys) ──► tier 0 (GPU, LRU, byte budget) ──► tier 1 (CPU, LRU, byte budget) ──► disk ──► miss
+    lookup(keys) ──► tier 0 (GPU, LRU, byte budget) ──► tier 1 (CPU, LRU, byte budget) ──► disk ──► Redis ──► miss
                      hits in lower tiers are promoted to tier 0; tier-0 evictions are demoted to tier 1;
-                     tier-1 evictions are dropped (the disk tier, written through, still has them)
+                     tier-1 evictions are dropped (the disk and Redis tiers, written through, still have them);
+                     a Redis hit is also written to the local disk tier (the next lookup stays local)
 
 Guarantees:
 - an entry lives in at most one memory tier, so `bytes` per tier is what that tier really holds, and each
@@ -23,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from blockattn.engine.disk import DiskTier
+from blockattn.engine.remote import RedisTier
 
 
 @dataclass
@@ -109,13 +111,15 @@ class Lookup:
 
 
 class BlockStore:
-    """Memory tiers (fastest first) plus an optional disk tier; thread-safe."""
+    """Memory tiers (fastest first) plus optional persistent tiers (local disk, then shared Redis); thread-safe."""
 
-    def __init__(self, tiers: list[MemoryTier], disk: DiskTier | None = None):
+    def __init__(self, tiers: list[MemoryTier], disk: DiskTier | None = None, remote: RedisTier | None = None):
         if not tiers:
             raise ValueError("a block store needs at least one memory tier")
         self.tiers = tiers
         self.disk = disk
+        self.remote = remote
+        self._persistent = [t for t in (disk, remote) if t is not None]  # nearest first
         self.computed = 0  # blocks computed because no tier had them (the cache misses that cost a prefill)
         self.joined = 0  # lookups that waited for another caller's computation instead of computing again
         self._lock = threading.Lock()
@@ -136,20 +140,24 @@ class BlockStore:
                 else:
                     self._inflight[key] = Future()
                     result.claimed.append(key)
-        if self.disk is not None:  # outside the lock: disk reads are slow, and claimed keys are ours alone
-            for key in list(result.claimed):
-                tensor = self.disk.read(key)
+        # outside the lock: disk and network reads are slow, and claimed keys are ours alone
+        for key in list(result.claimed):
+            for i, tier in enumerate(self._persistent):
+                tensor = tier.read(key)
                 if tensor is not None:
+                    for nearer in self._persistent[:i]:
+                        nearer.write(key, tensor)
                     result.found[key] = self._resolve(key, tensor)
                     result.claimed.remove(key)
+                    break
         return result
 
     def publish(self, key: str, tensor: torch.Tensor) -> torch.Tensor:
-        """Store a freshly computed claimed entry (written through to disk); returns the stored tensor."""
+        """Store a freshly computed claimed entry (written through to disk and Redis); returns the stored tensor."""
         with self._lock:
             self.computed += 1
-        if self.disk is not None:
-            self.disk.write(key, tensor)
+        for tier in self._persistent:
+            tier.write(key, tensor)
         return self._resolve(key, tensor)
 
     def fail(self, keys: list[str], error: BaseException) -> None:
@@ -189,7 +197,7 @@ class BlockStore:
 
     # ---------------------------------------------------------------- admin
     def clear(self) -> None:
-        """Forget every memory-tier entry (the disk tier is kept: it is the persistent one)."""
+        """Forget every memory-tier entry (the disk and Redis tiers are kept: they are the persistent ones)."""
         with self._lock:
             for tier in self.tiers:
                 tier.clear()
@@ -199,4 +207,5 @@ class BlockStore:
             tiers = [tier.snapshot() for tier in self.tiers]
             computed, joined = self.computed, self.joined
         return {"tiers": tiers, "disk": self.disk.snapshot() if self.disk is not None else None,
+                "remote": self.remote.snapshot() if self.remote is not None else None,
                 "computed": computed, "joined": joined}

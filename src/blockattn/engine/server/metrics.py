@@ -10,6 +10,10 @@
     blockattn_cache_tier_misses_total{tier}        lookups that passed through a tier without finding
     blockattn_cache_bytes{tier}, blockattn_cache_entries{tier}, blockattn_cache_evictions_total{tier}
     blockattn_cache_corrupt_total                  disk entries that failed verification (dropped, recomputed)
+    blockattn_cache_remote_corrupt_total           Redis entries that failed verification (dropped, recomputed)
+    blockattn_cache_remote_errors_total            Redis commands that failed or timed out (each a miss / skipped write)
+    blockattn_cache_remote_skipped_total           Redis calls skipped while the breaker was open
+    blockattn_cache_remote_up                      0 while the breaker is open (Redis recently failed), else 1
 
 Cache numbers are read from the engine's store at scrape time, so they cannot drift from its own stats.
 """
@@ -31,7 +35,7 @@ class CacheCollector:
 
     def collect(self):
         stats = self.store.stats()
-        tiers = list(stats["tiers"]) + ([stats["disk"]] if stats["disk"] else [])
+        tiers = list(stats["tiers"]) + [stats[t] for t in ("disk", "remote") if stats[t]]
         families = {
             "hits": CounterMetricFamily("blockattn_cache_hits", "Block lookups served by a cache tier",
                                         labels=["tier"]),
@@ -40,12 +44,12 @@ class CacheCollector:
             "bytes": GaugeMetricFamily("blockattn_cache_bytes", "Bytes held by a cache tier", labels=["tier"]),
             "entries": GaugeMetricFamily("blockattn_cache_entries", "Blocks held by a cache tier", labels=["tier"]),
         }
-        evictions = CounterMetricFamily("blockattn_cache_evictions", "Blocks evicted from a memory tier",
+        evictions = CounterMetricFamily("blockattn_cache_evictions", "Blocks evicted from a cache tier",
                                         labels=["tier"])
         for tier in tiers:
             for name, family in families.items():
                 family.add_metric([tier["name"]], tier[name])
-            if "evictions" in tier:
+            if "evictions" in tier:  # memory tiers; disk and redis: evicted by this process to hold the budget
                 evictions.add_metric([tier["name"]], tier["evictions"])
         yield from families.values()
         yield evictions
@@ -53,6 +57,14 @@ class CacheCollector:
                                   value=stats["computed"])
         yield CounterMetricFamily("blockattn_cache_corrupt", "Disk entries that failed verification",
                                   value=stats["disk"]["corrupt"] if stats["disk"] else 0)
+        remote = stats["remote"]
+        if remote:
+            for name, doc in (("corrupt", "Redis entries that failed verification"),
+                              ("errors", "Redis commands that failed or timed out"),
+                              ("skipped", "Redis calls skipped while the breaker was open")):
+                yield CounterMetricFamily(f"blockattn_cache_remote_{name}", doc, value=remote[name])
+            yield GaugeMetricFamily("blockattn_cache_remote_up", "0 while the Redis breaker is open",
+                                    value=0 if remote["breaker_open"] else 1)
 
 
 class Metrics:
