@@ -33,3 +33,17 @@ def tiny_model(arch: str = "llama", seed: int = 0, dtype: str = "float32", **ove
     model = AutoModelForCausalLM.from_config(tiny_config(arch, **overrides), dtype=getattr(torch, dtype)).eval()
     enable_block_attention(model)
     return model
+
+
+def save_tiny_model(path, arch: str = "llama", **overrides: Any):
+    """A tiny random model + the SmolLM2 tokenizer (real chat template, real stop tokens) as an HF directory,
+    so `blockattn serve --model PATH` runs the full server on it (tests, CPU benchmarks)."""
+    from blockattn.models import load_tokenizer
+
+    tokenizer = load_tokenizer("smollm2-135m-instruct")
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    model = tiny_model(arch, vocab_size=len(tokenizer), eos_token_id=im_end, pad_token_id=tokenizer.pad_token_id,
+                       **{"max_position_embeddings": 2048, **overrides})
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
