@@ -86,6 +86,8 @@ async def _read_json(request: Request, max_bytes: int):
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise APIError(400, f"malformed JSON body: {exc}") from None
+    except RecursionError:  # found by the fuzzer (issue 13): "[[[[...]]]]" thousands deep
+        raise APIError(400, "malformed JSON body: nested too deeply") from None
 
 
 def _sse(payload: dict | str) -> bytes:
