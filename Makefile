@@ -8,9 +8,18 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml Makefile | sha1sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast clean-venv
+.PHONY: setup demo test test-fast clean-venv redis-server
 
-setup: $(STAMP)
+setup: $(STAMP) redis-server
+
+# The Redis-tier tests (issue 13) start a real redis-server from Debian's package: install it when missing
+# (as root directly, else through sudo), refreshing the package lists only if the first try fails.
+APT_REDIS := env DEBIAN_FRONTEND=noninteractive apt-get install -y -q redis-server
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "error: redis-server is missing and we are not root: apt-get install -y redis-server" >&2; exit 1; fi; \
+	  $$SUDO $(APT_REDIS) || { $$SUDO apt-get update -q && $$SUDO $(APT_REDIS); }; }
 
 $(STAMP):
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -200,6 +200,39 @@ def render_segmentation_train(name: str, data: dict) -> list[str]:
     return out + [""]
 
 
+def render_kv_sharing(name: str, data: dict) -> list[str]:
+    sh, down, disk = data["sharing"], data["outage"], data["disk"]
+    out = ["### Replicas sharing one block store (Redis) and a budgeted disk tier", ""] + _provenance(name, data)
+    out += [data["setup"] + ".", "",
+            "| measure | value |", "|---|---:|",
+            f"| requests across the 2 replicas (alternating) | {sh['requests']} ({sh['failed']} failed) |",
+            f"| blocks looked up / first computations / computed | {sh['blocks']} / {sh['first_computations']} / "
+            f"{sh['computed']} |",
+            f"| hit rate of repeated blocks (after their first computation anywhere) | "
+            f"{_fmt(sh['repeat_hit_rate'] and 100 * sh['repeat_hit_rate'], '{:.1f} %')} |",
+            f"| requests while Redis was SIGKILLed / failed | {down['requests']} / {down['failed']} |",
+            f"| ... their latency p50 / max (s) | {down['latency_s']['p50']:.3f} / {down['latency_s']['max']:.3f} |",
+            f"| ... Redis errors / calls skipped by the breaker (both replicas) | {down['remote_errors']:.0f} / "
+            f"{down['remote_skipped']:.0f} |",
+            f"| sharing again after Redis came back (s) | {down['sharing_again_after_s']} |",
+            f"| disk: {disk['processes']} processes × {disk['threads_per_process']} clients, {disk['seconds']} s, "
+            f"budget {disk['budget_entries']} entries: reads / errors / wrong or corrupt reads | {disk['reads']} / "
+            f"{disk['errors']} / {disk['wrong'] + disk['corrupt']} |",
+            f"| disk: peak entry bytes / budget (over budget, in entries) | {disk['peak_bytes']} / "
+            f"{disk['budget_bytes']} ({disk['peak_over_budget_entries']:.2f}) |"]
+    return out + [""]
+
+
+def render_fuzz_server(name: str, data: dict) -> list[str]:
+    out = ["### Fuzzed request bodies against the server", ""] + _provenance(name, data)
+    statuses = ", ".join(f"{k}: {v}" for k, v in data["statuses"].items())
+    out += [f"{data['bodies']} Hypothesis-generated bodies (random JSON, unicode, sizes, nesting, raw bytes; seed "
+            f"{data['seed']}) against {data['server']}, in {data['seconds']} s. Statuses: {statuses}. "
+            f"5xx: {data['count_5xx']}; dropped connections: {data['transport_errors']}; the worker answered "
+            f"{data['alive_checks'] - data['alive_failures']} of {data['alive_checks']} liveness checks.", ""]
+    return out
+
+
 def render_generic(name: str, data: dict) -> list[str]:
     return [f"### {name}", ""] + _provenance(name, data)
 
@@ -208,6 +241,8 @@ RENDERERS: dict[str, Renderer] = {
     "bench_attention": render_attention,
     "bench_ttft": render_ttft,
     "load": render_load,
+    "kv_sharing": render_kv_sharing,
+    "fuzz_server": render_fuzz_server,
     "distill_h200": render_distill_gpu,
     "distill_cpu": render_distill_cpu,
     "segmentation": render_segmentation,

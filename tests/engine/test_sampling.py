@@ -37,3 +37,8 @@ def test_tiny_top_p_is_greedy():
 def test_out_of_range_parameters_are_user_errors(kwargs):
     with pytest.raises(UserError):
         SamplingParams(**kwargs)
+
+
+def test_a_vanishing_temperature_samples_the_argmax_instead_of_failing():
+    logits = torch.tensor([1.0, 3.0, -2.0, 2.5])
+    assert Sampler(SamplingParams(temperature=5e-324, seed=0))(logits) == 1

@@ -40,7 +40,11 @@ class Sampler:
         """logits (V,) → the next token id."""
         if self.params.greedy:
             return int(torch.argmax(logits))
-        probs = torch.softmax(logits.float() / self.params.temperature, dim=-1).cpu()  # (V,)
+        # A tiny temperature (1e-300 is valid input) must not give nan (found by the server fuzzer, issue 13):
+        # shift by the max first (the same softmax) and keep the divisor a nonzero fp32 number.
+        logits = logits.float()
+        temperature = max(self.params.temperature, torch.finfo(torch.float32).tiny)
+        probs = torch.softmax((logits - logits.max()) / temperature, dim=-1).cpu()  # (V,)
         if self.params.top_p < 1.0:
             sorted_probs, order = torch.sort(probs, descending=True)
             # drop a token when the tokens more likely than it already reach top_p (the first is always kept)
