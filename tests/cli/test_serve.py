@@ -60,7 +60,11 @@ def test_a_taken_port_is_a_clean_error(monkeypatch, capsys):
     assert exit_info.value.code == 2 and err.startswith("error: cannot listen") and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("args", [["--port", "70000"], ["--max-queue", "0"], ["--log-level", "loud"]])
+@pytest.mark.parametrize("args", [["--port", "70000"], ["--max-queue", "0"], ["--log-level", "loud"],
+                                  ["--port", "0", "--kv-store", "http://127.0.0.1:6379/0"],
+                                  ["--port", "0", "--kv-store", "redis://127.0.0.1:6379/zero"],
+                                  ["--port", "0", "--cache-dir-max-gb", "1"],
+                                  ["--port", "0", "--kv-store-gb", "0"]])
 def test_bad_flags_exit_2(monkeypatch, capsys, args):
     monkeypatch.setattr(sys, "argv", ["blockattn", "serve", *args])
     with pytest.raises(SystemExit) as exit_info:
