@@ -210,6 +210,7 @@ def render_kv_sharing(name: str, data: dict) -> list[str]:
             f"{sh['computed']} |",
             f"| hit rate of repeated blocks (after their first computation anywhere) | "
             f"{_fmt(sh['repeat_hit_rate'] and 100 * sh['repeat_hit_rate'], '{:.1f} %')} |",
+            f"| ... of which served by Redis (computed by the other replica) | {sh.get('hits_from_redis', 'n/a')} |",
             f"| requests while Redis was SIGKILLed / failed | {down['requests']} / {down['failed']} |",
             f"| ... their latency p50 / max (s) | {down['latency_s']['p50']:.3f} / {down['latency_s']['max']:.3f} |",
             f"| ... Redis errors / calls skipped by the breaker (both replicas) | {down['remote_errors']:.0f} / "

@@ -39,7 +39,10 @@ def sharing(a, b, n_docs: int, n_requests: int, per_request: int, rng: random.Ra
         firsts += len(set(picked) - seen)
         seen |= set(picked)
     repeats = blocks - firsts
+    # a replica's own repeats are served by its CPU tier; blocks the other replica computed come from Redis
+    from_redis = sum(s.metrics().get('blockattn_cache_hits_total{tier="redis"}', 0) for s in (a, b))
     return {"requests": n_requests, "failed": failed, "blocks": blocks, "first_computations": firsts,
+            "hits_from_redis": int(from_redis),
             "computed": computed, "repeat_blocks": repeats, "repeat_hits": blocks - computed,
             "repeat_hit_rate": (blocks - computed) / repeats if repeats else None}
 

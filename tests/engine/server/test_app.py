@@ -162,6 +162,7 @@ BAD = [
     (COMPLETE, complete(prompt=[1, 2, 10**9]), 400, None),
     (COMPLETE, complete(prompt=["a", "b"]), 400, "prompt"),
     (COMPLETE, complete(prompt="x", echo=True), 400, "echo"),
+    (COMPLETE, b"[" * 5000 + b"]" * 5000, 400, None),  # nested past the parser's recursion (found by fuzzing)
 ]
 
 
