@@ -23,14 +23,27 @@ T is a query block). Grouped-query attention goes through `enable_gqa`, never a 
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.bias import causal_lower_right
 
 from blockattn.engine.kvbuffer import RaggedKV
 
 log = logging.getLogger(__name__)
+
+
+# The SDPA kernels the engine allows on CUDA, chosen on purpose (issue 10): never cuDNN, which builds a new plan
+# for every new KV length -- 2.5 ms of CPU per call, i.e. per decode step per layer. Math stays last so a shape
+# the fast kernels refuse still runs. A module constant, so tests and benchmarks can patch it.
+CUDA_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def sdpa_backends(device: torch.device):
+    """The context every engine forward on `device` runs in (CUDA: `CUDA_SDPA_BACKENDS`; CPU: torch's choice)."""
+    return sdpa_kernel(CUDA_SDPA_BACKENDS) if device.type == "cuda" else nullcontext()
 
 
 def cached_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
