@@ -72,10 +72,14 @@ def _ragged_decode(query: torch.Tensor, key: RaggedKV, value: RaggedKV,
     """query (B, H, 1, D): row i's one new token over request i's keys (all visible: T == 1 needs no mask)."""
     if query.shape[2] != 1:
         raise ValueError("a batched step decodes exactly one token per request")
-    gqa = query.shape[1] != key.rows[0].shape[1]
-    out = torch.cat([nn.functional.scaled_dot_product_attention(query[i:i + 1], k, v, scale=scaling, enable_gqa=gqa)
-                     for i, (k, v) in enumerate(zip(key.rows, value.rows))])
-    return out.transpose(1, 2).contiguous(), None  # (B, 1, H, D)
+    b, heads, _, d = query.shape
+    kv_heads = key.rows[0].shape[1]
+    # one token: a KV head's G query heads are G query rows of it -- GQA with no K/V copy and no `enable_gqa`
+    # (which not every fused kernel takes), unmasked, so flash runs on CUDA
+    rows = query.reshape(b, kv_heads, heads // kv_heads, d)  # (B, H_kv, G, D)
+    out = torch.cat([nn.functional.scaled_dot_product_attention(rows[i:i + 1], k, v, scale=scaling)
+                     for i, (k, v) in enumerate(zip(key.rows, value.rows))])  # (B, H_kv, G, D)
+    return out.reshape(b, 1, heads, d), None  # (B, 1, H, D)
 
 
 _bias_dispatch_ok = True  # False once the lower-right bias path has failed on this torch build
