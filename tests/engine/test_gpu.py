@@ -159,3 +159,39 @@ def test_batched_decode_on_cuda_equals_each_request_alone(tmp_path):
         logits = engine.decode_batch(states, tokens)
         for i in range(len(requests)):
             assert (logits[i].float() - alone[i][1][step + 1]).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_block_placement_equals_the_torch_path(dtype):
+    from blockattn.attention.rope import RopeSpec
+    from blockattn.engine import fused_assemble
+    from blockattn.engine.assemble import BlockPlacer
+    from blockattn.engine.kvbuffer import SequenceKV
+
+    assert fused_assemble.fused_available(torch.device("cuda"))
+    rope = RopeSpec(inv_freq=1.0 / (500000 ** (torch.arange(0, 128, 2).float() / 128)), rotary_dim=128)
+    g = torch.Generator().manual_seed(0)
+    lengths = [512, 77, 300, 1]
+    parts, offset = [], 0
+    for n in lengths:  # Llama-8B's KV shape per layer (8 heads × 128), 4 layers
+        parts.append((torch.randn(4, 2, 8, n, 128, generator=g).to(dtype).cuda(), 0, offset))
+        offset += n
+    buffers = []
+    for fused in (True, False):
+        placer = BlockPlacer(rope, compiled=False, fused=fused)
+        kv = SequenceKV(4, 8, 128, offset + 16, dtype, "cuda")
+        placer.place(kv, parts)
+        assert placer.fused == fused and placer.fused_error is None
+        buffers.append(kv.buffer[:, :, :, :offset].float())
+    tol = 1e-5 if dtype == torch.float32 else 2e-2 * float(buffers[1].abs().max())
+    assert (buffers[0] - buffers[1]).abs().max() <= tol
+
+
+def test_the_engine_places_blocks_with_the_triton_kernel():
+    model = tiny_model().cuda()
+    *blocks, query = _blocks([64, 9, 130, 12], seed=5)
+    engine = BlockEngine(model, "tiny")
+    engine.prefill(blocks, query)
+    out = engine.prefill(blocks[::-1], query, keep_logits=len(query)).logits
+    assert engine.placer.fused and engine.placer.fused_error is None, engine.info()
+    assert (out - _reference(model, blocks[::-1], query)).abs().max() <= TOL

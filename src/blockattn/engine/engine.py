@@ -70,6 +70,7 @@ class EngineConfig:
     cache_dir: str | None = None  # disk tier directory (persistent across runs); None: no disk tier
     max_batch_tokens: int = 16384  # padded tokens per batched block prefill (bounds activation memory)
     compile_rotation: bool | None = None  # fuse the key re-rotation with torch.compile; None: on CUDA only
+    fused_assemble: bool = True  # place blocks with one Triton kernel where it runs (CUDA + Triton; `assemble`)
     cuda_graphs: bool = False  # replay the query-block forward from CUDA graphs for repeated shapes (`graphs`)
     decode_graphs: bool | None = None  # single-token decode as a static step (`decodegraph`), graph-replayed on
     #                                    CUDA; None: on CUDA only (on the CPU the plain step is cheaper)
@@ -126,7 +127,7 @@ class BlockEngine:
         disk = DiskTier(self.config.cache_dir) if self.config.cache_dir else None
         self.store = BlockStore(tiers, disk)
         compiled = on_cuda if self.config.compile_rotation is None else self.config.compile_rotation
-        self.placer = BlockPlacer(RopeSpec.from_model(model), compiled)
+        self.placer = BlockPlacer(RopeSpec.from_model(model), compiled, self.config.fused_assemble)
         self.graphs = QueryGraphs() if (self.config.cuda_graphs and on_cuda) else None
         static = on_cuda if self.config.decode_graphs is None else self.config.decode_graphs
         self.decode_graphs = DecodeGraphs(use_graphs=on_cuda) if static else None
@@ -322,6 +323,7 @@ class BlockEngine:
         return {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
                 "adapter": self.keys.adapter, "sinks_per_block": self.n_sinks, "shared_sink": self.n_shared,
                 "compiled_rotation": self.placer.compiled,
+                "fused_assemble": self.placer.fused, "fused_assemble_error": self.placer.fused_error,
                 "cuda_graphs": self.graphs.info() if self.graphs is not None else None,
                 "decode_graphs": self.decode_graphs.info() if self.decode_graphs is not None else None,
                 "merged_adapter": self.merged,
