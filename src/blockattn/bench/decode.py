@@ -13,12 +13,11 @@ each in block mode (the shipped adapter on, for SmolLM2) and full mode (adapter 
 decoded together by `decode_batch` (the server's continuous batching): tokens/s per stream and in total.
 Every measurement has its own try/except and the run stops starting new ones after `time_budget_s`.
 
-    python -m blockattn.bench.decode --device cuda --out reports/bench_decode.json
+    python -m blockattn bench decode --device cuda --out reports/bench_decode.json
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -276,9 +275,3 @@ def write(result: dict, out: Path) -> Path:
     has_speed = any("tokens_per_s" in r or "total_tokens_per_s" in r for r in result["rows"])
     return write_report(result, out, plot if has_speed else None)
 
-
-if __name__ == "__main__":  # python -m blockattn.bench.decode ...  ==  blockattn bench decode ...
-    from blockattn.cli import main
-
-    sys.argv = ["blockattn", "bench", "decode", *sys.argv[1:]]
-    main()
