@@ -11,7 +11,8 @@ from blockattn.cli import main
 
 def test_a_tiny_run_measures_every_variant_and_writes_json_and_plot(tmp_path):
     cfg = DecodeBenchConfig(models=["tiny"], device="cpu", context_tokens=96, block_tokens=32, question_tokens=8,
-                            new_tokens=3, streams=[1, 3], warmup=0, repeat=1, adapter="none", time_budget_s=300)
+                            new_tokens=3, baseline_tokens=3, streams=[1, 3], warmup=0, repeat=1, adapter="none",
+                            time_budget_s=300)
     result = run(cfg, log=lambda line: None)
     assert result["skipped"] == []
     measured = {(r["variant"], r.get("mode"), r.get("streams")) for r in result["rows"]

@@ -32,8 +32,9 @@ def _decode(engine, blocks, query, mode, steps=5):
 def test_static_step_equals_the_plain_decode(arch, mode, tmp_path):
     adapter = make_adapter(tmp_path, arch)
     *blocks, query = random_blocks([12, 30, 5, 7], seed=3)
-    plain = BlockEngine(adapter.model.get_base_model(), "tiny", adapter, EngineConfig(decode_graphs=False, merge_adapter=False))
-    static = BlockEngine(adapter.model.get_base_model(), "tiny", adapter, EngineConfig(decode_graphs=True, merge_adapter=False))
+    base = adapter.model.get_base_model()
+    plain = BlockEngine(base, "tiny", adapter, EngineConfig(decode_graphs=False, merge_adapter=False))
+    static = BlockEngine(base, "tiny", adapter, EngineConfig(decode_graphs=True, merge_adapter=False))
     expected_tokens, expected = _decode(plain, blocks, query, mode)
     tokens, logits = _decode(static, blocks, query, mode)
     assert tokens == expected_tokens

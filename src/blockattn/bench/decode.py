@@ -9,6 +9,9 @@ must, to sample and stream it). Timed after `warmup` runs, device-synchronised; 
     hf_generate    plain transformers `generate` on the base model (SDPA, DynamicCache), same prompt as one
                    sequence, full attention: decode tokens/s = (N - 1) / (t(N tokens) - t(1 token))
 
+The two comparison variants decode `baseline_tokens` (16) tokens, timed once after a warm-up: they are
+10-50× slower and the lent GPU's time is short.
+
 each in block mode (the shipped adapter on, for SmolLM2) and full mode (adapter off); then `streams` requests
 decoded together by `decode_batch` (the server's continuous batching): tokens/s per stream and in total.
 Every measurement has its own try/except and the run stops starting new ones after `time_budget_s`.
@@ -41,6 +44,7 @@ class DecodeBenchConfig:
     block_tokens: int = 160
     question_tokens: int = 32
     new_tokens: int = 64
+    baseline_tokens: int = 16  # new tokens for the slow comparison variants (engine_eager, hf_generate), timed once
     streams: list[int] = field(default_factory=lambda: [1, 64])  # batched decode widths (1 = decode_batch alone)
     warmup: int = 1
     repeat: int = 3
@@ -69,17 +73,20 @@ def _best_of(fn, device: torch.device, warmup: int, repeat: int) -> float:
     return sorted(times)[len(times) // 2]
 
 
-def single_stream(engine, blocks, question, mode: str, cfg: DecodeBenchConfig, device: torch.device) -> dict:
+def single_stream(engine, blocks, question, mode: str, cfg: DecodeBenchConfig, device: torch.device,
+                  new_tokens: int | None = None, repeat: int | None = None) -> dict:
     """Greedy decode of one request; prefill outside the timed part."""
+    new_tokens, repeat = new_tokens or cfg.new_tokens, repeat or cfg.repeat
     holder = {}
 
     def setup():
-        holder["state"] = engine.prefill(blocks, question, mode=mode, max_new_tokens=cfg.new_tokens)
+        holder.pop("state", None)  # the previous buffer back to the pool first: its decode graph gets reused
+        holder["state"] = engine.prefill(blocks, question, mode=mode, max_new_tokens=new_tokens)
 
     def decode():
         state = holder["state"]
         token = int(torch.argmax(state.logits[-1]))
-        for _ in range(cfg.new_tokens):
+        for _ in range(new_tokens):
             token = int(torch.argmax(engine.decode_one_token(state, token)))
 
     def once():
@@ -92,8 +99,9 @@ def single_stream(engine, blocks, question, mode: str, cfg: DecodeBenchConfig, d
 
     for _ in range(cfg.warmup):
         once()
-    seconds = sorted(once() for _ in range(cfg.repeat))[cfg.repeat // 2]
-    return {"tokens_per_s": cfg.new_tokens / seconds, "ms_per_token": seconds / cfg.new_tokens * 1e3}
+    seconds = sorted(once() for _ in range(repeat))[repeat // 2]
+    return {"tokens_per_s": new_tokens / seconds, "ms_per_token": seconds / new_tokens * 1e3,
+            "timed_tokens": new_tokens}
 
 
 def batched(engine, blocks, question, mode: str, streams: int, cfg: DecodeBenchConfig, device: torch.device) -> dict:
@@ -122,11 +130,12 @@ def hf_generate(model, blocks, question, cfg: DecodeBenchConfig, device: torch.d
         return lambda: model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
                                       min_new_tokens=n, do_sample=False, pad_token_id=0)
 
-    one = _best_of(gen(1), device, cfg.warmup, cfg.repeat)
-    many = _best_of(gen(cfg.new_tokens), device, cfg.warmup, cfg.repeat)
+    n = cfg.baseline_tokens
+    one = _best_of(gen(1), device, cfg.warmup, 1)
+    many = _best_of(gen(n), device, cfg.warmup, 1)
     seconds = max(many - one, 1e-9)
-    return {"tokens_per_s": (cfg.new_tokens - 1) / seconds, "ms_per_token": seconds / (cfg.new_tokens - 1) * 1e3,
-            "ttft_ms": one * 1e3}
+    return {"tokens_per_s": (n - 1) / seconds, "ms_per_token": seconds / (n - 1) * 1e3, "ttft_ms": one * 1e3,
+            "timed_tokens": n - 1}
 
 
 def _adapter_for(name: str, bm, cfg: DecodeBenchConfig):
@@ -175,9 +184,11 @@ def bench_model(name: str, cfg: DecodeBenchConfig, device: torch.device, started
                 continue
             engine = BlockEngine(bm.model, bm.identity, adapter, config)
             engine.prefill(blocks, question)  # blocks cached: decode is what is timed
+            slow = variant != "engine"  # a comparison: fewer tokens, timed once (the budget is short)
             for mode in ("block", "full"):
                 record({"variant": variant, "mode": mode, "streams": 1, "adapter": engine.keys.adapter},
-                       lambda: single_stream(engine, blocks, question, mode, cfg, device))
+                       lambda: single_stream(engine, blocks, question, mode, cfg, device,
+                                             cfg.baseline_tokens if slow else None, 1 if slow else None))
             if variant == "engine":
                 for streams in cfg.streams:
                     record({"variant": variant, "mode": "block", "streams": streams, "batched": True},

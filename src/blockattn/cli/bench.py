@@ -23,6 +23,19 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
+def bench_device(device: str) -> str:
+    """--device auto|cuda|cpu → "cuda" or "cpu"; UserError for anything else or a missing GPU."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cuda", "cpu"):
+        raise UserError(f"--device must be cuda, cpu or auto, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda, but no CUDA device is available")
+    return device
+
+
 @app.command("attention")
 def attention(
     device: str = typer.Option("auto", help="cuda, cpu, or auto (cuda when present)."),
@@ -77,17 +90,10 @@ def ttft(
     out: Path = typer.Option(Path("reports/bench_ttft.json"), help="JSON output; the plot goes beside it (.png)."),
 ) -> None:
     """Time to first token: full prefill vs all blocks cached vs cold block prefill (and the plain HF path)."""
-    import torch
-
     from blockattn.bench.models import BENCH_MODELS
     from blockattn.bench.ttft import TTFTBenchConfig, run, table, write
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cuda", "cpu"):
-        raise UserError(f"--device must be cuda, cpu or auto, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda, but no CUDA device is available")
+    device = bench_device(device)
     on_cuda = device == "cuda"
     names = [m.strip() for m in models.split(",") if m.strip()] or (["llama8b", "smollm2"] if on_cuda else ["smollm2"])
     unknown = [m for m in names if m not in BENCH_MODELS]
@@ -162,17 +168,10 @@ def decode(
     out: Path = typer.Option(Path("reports/bench_decode.json"), help="JSON output; the plot goes beside it (.png)."),
 ) -> None:
     """Decode tokens/s: one stream (block and full mode, engine vs plain transformers) and batched streams."""
-    import torch
-
     from blockattn.bench.decode import DecodeBenchConfig, run, table, write
     from blockattn.bench.models import BENCH_MODELS
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cuda", "cpu"):
-        raise UserError(f"--device must be cuda, cpu or auto, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda, but no CUDA device is available")
+    device = bench_device(device)
     names = [m.strip() for m in models.split(",") if m.strip()] or (["smollm2", "llama8b"] if device == "cuda"
                                                                     else ["smollm2"])
     unknown = [m for m in names if m not in BENCH_MODELS]

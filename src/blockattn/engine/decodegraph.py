@@ -181,7 +181,8 @@ class DecodeGraphs:
                 static_step(call, kv, ids, position)
             torch.cuda.current_stream(device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool):
+            # thread_local: the server's other threads (tokenizing, cache tiers) may touch CUDA meanwhile
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
                 logits = static_step(call, kv, ids, position)
         except Exception as exc:  # noqa: BLE001 - a model that cannot be captured still decodes, eagerly
             self.error = f"{type(exc).__name__}: {exc}"

@@ -298,8 +298,9 @@ class BlockEngine:
         ids = torch.from_numpy(self.check_tokens(list(tokens), "tokens")).to(self.device).unsqueeze(1)  # (B, 1)
         with self._lock, self._mode(states[0].mode):
             positions = torch.tensor([[s.kv.length] for s in states], device=self.device)  # (B, 1)
-            out = self._model_for(states[0].mode)(input_ids=ids, position_ids=positions, past_key_values=BatchKV([s.kv for s in states]),
-                             use_cache=True, logits_to_keep=1, attention_fn=cached_attention)
+            model = self._model_for(states[0].mode)
+            out = model(input_ids=ids, position_ids=positions, past_key_values=BatchKV([s.kv for s in states]),
+                        use_cache=True, logits_to_keep=1, attention_fn=cached_attention)
         return out.logits[:, -1]
 
     def generate(self, state: Prefilled, sampling: SamplingParams, max_new_tokens: int,

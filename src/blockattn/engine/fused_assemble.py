@@ -6,8 +6,8 @@ copied, read once and written once (issue 10: assembling took 18.5 ms where movi
                                                 buffer[l, 0, h, offset + t, rot:] = k[rot:]   (partial rotary)
         buffer[l, 1, h, offset + t, :] = entry[l, 1, h, t, :]
 
-with rotate-half: [x₁ | x₂] → [x₁·cos − x₂·sin | x₂·cos + x₁·sin], cos/sin of Δ·θ from `rope.rotation_tables`
-(fp64 angles, fp32 tables) -- the same arithmetic as `rope.apply_rotation`, in fp32. No `torch.cat` of the
+with rotate-half: [x₁ | x₂] → [x₁·cos − x₂·sin | x₂·cos + x₁·sin], cos/sin of Δ·θ from
+`rope.rotation_tables` (fp64 angles, fp32 tables) -- the same arithmetic as `rope.apply_rotation`, in fp32. No `torch.cat` of the
 blocks and no fp32 temporary: the torch path (`assemble`) makes ~4 passes over the keys.
 
 `_SUPPORTS_TRITON` is a module constant tests patch; without Triton (the CPU) the torch path runs.
@@ -37,9 +37,9 @@ if _SUPPORTS_TRITON:
                             d_l, d_kv, d_h, d_t,  # buffer strides, same order
                             HALF: tl.constexpr, HALF_P2: tl.constexpr, REST: tl.constexpr, REST_P2: tl.constexpr,
                             DIM_P2: tl.constexpr, T_TILE: tl.constexpr):
-        lh = tl.program_id(0)
+        lh = tl.program_id(0).to(tl.int64)  # int64 offsets: an 8B-shaped 32k buffer has 2^31 elements
         layer, head = lh // n_heads, lh % n_heads
-        t = tl.program_id(1) * T_TILE + tl.arange(0, T_TILE)
+        t = tl.program_id(1).to(tl.int64) * T_TILE + tl.arange(0, T_TILE)
         rows = (t < n_tokens)[:, None]
         src_row = src + layer * s_l + head * s_h + t[:, None] * s_t  # keys: k/v index 0
         dst_row = dst + layer * d_l + head * d_h + t[:, None] * d_t
