@@ -22,3 +22,15 @@ def test_every_report_names_its_command():
 
 def test_results_page_is_up_to_date():
     assert reports.main(["--check"]) == 0, "run `python -m blockattn.reports` and commit docs/results.md"
+
+
+def test_the_decode_section_shows_every_measured_row_and_the_goals(tmp_path):
+    from blockattn.bench.decode import DecodeBenchConfig, run
+
+    cfg = DecodeBenchConfig(models=["tiny"], device="cpu", context_tokens=64, block_tokens=32, question_tokens=8,
+                            new_tokens=2, streams=[2], warmup=0, repeat=1, adapter="none", variants=["engine"])
+    data = {**run(cfg, log=lambda line: None), "command": "blockattn bench decode --models tiny"}
+    text = "\n".join(reports.renderer_for("bench_decode_cpu.json")("bench_decode_cpu.json", data))
+    assert "Command: `blockattn bench decode --models tiny`" in text
+    assert text.count("| tiny | engine |") == 3  # block, full, and 2 streams batched
+    assert "smollm2_64_streams_total_tokens_s: goal ≥ 10000, measured None" in text

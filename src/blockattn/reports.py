@@ -84,6 +84,30 @@ def render_ttft(name: str, data: dict) -> list[str]:
     return out + _image(name, "TTFT") + [""]
 
 
+def render_decode(name: str, data: dict) -> list[str]:
+    cfg, env = data["config"], data.get("env", {})
+    out = [f"### Decode speed — {env.get('gpu', 'CPU')}", ""] + _provenance(name, data)
+    out += [f"Greedy decoding after a {cfg['context_tokens']}-token context in blocks of {cfg['block_tokens']}, "
+            f"{cfg['new_tokens']} new tokens, each brought to the host. engine: the defaults (CUDA: no cuDNN SDPA, "
+            "decode graphs, merged LoRA); engine_eager: decode graphs and merge off; hf_generate: plain "
+            "transformers `generate` (SDPA, DynamicCache). Batched rows: `decode_batch` over that many streams.", "",
+            "| model | variant | mode | streams | tokens/s per stream | tokens/s total | ms per token (step) |",
+            "|---|---|---|---:|---:|---:|---:|"]
+    for r in data["rows"]:
+        per = r.get("tokens_per_s", r.get("per_stream_tokens_per_s"))
+        if per is None:
+            continue
+        out.append(f"| {r['model']} | {r['variant']} | {r['mode']} | {r['streams']} | {_fmt(per, '{:.1f}')} | "
+                   f"{_fmt(r.get('total_tokens_per_s', per), '{:.1f}')} | "
+                   f"{_fmt(r.get('ms_per_token', r.get('ms_per_step')))} |")
+    for s in data.get("skipped", []):
+        out.append(f"\nSkipped: {s}")
+    goals = [f"{k}: goal ≥ {g['goal']}, measured {g['measured']}" for k, g in (data.get("goals") or {}).items()]
+    if goals:
+        out += ["", "Goals (issue 10): " + "; ".join(goals) + "."]
+    return out + _image(name, "decode speed") + [""]
+
+
 def render_load(name: str, data: dict) -> list[str]:
     c = data["config"]
     out = ["### Server under load", ""] + _provenance(name, data)
@@ -241,6 +265,7 @@ def render_generic(name: str, data: dict) -> list[str]:
 RENDERERS: dict[str, Renderer] = {
     "bench_attention": render_attention,
     "bench_ttft": render_ttft,
+    "bench_decode": render_decode,
     "load": render_load,
     "kv_sharing": render_kv_sharing,
     "fuzz_server": render_fuzz_server,

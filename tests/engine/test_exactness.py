@@ -31,15 +31,16 @@ def assert_close(a, b):
     assert delta <= TOL, delta
 
 
-def make_adapter(tmp_path, arch, n_sinks=3, n_shared=2):
-    """A block adapter with random (non-zero) LoRA weights and sinks, saved and loaded like a shipped one."""
+def make_adapter(tmp_path, arch, n_sinks=3, n_shared=2, device="cpu"):
+    """A block adapter with random (non-zero) LoRA weights and sinks, saved and loaded like a shipped one
+    (onto a fresh base model on `device`)."""
     from peft import LoraConfig, get_peft_model
 
     student = get_peft_model(tiny_model(arch), LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"],
                                                           init_lora_weights=False))
     sinks = BlockSinks(student.config.hidden_size, per_block=n_sinks, shared=n_shared)
     save_block_adapter(tmp_path / "adapter", student, sinks, n_sinks, n_shared)
-    return load_block_adapter(tiny_model(arch), tmp_path / "adapter")
+    return load_block_adapter(tiny_model(arch).to(device), tmp_path / "adapter")
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

@@ -81,3 +81,117 @@ def test_flash_lower_right_attention_in_bf16():
     ref = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float().repeat_interleave(4, 1),
                                                            v.float().repeat_interleave(4, 1), attn_mask=mask)
     assert (out.float().transpose(1, 2) - ref).abs().max() <= 2e-2
+
+
+# ---------------------------------------------------------------- issue 10: decode at hardware speed
+def _greedy(engine, blocks, query, mode="block", steps=6):
+    """Greedy tokens and the logits of every step (prefill's last, then each decoded token's)."""
+    state = engine.prefill(blocks, query, mode=mode, max_new_tokens=steps)
+    tokens, logits = [], [state.logits[-1]]
+    for _ in range(steps):
+        tokens.append(int(torch.argmax(logits[-1])))
+        logits.append(engine.decode_one_token(state, tokens[-1]))
+    return tokens, torch.stack(logits).float()
+
+
+def test_decode_graph_replay_equals_the_eager_static_step_and_the_plain_decode():
+    import gc
+
+    model = tiny_model().cuda()
+    *blocks, query = _blocks([40, 25, 9], seed=2)
+    plain = BlockEngine(model, "tiny", config=EngineConfig(decode_graphs=False))
+    static = BlockEngine(model, "tiny", config=EngineConfig(decode_graphs=True))
+    static.decode_graphs.use_graphs = False  # the same step, run eagerly on CUDA
+    graphed = BlockEngine(model, "tiny")  # CUDA default: decode graphs on
+    assert graphed.decode_graphs is not None and graphed.decode_graphs.use_graphs
+    tokens, expected = _greedy(plain, blocks, query)
+    for engine in (static, graphed):
+        got_tokens, got = _greedy(engine, blocks, query)
+        assert got_tokens == tokens
+        assert (got - expected).abs().max() <= TOL
+    _, eager_static = _greedy(static, blocks, query)
+    gc.collect()  # the previous request's buffer goes back to the pool: its graph is replayed, not recaptured
+    _, replayed = _greedy(graphed, blocks, query)
+    assert (replayed - eager_static).abs().max() <= 1e-6
+    info = graphed.decode_graphs.info()
+    assert info["error"] is None and info["captures"] == 1 and info["replays"] == 12, info
+
+
+def test_decode_graph_in_bf16_is_close_to_the_plain_decode():
+    model = tiny_model(dtype="bfloat16").cuda()
+    *blocks, query = _blocks([300, 100, 20], seed=3)
+    _, expected = _greedy(BlockEngine(model, "tiny", config=EngineConfig(decode_graphs=False)), blocks, query)
+    graphed = BlockEngine(model, "tiny")
+    state = graphed.prefill(blocks, query, max_new_tokens=6)
+    tokens = [int(torch.argmax(expected[i])) for i in range(6)]  # teacher-forced: same inputs both ways
+    got = torch.stack([state.logits[-1].float()] + [graphed.decode_one_token(state, t).float() for t in tokens])
+    assert graphed.decode_graphs.info()["error"] is None
+    scale = expected.abs().max()
+    assert (got - expected).abs().max() <= 2e-2 * scale + 1e-2
+
+
+def test_merged_adapter_and_graphs_equal_the_toggled_adapter_on_cuda(tmp_path):
+    from tests.engine.test_exactness import make_adapter
+
+    adapter = make_adapter(tmp_path, "llama", device="cuda")
+    base = adapter.model.get_base_model()
+    *blocks, query = _blocks([17, 30, 8], seed=4)
+    fast = BlockEngine(base, "tiny", adapter)  # CUDA defaults: merged adapter, decode graphs
+    slow = BlockEngine(base, "tiny", adapter, EngineConfig(merge_adapter=False, decode_graphs=False))
+    assert fast.merged and not slow.merged
+    for mode in ("block", "full"):
+        expected_tokens, expected = _greedy(slow, blocks, query, mode)
+        tokens, got = _greedy(fast, blocks, query, mode)
+        assert tokens == expected_tokens
+        assert (got - expected).abs().max() <= TOL
+
+
+def test_batched_decode_on_cuda_equals_each_request_alone(tmp_path):
+    from tests.engine.test_exactness import make_adapter
+
+    adapter = make_adapter(tmp_path, "llama", device="cuda")
+    engine = BlockEngine(adapter.model.get_base_model(), "tiny", adapter)
+    requests = [_blocks(lengths, seed=seed) for seed, lengths in enumerate([[9, 14, 5], [300, 3], [7, 7, 7, 2]])]
+    alone = [_greedy(engine, blocks, query, steps=4) for *blocks, query in requests]
+    states = [engine.prefill(blocks, query, max_new_tokens=4) for *blocks, query in requests]
+    for step in range(4):
+        tokens = [alone[i][0][step] for i in range(len(requests))]
+        logits = engine.decode_batch(states, tokens)
+        for i in range(len(requests)):
+            assert (logits[i].float() - alone[i][1][step + 1]).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_block_placement_equals_the_torch_path(dtype):
+    from blockattn.attention.rope import RopeSpec
+    from blockattn.engine import fused_assemble
+    from blockattn.engine.assemble import BlockPlacer
+    from blockattn.engine.kvbuffer import SequenceKV
+
+    assert fused_assemble.fused_available(torch.device("cuda"))
+    rope = RopeSpec(inv_freq=1.0 / (500000 ** (torch.arange(0, 128, 2).float() / 128)), rotary_dim=128)
+    g = torch.Generator().manual_seed(0)
+    lengths = [512, 77, 300, 1]
+    parts, offset = [], 0
+    for n in lengths:  # Llama-8B's KV shape per layer (8 heads × 128), 4 layers
+        parts.append((torch.randn(4, 2, 8, n, 128, generator=g).to(dtype).cuda(), 0, offset))
+        offset += n
+    buffers = []
+    for fused in (True, False):
+        placer = BlockPlacer(rope, compiled=False, fused=fused)
+        kv = SequenceKV(4, 8, 128, offset + 16, dtype, "cuda")
+        placer.place(kv, parts)
+        assert placer.fused == fused and placer.fused_error is None
+        buffers.append(kv.buffer[:, :, :, :offset].float())
+    tol = 1e-5 if dtype == torch.float32 else 2e-2 * float(buffers[1].abs().max())
+    assert (buffers[0] - buffers[1]).abs().max() <= tol
+
+
+def test_the_engine_places_blocks_with_the_triton_kernel():
+    model = tiny_model().cuda()
+    *blocks, query = _blocks([64, 9, 130, 12], seed=5)
+    engine = BlockEngine(model, "tiny")
+    engine.prefill(blocks, query)
+    out = engine.prefill(blocks[::-1], query, keep_logits=len(query)).logits
+    assert engine.placer.fused and engine.placer.fused_error is None, engine.info()
+    assert (out - _reference(model, blocks[::-1], query)).abs().max() <= TOL

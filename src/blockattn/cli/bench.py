@@ -23,6 +23,19 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
+def bench_device(device: str) -> str:
+    """--device auto|cuda|cpu → "cuda" or "cpu"; UserError for anything else or a missing GPU."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cuda", "cpu"):
+        raise UserError(f"--device must be cuda, cpu or auto, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda, but no CUDA device is available")
+    return device
+
+
 @app.command("attention")
 def attention(
     device: str = typer.Option("auto", help="cuda, cpu, or auto (cuda when present)."),
@@ -77,17 +90,10 @@ def ttft(
     out: Path = typer.Option(Path("reports/bench_ttft.json"), help="JSON output; the plot goes beside it (.png)."),
 ) -> None:
     """Time to first token: full prefill vs all blocks cached vs cold block prefill (and the plain HF path)."""
-    import torch
-
     from blockattn.bench.models import BENCH_MODELS
     from blockattn.bench.ttft import TTFTBenchConfig, run, table, write
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cuda", "cpu"):
-        raise UserError(f"--device must be cuda, cpu or auto, got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda, but no CUDA device is available")
+    device = bench_device(device)
     on_cuda = device == "cuda"
     names = [m.strip() for m in models.split(",") if m.strip()] or (["llama8b", "smollm2"] if on_cuda else ["smollm2"])
     unknown = [m for m in names if m not in BENCH_MODELS]
@@ -143,4 +149,50 @@ def load(
                f"latency p50 {s['latency_ms']['p50']} ms, p99 {s['latency_ms']['p99']} ms; "
                f"{s['throughput_rps']} req/s; blocks cached {s['blocks']['cached']}, "
                f"computed {s['blocks']['computed']}")
+    typer.echo(f"wrote {path}")
+
+
+@app.command("decode")
+def decode(
+    device: str = typer.Option("auto", help="cuda, cpu, or auto (cuda when present)."),
+    models: str = typer.Option("", help="Comma-separated: smollm2, llama8b, tiny (default: smollm2,llama8b on CUDA; "
+                                        "smollm2 on CPU)."),
+    context_tokens: int = typer.Option(1536, help="Context tokens before the question (in blocks)."),
+    block_tokens: int = typer.Option(160, help="Tokens per context block."),
+    new_tokens: int = typer.Option(64, help="Greedy tokens decoded per request."),
+    streams: str = typer.Option("1,64", help="Comma-separated batch widths for batched decoding."),
+    variants: str = typer.Option("engine,engine_eager,hf_generate", help="Comma-separated: engine, engine_eager, "
+                                                                           "hf_generate."),
+    repeat: int = typer.Option(3, help="Timed runs per single-stream measurement (median)."),
+    time_budget: float = typer.Option(150.0, help="Start no new measurement after this many seconds."),
+    out: Path = typer.Option(Path("reports/bench_decode.json"), help="JSON output; the plot goes beside it (.png)."),
+) -> None:
+    """Decode tokens/s: one stream (block and full mode, engine vs plain transformers) and batched streams."""
+    from blockattn.bench.decode import DecodeBenchConfig, run, table, write
+    from blockattn.bench.models import BENCH_MODELS
+
+    device = bench_device(device)
+    names = [m.strip() for m in models.split(",") if m.strip()] or (["smollm2", "llama8b"] if device == "cuda"
+                                                                    else ["smollm2"])
+    unknown = [m for m in names if m not in BENCH_MODELS]
+    if unknown:
+        raise UserError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(BENCH_MODELS)}")
+    chosen = [v.strip() for v in variants.split(",") if v.strip()]
+    bad = [v for v in chosen if v not in ("engine", "engine_eager", "hf_generate")]
+    if bad or not chosen:
+        raise UserError(f"--variants: unknown {', '.join(bad) or '(none given)'}; choose engine, engine_eager, "
+                        "hf_generate")
+    try:
+        widths = [int(s) for s in streams.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--streams must be comma-separated integers, got {streams!r}") from None
+    if min(widths, default=0) < 1 or context_tokens < 1 or block_tokens < 1 or new_tokens < 2 or repeat < 1:
+        raise UserError("--streams, --context-tokens, --block-tokens and --repeat must be >= 1, --new-tokens >= 2")
+    cfg = DecodeBenchConfig(models=names, device=device, context_tokens=context_tokens, block_tokens=block_tokens,
+                            new_tokens=new_tokens, streams=widths, variants=chosen, repeat=repeat,
+                            time_budget_s=time_budget)
+    result = run(cfg, log=lambda line: typer.echo(line, err=True))
+    result["command"] = "blockattn " + " ".join(sys.argv[1:])
+    path = write(result, out)
+    typer.echo(table(result))
     typer.echo(f"wrote {path}")

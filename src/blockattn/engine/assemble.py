@@ -6,6 +6,11 @@ one pass: they are gathered (one `torch.cat`) and rotated into the buffer with p
 cost is two passes over the keys and one over the values whatever the number of blocks. On CUDA that
 rotation is compiled into one fused kernel (eager, bf16 keys take ~4 passes through an fp32 temporary: for
 Llama-8B at 32k tokens ~10 ms against ~1 ms); fp32 keys (CPU) are rotated in place in the buffer.
+
+With `fused` (CUDA + Triton) each block is placed by one Triton kernel instead (`fused_assemble`): keys read
+once, rotated in registers, written once, values copied in the same pass, no gather. The kernel's first
+placement is checked against this torch path; a mismatch or an error switches it off (logged), never a
+wrong or failed request.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import torch
 
 from blockattn.attention.rope import RopeSpec, apply_rotation, rotation_tables
+from blockattn.engine import fused_assemble
 from blockattn.engine.kvbuffer import SequenceKV
 
 log = logging.getLogger(__name__)
@@ -29,10 +35,13 @@ class BlockPlacer:
     """Copies blocks into a `SequenceKV`, re-rotating keys; `compiled` fuses the rotation (falls back to eager
     if compilation fails, so a missing compiler costs speed, never a request)."""
 
-    def __init__(self, rope: RopeSpec, compiled: bool):
+    def __init__(self, rope: RopeSpec, compiled: bool, fused: bool = False):
         self.rope = rope
         self._rotate = torch.compile(_rotate_into, dynamic=True) if compiled else _rotate_into
         self.compiled = compiled
+        self.fused = fused  # place with the Triton kernel where it can run (CUDA)
+        self._fused_checked = False  # the kernel's first placement is compared with the torch path
+        self.fused_error: str | None = None
 
     def place(self, kv: SequenceKV, parts: list[tuple[torch.Tensor, int, int]]) -> int:
         """Write `parts` = [(entry (n_layers, 2, H_kv, T, D), native start, offset), ...] into `kv`.
@@ -51,6 +60,41 @@ class BlockPlacer:
         if n > kv.capacity:
             raise ValueError(f"{n} context tokens exceed the KV buffer capacity {kv.capacity}")
         entries = [entry.to(buffer.device, non_blocking=True) for entry, _, _ in parts]
+        if self.fused and fused_assemble.fused_available(buffer.device) and self._place_fused(kv, entries, parts):
+            kv.set_length(n)
+            return n
+        self._place_torch(buffer, entries, parts, n)
+        kv.set_length(n)
+        return n
+
+    def _place_fused(self, kv: SequenceKV, entries: list[torch.Tensor], parts) -> bool:
+        """Place with the Triton kernel; False (and the kernel off) when it fails or disagrees the first time."""
+        buffer = kv.buffer
+        deltas = torch.tensor([offset - start for _, start, offset in parts])
+        cos, sin = rotation_tables(deltas, self.rope, buffer.device)  # (n_blocks, rotary_dim) each
+        n = sum(e.shape[3] for e in entries)
+        try:
+            for i, (entry, (_, _, offset)) in enumerate(zip(entries, parts)):
+                fused_assemble.place_block(buffer, entry.contiguous(), offset, cos[i], sin[i])
+            if not self._fused_checked:  # first and last layer, every position: every block, little memory
+                ends = [0, buffer.shape[0] - 1]
+                reference = torch.empty_like(buffer[ends, :, :, :n])
+                self._place_torch(reference, [e[ends] for e in entries], parts, n)
+                got = buffer[ends, :, :, :n].float()
+                # bf16: the two paths round the same fp32 result, at most an ulp apart
+                tol = 1e-4 if buffer.dtype == torch.float32 else 2e-2 * float(reference.float().abs().max()) + 1e-3
+                worst = float((got - reference.float()).abs().max())
+                if not worst <= tol:
+                    raise RuntimeError(f"fused placement differs from the torch path by {worst:.3g} (> {tol:.3g})")
+                self._fused_checked = True
+            return True
+        except Exception as exc:  # noqa: BLE001 - e.g. no compiler, or a kernel bug: keep serving, correctly
+            self.fused, self.fused_error = False, f"{type(exc).__name__}: {exc}"
+            log.warning("fused block placement off (%s); using the torch path", self.fused_error)
+            return False
+
+    def _place_torch(self, buffer: torch.Tensor, entries: list[torch.Tensor], parts, n: int) -> None:
+        """buffer (n_layers, 2, H_kv, >= n, D)[..., :n] ← the entries, keys rotated (gather + one rotation)."""
         for entry, (_, _, offset) in zip(entries, parts):
             buffer[:, 1, :, offset:offset + entry.shape[3]] = entry[:, 1]  # values: position-free
         deltas = [offset - start for _, start, offset in parts]
@@ -63,8 +107,6 @@ class BlockPlacer:
             per_position = torch.repeat_interleave(torch.tensor(deltas), lengths)  # (n,)
             cos, sin = rotation_tables(per_position, self.rope, buffer.device)  # (n, rotary_dim) each
             self._rotate_keys(keys_dst, keys_src, cos, sin)
-        kv.set_length(n)
-        return n
 
     def _rotate_keys(self, dst, src, cos, sin) -> None:
         try:

@@ -23,14 +23,27 @@ T is a query block). Grouped-query attention goes through `enable_gqa`, never a 
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.attention.bias import causal_lower_right
 
 from blockattn.engine.kvbuffer import RaggedKV
 
 log = logging.getLogger(__name__)
+
+
+# The SDPA kernels the engine allows on CUDA, chosen on purpose (issue 10): never cuDNN, which builds a new plan
+# for every new KV length -- 2.5 ms of CPU per call, i.e. per decode step per layer. Math stays last so a shape
+# the fast kernels refuse still runs. A module constant, so tests and benchmarks can patch it.
+CUDA_SDPA_BACKENDS = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+def sdpa_backends(device: torch.device):
+    """The context every engine forward on `device` runs in (CUDA: `CUDA_SDPA_BACKENDS`; CPU: torch's choice)."""
+    return sdpa_kernel(CUDA_SDPA_BACKENDS) if device.type == "cuda" else nullcontext()
 
 
 def cached_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -59,10 +72,14 @@ def _ragged_decode(query: torch.Tensor, key: RaggedKV, value: RaggedKV,
     """query (B, H, 1, D): row i's one new token over request i's keys (all visible: T == 1 needs no mask)."""
     if query.shape[2] != 1:
         raise ValueError("a batched step decodes exactly one token per request")
-    gqa = query.shape[1] != key.rows[0].shape[1]
-    out = torch.cat([nn.functional.scaled_dot_product_attention(query[i:i + 1], k, v, scale=scaling, enable_gqa=gqa)
-                     for i, (k, v) in enumerate(zip(key.rows, value.rows))])
-    return out.transpose(1, 2).contiguous(), None  # (B, 1, H, D)
+    b, heads, _, d = query.shape
+    kv_heads = key.rows[0].shape[1]
+    # one token: a KV head's G query heads are G query rows of it -- GQA with no K/V copy and no `enable_gqa`
+    # (which not every fused kernel takes), unmasked, so flash runs on CUDA
+    rows = query.reshape(b, kv_heads, heads // kv_heads, d)  # (B, H_kv, G, D)
+    out = torch.cat([nn.functional.scaled_dot_product_attention(rows[i:i + 1], k, v, scale=scaling)
+                     for i, (k, v) in enumerate(zip(key.rows, value.rows))])  # (B, H_kv, G, D)
+    return out.reshape(b, 1, heads, d), None  # (B, 1, H, D)
 
 
 _bias_dispatch_ok = True  # False once the lower-right bias path has failed on this torch build

@@ -16,7 +16,13 @@ not, in any order and at any offset, with per-block and shared sinks. Generated 
 block: decoding continues exactly the block-mode sequence.
 
 Full mode (`mode="full"`, requests without documents) is plain causal attention over the concatenated tokens
-with the block adapter disabled (PEFT `disable_adapter()`): one copy of the weights serves both modes.
+with the block adapter disabled (PEFT `disable_adapter()`): one copy of the weights serves both modes. With
+`merge_adapter` (default on CUDA) block mode instead runs a second copy of the weights with the LoRA merged in,
+so it costs what full mode costs (issue 10: the unmerged LoRA added ~45 ms per token).
+
+Speed on CUDA (issue 10): SDPA never picks cuDNN (`attention.sdpa_backends`: it re-plans for every new KV
+length, 2.5 ms of CPU per call); single-token decode runs as a static-shape step replayed from a CUDA graph
+(`decodegraph`), over buffers drawn from a pool in bucketed capacities so graphs are reused.
 
 Thread-safe: model work is serialised by one lock; block computation is de-duplicated across concurrent
 callers by the store (a block in flight is awaited, not recomputed).
@@ -24,6 +30,7 @@ callers by the store (a block in flight is awaited, not recomputed).
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from contextlib import nullcontext
@@ -37,12 +44,13 @@ from torch import nn
 from blockattn.attention.kv import prefill_shared_sink
 from blockattn.attention.rope import RopeSpec
 from blockattn.engine.assemble import BlockPlacer
-from blockattn.engine.attention import cached_attention
+from blockattn.engine.attention import cached_attention, sdpa_backends
 from blockattn.engine.blockprefill import prefill_blocks
 from blockattn.engine.disk import DiskTier
+from blockattn.engine.decodegraph import DecodeGraphs
 from blockattn.engine.graphs import QueryGraphs
 from blockattn.engine.keys import KeySpace
-from blockattn.engine.kvbuffer import BatchKV, SequenceKV
+from blockattn.engine.kvbuffer import BatchKV, BufferPool, SequenceKV, bucket_capacity
 from blockattn.engine.remote import RedisTier
 from blockattn.engine.sampling import Sampler, SamplingParams
 from blockattn.engine.store import BlockStore, MemoryTier
@@ -66,7 +74,13 @@ class EngineConfig:
     kv_store_bytes: int = 4 * GiB  # our byte budget in that Redis (LRU across every process using it)
     max_batch_tokens: int = 16384  # padded tokens per batched block prefill (bounds activation memory)
     compile_rotation: bool | None = None  # fuse the key re-rotation with torch.compile; None: on CUDA only
+    fused_assemble: bool = True  # place blocks with one Triton kernel where it runs (CUDA + Triton; `assemble`)
     cuda_graphs: bool = False  # replay the query-block forward from CUDA graphs for repeated shapes (`graphs`)
+    decode_graphs: bool | None = None  # single-token decode as a static step (`decodegraph`), graph-replayed on
+    #                                    CUDA; None: on CUDA only (on the CPU the plain step is cheaper)
+    merge_adapter: bool | None = None  # block mode on a LoRA-merged copy of the weights (2× weight memory);
+    #                                    False: one copy, adapter toggled per call; None: on CUDA only
+    buffer_pool_bytes: int = 4 * GiB  # freed KV buffers kept for reuse (with decode graphs)
 
 
 @dataclass
@@ -95,7 +109,13 @@ class BlockEngine:
         self.config = config or EngineConfig()
         self.base = model
         self.model = adapter.model if adapter is not None else model
-        self._lora = self.model is not model  # a PEFT wrapper: block mode = adapter on, full mode = off
+        # a PEFT wrapper: block mode = adapter on, full mode = off (`model` may be its base or the wrapper itself)
+        self._lora = hasattr(self.model, "peft_config")
+        on_cuda = model.get_input_embeddings().weight.device.type == "cuda"
+        merge = on_cuda if self.config.merge_adapter is None else self.config.merge_adapter
+        # block mode's weights: the PEFT model (adapter toggled per call), or a copy with the LoRA merged in
+        self.block_model = copy.deepcopy(self.model).merge_and_unload() if (merge and self._lora) else self.model
+        self.merged = self.block_model is not self.model
         self.sinks = adapter.sinks if adapter is not None else None
         self.n_sinks = adapter.sinks_per_block if adapter is not None else 0
         self.n_shared = adapter.shared_sink if adapter is not None else 0
@@ -106,15 +126,17 @@ class BlockEngine:
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
         self.keys = KeySpace(model=model_identity, adapter=adapter.identity if adapter is not None else "none",
                              dtype=str(self.dtype), sinks_per_block=self.n_sinks, shared_sink=self.n_shared)
-        on_cuda = self.device.type == "cuda"
         tiers = [MemoryTier("gpu", self.device, self.config.gpu_cache_bytes)] if on_cuda else []
         tiers.append(MemoryTier("cpu", "cpu", self.config.cpu_cache_bytes))
         disk = DiskTier(self.config.cache_dir, self.config.cache_dir_max_bytes) if self.config.cache_dir else None
         remote = RedisTier(self.config.kv_store, self.config.kv_store_bytes) if self.config.kv_store else None
         self.store = BlockStore(tiers, disk, remote)
         compiled = on_cuda if self.config.compile_rotation is None else self.config.compile_rotation
-        self.placer = BlockPlacer(RopeSpec.from_model(model), compiled)
+        self.placer = BlockPlacer(RopeSpec.from_model(model), compiled, self.config.fused_assemble)
         self.graphs = QueryGraphs() if (self.config.cuda_graphs and on_cuda) else None
+        static = on_cuda if self.config.decode_graphs is None else self.config.decode_graphs
+        self.decode_graphs = DecodeGraphs(use_graphs=on_cuda) if static else None
+        self.pool = BufferPool(self.config.buffer_pool_bytes) if static else None
         self._lock = threading.RLock()
 
     # ---------------------------------------------------------------- checks
@@ -147,6 +169,14 @@ class BlockEngine:
     def _adapter_state(self, mode: str):
         return self.model.disable_adapter() if (mode == "full" and self._lora) else nullcontext()
 
+    def _model_for(self, mode: str) -> nn.Module:
+        return self.block_model if mode == "block" else self.model
+
+    def _mode(self, mode: str):
+        """Everything a forward in `mode` runs under: the adapter state and the SDPA backends."""
+        return _Both(self._adapter_state(mode) if not (mode == "block" and self.merged) else nullcontext(),
+                     sdpa_backends(self.device))
+
     # ---------------------------------------------------------------- blocks
     def fetch_blocks(self, blocks: list[np.ndarray]) -> tuple[list[torch.Tensor], torch.Tensor | None, int, int]:
         """K/V of each block (cache or computed) and of the shared sink (None without one).
@@ -174,12 +204,12 @@ class BlockEngine:
     @torch.no_grad()
     def _compute(self, keys: list[str], tokens_of: dict[str, np.ndarray], shared_key: str | None) -> list[torch.Tensor]:
         block_keys = [k for k in keys if k != shared_key]
-        with self._lock, self._adapter_state("block"):
+        with self._lock, self._mode("block"):
             entries = dict(zip(block_keys, prefill_blocks(
-                self.model, [tokens_of[k] for k in block_keys], self.sinks, self.n_sinks, self.n_shared,
+                self.block_model, [tokens_of[k] for k in block_keys], self.sinks, self.n_sinks, self.n_shared,
                 self.config.max_batch_tokens)))
             if shared_key in keys:
-                shared = prefill_shared_sink(self.model, self.sinks)
+                shared = prefill_shared_sink(self.block_model, self.sinks)
                 layers = [torch.stack((k[0], v[0])) for k, v in zip(shared.keys, shared.values)]  # (2, H_kv, s, D)
                 entries[shared_key] = torch.stack(layers)  # (n_layers, 2, H_kv, s, D)
         return [entries[k] for k in keys]
@@ -213,8 +243,11 @@ class BlockEngine:
             parts.append((entry, self.n_shared, offset))
             offset += entry.shape[3]
         n_layers, kv_heads, head_dim = self.dims
-        with self._lock, self._adapter_state(mode):
-            kv = SequenceKV(n_layers, kv_heads, head_dim, offset + len(query) + max_new_tokens, self.dtype, self.device)
+        with self._lock, self._mode(mode):
+            capacity = offset + len(query) + max_new_tokens
+            if self.pool is not None:  # bucketed, so that buffers (and their decode graphs) recur
+                capacity = bucket_capacity(capacity)
+            kv = SequenceKV(n_layers, kv_heads, head_dim, capacity, self.dtype, self.device, pool=self.pool)
             self.placer.place(kv, parts)
             clock.lap("assemble")
             logits = self._forward(kv, query, keep_logits, mode)
@@ -228,21 +261,31 @@ class BlockEngine:
         ids = torch.from_numpy(tokens).to(self.device).unsqueeze(0)  # (1, T)
         positions = torch.arange(start, start + len(tokens), device=self.device).unsqueeze(0)  # (1, T)
         if self.graphs is not None and len(tokens) > 1:  # decode steps change shape every token: never graphed
-            logits = self.graphs.run(self._run_model, kv, ids, positions, keep, mode)
+            run = lambda *args: self._run_model(*args, mode=mode)  # noqa: E731
+            logits = self.graphs.run(run, kv, ids, positions, keep, mode)
             if logits is not None:
                 return logits
-        return self._run_model(kv, ids, positions, keep)
+        return self._run_model(kv, ids, positions, keep, mode)
 
-    def _run_model(self, kv: SequenceKV, ids: torch.Tensor, positions: torch.Tensor, keep: int) -> torch.Tensor:
-        out = self.model(input_ids=ids, position_ids=positions, past_key_values=kv, use_cache=True,
-                         logits_to_keep=keep, attention_fn=cached_attention)
+    def _run_model(self, kv: SequenceKV, ids: torch.Tensor, positions: torch.Tensor, keep: int,
+                   mode: str = "block") -> torch.Tensor:
+        out = self._model_for(mode)(input_ids=ids, position_ids=positions, past_key_values=kv, use_cache=True,
+                                    logits_to_keep=keep, attention_fn=cached_attention)
         return out.logits[0]
 
     @torch.no_grad()
     def decode_one_token(self, state: Prefilled, token: int) -> torch.Tensor:
         """Append `token` to the request; the logits (V,) of the token after it."""
         ids = self.check_tokens([token], "token")
-        with self._lock, self._adapter_state(state.mode):
+        with self._lock, self._mode(state.mode):
+            if self.decode_graphs is not None:
+                model = self._model_for(state.mode)
+
+                def call(ids, positions, cache, attention_fn):
+                    return model(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True,
+                                 logits_to_keep=1, attention_fn=attention_fn).logits[0]
+
+                return self.decode_graphs.step(call, state.kv, int(ids[0]), state.mode)
             return self._forward(state.kv, ids, 1, state.mode)[-1]
 
     @torch.no_grad()
@@ -258,10 +301,11 @@ class BlockEngine:
         if len(modes) != 1:
             raise ValueError(f"one batch, one mode; got {sorted(modes)}")
         ids = torch.from_numpy(self.check_tokens(list(tokens), "tokens")).to(self.device).unsqueeze(1)  # (B, 1)
-        with self._lock, self._adapter_state(states[0].mode):
+        with self._lock, self._mode(states[0].mode):
             positions = torch.tensor([[s.kv.length] for s in states], device=self.device)  # (B, 1)
-            out = self.model(input_ids=ids, position_ids=positions, past_key_values=BatchKV([s.kv for s in states]),
-                             use_cache=True, logits_to_keep=1, attention_fn=cached_attention)
+            model = self._model_for(states[0].mode)
+            out = model(input_ids=ids, position_ids=positions, past_key_values=BatchKV([s.kv for s in states]),
+                        use_cache=True, logits_to_keep=1, attention_fn=cached_attention)
         return out.logits[:, -1]
 
     def generate(self, state: Prefilled, sampling: SamplingParams, max_new_tokens: int,
@@ -285,8 +329,26 @@ class BlockEngine:
         return {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
                 "adapter": self.keys.adapter, "sinks_per_block": self.n_sinks, "shared_sink": self.n_shared,
                 "compiled_rotation": self.placer.compiled,
+                "fused_assemble": self.placer.fused, "fused_assemble_error": self.placer.fused_error,
                 "cuda_graphs": self.graphs.info() if self.graphs is not None else None,
+                "decode_graphs": self.decode_graphs.info() if self.decode_graphs is not None else None,
+                "merged_adapter": self.merged,
                 "max_positions": self.max_positions}
+
+
+class _Both:
+    """Two context managers entered as one (a `with` target kept small for the hot path)."""
+
+    def __init__(self, first, second):
+        self.first, self.second = first, second
+
+    def __enter__(self):
+        self.first.__enter__()
+        self.second.__enter__()
+
+    def __exit__(self, *exc):
+        self.second.__exit__(*exc)
+        return self.first.__exit__(*exc)
 
 
 class _PhaseClock:

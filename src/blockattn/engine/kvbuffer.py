@@ -12,6 +12,9 @@ does), no allocation. It is a transformers `Cache`, so any Llama-family model ru
 
 from __future__ import annotations
 
+import threading
+import weakref
+
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
@@ -57,9 +60,16 @@ class SequenceKV(Cache):
     """The KV of one request, in one buffer. `length` is the next free position (= the next RoPE position)."""
 
     def __init__(self, n_layers: int, kv_heads: int, head_dim: int, capacity: int, dtype: torch.dtype,
-                 device: torch.device | str):
-        # torch.empty: every slot is written before it is read (blocks are copied in, new tokens appended)
-        self.buffer = torch.empty(n_layers, 2, kv_heads, capacity, head_dim, dtype=dtype, device=device)
+                 device: torch.device | str, pool: "BufferPool | None" = None):
+        shape = (n_layers, 2, kv_heads, capacity, head_dim)
+        # torch.empty: every slot is written before it is read (blocks are copied in, new tokens appended);
+        # a static decode step reads the whole buffer and zeroes the unfilled tail first (`tail_zeroed`)
+        if pool is None:
+            self.buffer = torch.empty(shape, dtype=dtype, device=device)
+        else:
+            self.buffer = pool.take(shape, dtype, device)
+            weakref.finalize(self, pool.give_back, self.buffer)
+        self.tail_zeroed = False  # [length, capacity) holds zeros (set by whoever zeroes it)
         super().__init__(layers=[_BufferLayer(self.buffer[i, 0], self.buffer[i, 1]) for i in range(n_layers)])
 
     @property
@@ -80,6 +90,54 @@ class SequenceKV(Cache):
     @property
     def nbytes(self) -> int:
         return self.buffer.numel() * self.buffer.element_size()
+
+
+def bucket_capacity(n: int, floor: int = 256) -> int:
+    """`n` rounded up to 1, 1.25, 1.5 or 1.75 × a power of two (at least `floor`): at most 25 % more slots, and
+    few distinct sizes, so freed buffers (and the decode graphs keyed by their address) get reused."""
+    if n <= floor:
+        return floor
+    step = max(floor, 1 << (n.bit_length() - 3))  # a quarter of the power of two below n
+    return -(-n // step) * step
+
+
+class BufferPool:
+    """Freed KV buffers kept for the next request of the same shape (at most `per_shape` each, `max_bytes` in
+    all): a CUDA graph bakes in buffer addresses, so a reused buffer replays an existing graph instead of
+    capturing a new one. A buffer returns here when its `SequenceKV` is garbage-collected, never earlier."""
+
+    def __init__(self, max_bytes: int, per_shape: int = 4):
+        self.max_bytes, self.per_shape = max_bytes, per_shape
+        self._free: dict[tuple, list[torch.Tensor]] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()  # finalizers run on whichever thread drops the last reference
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def _key(shape, dtype, device) -> tuple:
+        return tuple(shape), dtype, str(torch.device(device))
+
+    def take(self, shape, dtype: torch.dtype, device) -> torch.Tensor:
+        with self._lock:
+            free = self._free.get(self._key(shape, dtype, device))
+            if free:
+                buffer = free.pop()
+                self._bytes -= buffer.numel() * buffer.element_size()
+                self.hits += 1
+                return buffer
+            self.misses += 1
+        return torch.empty(shape, dtype=dtype, device=device)
+
+    def give_back(self, buffer: torch.Tensor) -> None:
+        size = buffer.numel() * buffer.element_size()
+        with self._lock:
+            free = self._free.setdefault(self._key(buffer.shape, buffer.dtype, buffer.device), [])
+            if len(free) < self.per_shape and self._bytes + size <= self.max_bytes:
+                free.append(buffer)
+                self._bytes += size
+
+    def info(self) -> dict:
+        return {"hits": self.hits, "misses": self.misses, "free_bytes": self._bytes}
 
 
 class RaggedKV:

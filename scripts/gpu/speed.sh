@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Issue 10 on the lent H200, in one call, bounded by a wall budget: the GPU tests, then decode and TTFT benchmarks.
+#
+#   OUT=/some/dir scripts/gpu/speed.sh [--budget SECONDS] [--device cuda|cpu] [--smoke]
+#
+# Writes at most 6 files to $OUT: speed_log.txt (phases, exit codes, durations, the benchmark tables),
+# gpu_tests.txt, bench_decode.json + .png, bench_ttft.json + .png. Every phase has its own time cap taken from
+# what is left of the budget, so a slow phase cannot eat the rest; a failed phase is logged and the next one
+# runs. SmolLM2 comes from $BLOCKATTN_SMOLLM2_GGUF (default: the staged /tmp/stage copy, as in
+# scripts/h200-session.sh); without it the SmolLM2 rows are recorded as skipped and the 8B shape still runs.
+# --smoke: tiny sizes on a tiny random model (CPU check that the script itself cannot fail on a typo).
+set -u
+BUDGET=300
+DEVICE=cuda
+SMOKE=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --budget) BUDGET="$2"; shift 2 ;;
+        --device) DEVICE="$2"; shift 2 ;;
+        --smoke) SMOKE=1; shift ;;
+        *) echo "speed.sh: unknown argument $1 (use --budget S, --device cuda|cpu, --smoke)" >&2; exit 2 ;;
+    esac
+done
+: "${OUT:?set OUT to the output directory}"
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD/src:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+export BLOCKATTN_SMOLLM2_GGUF="${BLOCKATTN_SMOLLM2_GGUF:-/tmp/stage/SmolLM2-135M-Instruct.Q4_1.gguf}"
+export BLOCKATTN_HOME="${BLOCKATTN_HOME:-/tmp/bahome}" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+PY=${PYTHON:-python3}
+LOG="$OUT/speed_log.txt"
+START=$(date +%s)
+log() { echo "[$(date +%T) +$(( $(date +%s) - START ))s] $*" | tee -a "$LOG" >&2; }
+left() { echo $(( BUDGET - ($(date +%s) - START) )); }
+cap() { local want=$1 l; l=$(( $(left) - 5 )); [ "$want" -lt "$l" ] && echo "$want" || echo "$l"; }
+
+# phase NAME CAP_SECONDS OUTPUT_FILE COMMAND... : runs COMMAND under `timeout` (stdout + stderr appended to
+# OUTPUT_FILE), logs rc and duration; skipped when the budget has no time left for it
+phase() {
+    local name=$1 secs=$2 output=$3 t0 rc
+    shift 3
+    if [ "$secs" -lt 10 ]; then log "$name: skipped (budget spent)"; return; fi
+    log "$name: start (cap ${secs}s)"
+    t0=$(date +%s)
+    timeout -k 5 "$secs" "$@" >> "$output" 2>&1
+    rc=$?
+    log "$name: rc=$rc in $(( $(date +%s) - t0 ))s$([ $rc -eq 124 ] && echo ' (TIMED OUT)')"
+}
+
+log "speed.sh budget=${BUDGET}s device=$DEVICE smoke=$SMOKE commit=$(git rev-parse --short HEAD 2>/dev/null)"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
+  $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+} >> "$LOG" 2>&1
+
+if [ "$SMOKE" = 1 ]; then
+    MODELS_DEC=tiny; MODELS_TTFT=tiny; DEC_ARGS="--context-tokens 200 --new-tokens 4 --streams 1,4 --repeat 1"
+    TTFT_ARGS="--sizes 256,512 --block-tokens 64 --question-tokens 16 --warmup 1 --repeat 1"
+else
+    MODELS_DEC=smollm2,llama8b; MODELS_TTFT=llama8b; DEC_ARGS=""; TTFT_ARGS=""
+    if [ -f "$BLOCKATTN_SMOLLM2_GGUF" ] || [ -d "$BLOCKATTN_HOME" ]; then
+        phase "prepare SmolLM2" "$(cap 60)" "$LOG" $PY -m blockattn models prepare
+    else
+        log "no SmolLM2 GGUF at $BLOCKATTN_SMOLLM2_GGUF: SmolLM2 rows will be skipped"
+    fi
+fi
+
+phase "GPU tests" "$(cap 80)" "$OUT/gpu_tests.txt" $PY -m pytest -p no:cacheprovider -q -m gpu \
+    tests/engine/test_gpu.py --no-header -rfEs
+tail -n 3 "$OUT/gpu_tests.txt" >> "$LOG"
+
+DEC_CAP=$(cap 130)
+phase "bench decode" "$DEC_CAP" "$LOG" $PY -m blockattn bench decode --device "$DEVICE" --models "$MODELS_DEC" \
+    $DEC_ARGS --time-budget $(( DEC_CAP * 3 / 4 )) --out "$OUT/bench_decode.json"
+
+TTFT_CAP=$(cap 100)
+phase "bench ttft" "$TTFT_CAP" "$LOG" $PY -m blockattn bench ttft --device "$DEVICE" --models "$MODELS_TTFT" \
+    $TTFT_ARGS --time-budget $(( TTFT_CAP / 2 )) --out "$OUT/bench_ttft.json"
+
+log "done; files: $(cd "$OUT" && ls | tr '\n' ' ')"

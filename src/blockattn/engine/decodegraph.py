@@ -1,0 +1,199 @@
+"""One decoded token as a static-shape step, replayed from a CUDA graph (issue 10: decode at hardware speed).
+
+Why: a decode step of a small model is bound by the host. HF's eager layer launches ~40 kernels, each costing
+microseconds of Python and driver time while the GPU idles (SmolLM2: 30 layers, ~1200 launches per token).
+A captured graph launches them all at once. A graph bakes in shapes and addresses, so the step is written
+with none that change from token to token:
+
+    ids (1, 1), position (1,)      static device tensors, refilled before each replay (`fill_`, no sync)
+    K/V write                      `index_copy_` at `position` into the request's whole buffer
+    attention                      over the whole buffer (1, H_kv, capacity, D), slots > position masked
+
+    key slot     0 1 2 ... p  p+1 ... capacity-1
+    visible      x x x ... x   .  ...     .         (the unfilled tail is zeroed once, so masked slots are
+                                                     finite: 0 × garbage could be NaN)
+
+Grouped-query attention without a K/V copy or `enable_gqa`: with one query token, the G query heads sharing a
+KV head are G query *rows* of that head, `(1, H, 1, D) → (1, H_kv, G, D)`, one plain masked SDPA call
+(efficient kernel on CUDA; flash takes no mask). On the CPU -- or when capture fails -- the same step runs
+eagerly: one code path, which tests compare with the plain eager decode.
+
+Graphs are keyed by (buffer address, capacity, mode): the engine allocates buffers from a `kvbuffer.BufferPool`
+in bucketed capacities, so a finished request's buffer -- and its graph -- serves the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+from transformers.cache_utils import Cache, CacheLayerMixin
+
+from blockattn.engine.kvbuffer import SequenceKV
+
+log = logging.getLogger(__name__)
+
+# Feature check as a module constant, so tests can patch it (CPU: False, the eager fallback runs).
+_SUPPORTS_CUDA_GRAPHS = torch.cuda.is_available() and hasattr(torch.cuda, "CUDAGraph")
+
+# model(ids, positions, cache, attention_fn) -> logits (1, V) of the one new token
+ModelCall = Callable[[torch.Tensor, torch.Tensor, Cache, Callable], torch.Tensor]
+
+
+class _StaticLayer(CacheLayerMixin):
+    """One layer of a request's buffer, written at a position held in a device tensor."""
+
+    is_sliding = False
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, position: torch.Tensor, length: int):
+        super().__init__()
+        self.keys_buffer, self.values_buffer = keys, values  # (H_kv, capacity, D) views
+        self.position = position  # (1,) int64 on the buffer's device
+        self.length = length  # host-side filled length at construction (only for HF's bookkeeping)
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        """Nothing to do: the buffer exists."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if key_states.shape[:1] + key_states.shape[2:3] != (1, 1):
+            raise ValueError("a static decode step writes one token of one request")
+        self.keys_buffer.index_copy_(1, self.position, key_states[0])  # slot `position` ← (H_kv, 1, D)
+        self.values_buffer.index_copy_(1, self.position, value_states[0])
+        return self.keys_buffer.unsqueeze(0), self.values_buffer.unsqueeze(0)  # (1, H_kv, capacity, D)
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.keys_buffer.shape[1], 0
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def get_max_length(self) -> int:
+        return self.keys_buffer.shape[1]
+
+
+class StaticStepKV(Cache):
+    """A `SequenceKV`'s buffer seen by one static decode step (writes at `position`, reads everything)."""
+
+    def __init__(self, kv: SequenceKV, position: torch.Tensor):
+        n_layers = kv.buffer.shape[0]
+        super().__init__(layers=[_StaticLayer(kv.buffer[i, 0], kv.buffer[i, 1], position, kv.length)
+                                 for i in range(n_layers)])
+
+
+class LengthMaskedAttention:
+    """Attention of one new token over a whole static buffer; `visible` (1, 1, 1, capacity) marks the filled
+    slots (the new token's own included). Same signature as `engine.attention.cached_attention`."""
+
+    def __init__(self, visible: torch.Tensor):
+        self.visible = visible
+
+    def __call__(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                 attention_mask, scaling: float | None = None) -> tuple[torch.Tensor, None]:
+        b, heads, t, d = query.shape
+        kv_heads = key.shape[1]
+        if t != 1:
+            raise ValueError("a static decode step attends with exactly one query token")
+        rows = query.reshape(b, kv_heads, heads // kv_heads, d)  # (B, H_kv, G, D): head h = kv * G + g
+        out = nn.functional.scaled_dot_product_attention(rows, key, value, attn_mask=self.visible, scale=scaling)
+        return out.reshape(b, 1, heads, d), None  # (B, 1, H, D)
+
+
+def zero_tail(kv: SequenceKV) -> None:
+    """Zero [length, capacity) once: masked slots must hold finite numbers (softmax weight 0 × NaN = NaN)."""
+    if not kv.tail_zeroed:
+        kv.buffer[:, :, :, kv.length:].zero_()
+        kv.tail_zeroed = True
+
+
+def static_step(call: ModelCall, kv: SequenceKV, ids: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """The step itself: ids (1, 1), position (1,) device tensors → logits (1, V). Captured as is; eager on CPU.
+    Leaves `kv.length` alone (the caller advances it)."""
+    capacity = kv.capacity
+    slots = torch.arange(capacity, device=position.device)
+    visible = (slots <= position).view(1, 1, 1, capacity)  # (1, 1, 1, capacity)
+    return call(ids, position.view(1, 1), StaticStepKV(kv, position), LengthMaskedAttention(visible))
+
+
+@dataclass
+class _Graph:
+    graph: "torch.cuda.CUDAGraph"
+    ids: torch.Tensor  # (1, 1) static input
+    position: torch.Tensor  # (1,) static input
+    logits: torch.Tensor  # (1, V) static output
+
+
+class DecodeGraphs:
+    """Decode steps through `static_step`: replayed from a graph per (buffer, capacity, mode) on CUDA, run
+    eagerly otherwise (CPU, graphs disabled, or a failed capture -- recorded in `error`, never a failed step)."""
+
+    def __init__(self, use_graphs: bool, max_graphs: int = 32):
+        self.use_graphs = use_graphs and _SUPPORTS_CUDA_GRAPHS
+        self.max_graphs = max_graphs
+        self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
+        self._pool = None  # one memory pool for all graphs: they never run concurrently (the engine's lock)
+        self.captures = self.replays = self.eager_steps = 0
+        self.error: str | None = None
+
+    def step(self, call: ModelCall, kv: SequenceKV, token: int, mode: str) -> torch.Tensor:
+        """Append `token` at `kv.length`; logits (V,) of the token after it (a fresh tensor)."""
+        if kv.length >= kv.capacity:
+            raise ValueError(f"KV buffer full: {kv.length} + 1 tokens > capacity {kv.capacity}")
+        zero_tail(kv)
+        device = kv.buffer.device
+        graph = None
+        if self.use_graphs and self.error is None and device.type == "cuda":
+            key = (kv.buffer.data_ptr(), kv.capacity, mode)
+            graph = self._graphs.get(key)
+            if graph is not None:
+                self._graphs.move_to_end(key)
+            else:
+                graph = self._capture(call, kv, key)
+        if graph is None:
+            ids = torch.tensor([[token]], device=device)
+            position = torch.tensor([kv.length], device=device)
+            logits = static_step(call, kv, ids, position)[-1]
+            self.eager_steps += 1
+        else:
+            graph.ids.fill_(token)
+            graph.position.fill_(kv.length)
+            graph.graph.replay()
+            logits = graph.logits[-1].clone()
+            self.replays += 1
+        kv.set_length(kv.length + 1)
+        return logits
+
+    def _capture(self, call: ModelCall, kv: SequenceKV, key: tuple) -> _Graph | None:
+        device = kv.buffer.device
+        # the warm-up and the capture write K/V at slot `length`: harmless, the real step overwrites it
+        ids = torch.zeros(1, 1, dtype=torch.long, device=device)
+        position = torch.full((1,), kv.length, dtype=torch.long, device=device)
+        try:
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):  # warm-up off the capture (lazy kernel/library initialisation)
+                static_step(call, kv, ids, position)
+            torch.cuda.current_stream(device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            # thread_local: the server's other threads (tokenizing, cache tiers) may touch CUDA meanwhile
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+                logits = static_step(call, kv, ids, position)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot be captured still decodes, eagerly
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.warning("decode graph capture failed (%s); decoding stays eager", self.error)
+            return None
+        self._graphs[key] = captured = _Graph(graph, ids, position, logits)
+        self.captures += 1
+        while len(self._graphs) > self.max_graphs:
+            self._graphs.popitem(last=False)
+        return captured
+
+    def info(self) -> dict:
+        return {"graphs": len(self._graphs), "captures": self.captures, "replays": self.replays,
+                "eager_steps": self.eager_steps, "error": self.error}
