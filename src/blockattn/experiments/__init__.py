@@ -1,0 +1,1 @@
+"""Experiment recipes: runs that train (distill/) and then measure (eval/), writing reports."""
