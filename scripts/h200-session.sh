@@ -18,7 +18,7 @@ log "prepare model"; python3 -m blockattn models prepare >> "$OUT/session.txt" 2
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$OUT/session.txt" 2>&1
 
 log "distill + block-FT + eval (train ≤ ${DISTILL_MINUTES} min)"
-python3 -m blockattn.distill.gpu_run --config configs/smollm2-h200.yaml --pack .gpu/pack.npz --out "$OUT/distill" \
+python3 -m blockattn.experiments.gpu_run --config configs/smollm2-h200.yaml --pack .gpu/pack.npz --out "$OUT/distill" \
     --set train.max_minutes="$DISTILL_MINUTES" --deadline-minutes "$(python3 -c "print($DISTILL_MINUTES * 2 + 1.2)")" \
     --eval-minutes 1.0 --needles-per-count 32 --ppl-rows 32 > "$OUT/distill_log.txt" 2>&1
 log "distill rc=$?"

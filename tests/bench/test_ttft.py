@@ -33,7 +33,7 @@ def test_llama8b_shape():
 def test_module_entry_point_writes_json_plot_and_table(tmp_path):
     out = tmp_path / "bench_ttft.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "blockattn.bench.ttft", "--device", "cpu", "--models", "tiny", "--sizes", "256,512",
+        [sys.executable, "-m", "blockattn", "bench", "ttft", "--device", "cpu", "--models", "tiny", "--sizes", "256,512",
          "--block-tokens", "64", "--question-tokens", "16", "--warmup", "1", "--repeat", "2", "--out", str(out)],
         capture_output=True, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -6,7 +6,7 @@ from blockattn.distill import segmenters
 from blockattn.distill.config import load_config
 from blockattn.distill.pack import build_pack, load_pack
 from blockattn.distill.sources import load_corpus
-from blockattn.eval.needles import NeedleItem
+from blockattn.data.needles import NeedleItem
 
 
 class CharTokenizer:

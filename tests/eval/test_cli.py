@@ -9,7 +9,7 @@ import blockattn.models as models
 from blockattn.cli import app
 from blockattn.distill.pack import DistillPack
 from blockattn.distill.sources import synthetic_corpus
-from blockattn.eval.needles import make_items
+from blockattn.data.needles import make_items
 from blockattn.models.tiny import tiny_model
 
 

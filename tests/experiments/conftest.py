@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from ..distill.conftest import one_cpu_thread, semanticseg  # noqa: F401  (the GPU scripts' tiny fixtures)
+
 
 @pytest.fixture
 def mini_semanticseg(tmp_path):

@@ -17,7 +17,6 @@ import math
 import os
 import platform
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -192,9 +191,3 @@ def run(cfg: LoadConfig, log=print) -> dict:
 def write(result: dict, out: Path) -> Path:
     return write_report(result, out)
 
-
-if __name__ == "__main__":  # python -m blockattn.bench.load ...  ==  blockattn bench load ...
-    from blockattn.cli import main
-
-    sys.argv = ["blockattn", "bench", "load", *sys.argv[1:]]
-    main()

@@ -15,7 +15,7 @@ TTFT = from the call until the first token id is on the host (greedy), median of
 sync between phases), attention-kernel time of the query over the cache (ours vs HF's way), and a floor:
 reading the weights + the context K/V once at the device's measured copy bandwidth.
 
-    python -m blockattn.bench.ttft --device cuda --out reports/bench_ttft.json
+    python -m blockattn bench ttft --device cuda --out reports/bench_ttft.json
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import os
 import platform
 import statistics
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -301,9 +300,3 @@ def plot(result: dict, path: Path) -> None:
 def write(result: dict, out: Path) -> Path:
     return write_report(result, out, plot if result["rows"] else None)
 
-
-if __name__ == "__main__":  # python -m blockattn.bench.ttft ...  ==  blockattn bench ttft ...
-    from blockattn.cli import main
-
-    sys.argv = ["blockattn", "bench", "ttft", *sys.argv[1:]]
-    main()

@@ -97,7 +97,7 @@ def needles(
 ) -> None:
     """Planted-fact retrieval accuracy (greedy; correct when the answer contains the code)."""
     from blockattn.distill.pack import load_pack
-    from blockattn.eval.needles import NeedleItem, first_per_count
+    from blockattn.data.needles import NeedleItem, first_per_count
     from blockattn.eval.retrieval import needle_accuracy
 
     variant, loaded = _variant(model, adapter, mode, device, dtype)

@@ -99,7 +99,7 @@ def build_pack(root: str | Path, tokenizer, segmenter: str = "fixed", block_toke
                min_block_tokens: int = 16, train_tokens: int = 8_000_000, heldout_tokens: int = 400_000,
                needle_counts: tuple[int, ...] = (4, 8, 16), needles_per_count: int = 64,
                doc_tokens: int = 400, seed: int = 0) -> DistillPack:
-    from blockattn.eval.needles import make_items, passages
+    from blockattn.data.needles import make_items, passages
 
     encode = _encoder(tokenizer)
     train = semanticseg_corpus(root, "train", tokenizer, segmenter, block_tokens, min_block_tokens, train_tokens, seed)

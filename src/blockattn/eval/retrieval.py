@@ -15,7 +15,7 @@ import torch
 
 from blockattn.engine.prompt import build_prompt, stop_token_ids
 from blockattn.eval.generation import greedy_generate
-from blockattn.eval.needles import NeedleItem, is_correct
+from blockattn.data.needles import NeedleItem, is_correct
 from blockattn.eval.variants import Variant
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import typer
 
 from blockattn.distill.pack import DistillPack, build_pack, semanticseg_rows
-from blockattn.eval.facts import distractor_items
-from blockattn.eval.needles import passages
+from blockattn.data.facts import distractor_items
+from blockattn.data.needles import passages
 from blockattn.experiments.ragdata import rag_requests
 
 FACT_COUNTS = (4, 8, 16)

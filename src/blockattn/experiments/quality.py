@@ -233,7 +233,7 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
     from blockattn.distill.config import load_config
     from blockattn.distill.pack import load_pack
     from blockattn.eval.hotpotqa import load_items
-    from blockattn.eval.needles import NeedleItem, first_per_count
+    from blockattn.data.needles import NeedleItem, first_per_count
 
     started = time.perf_counter()
     deadline = started + 60 * deadline_minutes

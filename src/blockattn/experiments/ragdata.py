@@ -3,7 +3,7 @@ several passages as documents and one question about them. The teacher answers t
 (`teacher.py`); the student learns that answer's distribution under block attention.
 
 Kinds (drawn in equal shares):
-    facts    every document carries a planted fact of the "train" template (eval.facts), the question names one
+    facts    every document carries a planted fact of the "train" template (data.facts), the question names one
     summary  "Summarize the document that begins with "<its first words>" in one sentence."
     continue "Which sentence follows "<a line of document k>" in the documents? Quote it."  (extractive)
 """
@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from blockattn.eval.facts import distractor_items
+from blockattn.data.facts import distractor_items
 
 KINDS = ("facts", "summary", "continue")
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from blockattn.eval.needles import NeedleItem, first_per_count, is_correct, make_items, passages, plant
+from blockattn.data.needles import NeedleItem, first_per_count, is_correct, make_items, passages, plant
 
 POOL = [f"Line {i} of passage {j}.\nAnother line here.\n" for j in range(20) for i in range(1)]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from blockattn.distill import gpu_run, gpu_scaling
+from blockattn.experiments import gpu_run, gpu_scaling
 from blockattn.distill.pack import build_pack
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from blockattn.eval.needles import ADJECTIVES, NOUNS, NeedleItem, plant
+from blockattn.data.needles import ADJECTIVES, NOUNS, NeedleItem, plant
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """One self-contained run on a lent GPU machine: distil, train the block-FT baseline on the same tokens,
 measure, and leave everything worth keeping under --out (≤ 8 files, ≤ 2 folders deep).
 
-    python -m blockattn.distill.gpu_run --config configs/smollm2-h200.yaml --pack .gpu/pack.npz --out $OUT
+    python -m blockattn.experiments.gpu_run --config configs/smollm2-h200.yaml --pack .gpu/pack.npz --out $OUT
 
 Phases (--phases, default all three, in this order):
     distill   block distillation (config as given; its max_minutes caps it)
@@ -14,7 +14,7 @@ results.png (training curves, retrieval accuracy, ΔPPL), adapter/ (the distille
 Work directories (checkpoints, both adapters) live under --work, outside --out.
 
 Under `torchrun --nproc_per_node N` only the distill phase runs (every process trains; rank 0 writes):
-that is the multi-GPU throughput measurement (`distill.gpu_scaling` drives it). A phase that fails is
+that is the multi-GPU throughput measurement (`experiments.gpu_scaling` drives it). A phase that fails is
 recorded with its traceback, the later phases still run, and the exit status is 1.
 """
 
@@ -118,7 +118,7 @@ def eval_phase(cfg, pack, work: Path, needles_per_count: int, ppl_rows: int, que
 
     from blockattn.distill.recipe import load_base
     from blockattn.distill.rows import eval_rows, row_budget
-    from blockattn.eval.needles import NeedleItem, first_per_count
+    from blockattn.data.needles import NeedleItem, first_per_count
     from blockattn.eval.perplexity import delta_perplexity
     from blockattn.eval.retrieval import needle_accuracy
     from blockattn.eval.variants import full_attention, with_adapter, zero_shot_block

@@ -2,10 +2,10 @@
 `torchrun --nproc_per_node 1` and then `--nproc_per_node N` on one machine; tokens/s per GPU against one GPU,
 and the loss curves side by side.
 
-    python -m blockattn.distill.gpu_scaling --config configs/smollm2-h200.yaml --pack .gpu/pack.npz \\
+    python -m blockattn.experiments.gpu_scaling --config configs/smollm2-h200.yaml --pack .gpu/pack.npz \\
         --out $OUT --gpus 2 --steps 150
 
-Both runs go through `blockattn.distill.gpu_run --phases distill` (the single-GPU entry point, unchanged).
+Both runs go through `blockattn.experiments.gpu_run --phases distill` (the single-GPU entry point, unchanged).
 With the per-GPU batch fixed, N GPUs train on N× the tokens per step (weak scaling): efficiency is
 (tokens/s per GPU with N) / (tokens/s with 1). Writes $OUT/scaling.json and $OUT/scaling.png. On a machine
 without CUDA it runs the same way on CPU processes (gloo), which is how it is tested.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import typer
 
-from blockattn.distill.gpu_run import MULTICAST_OFF
+from blockattn.experiments.gpu_run import MULTICAST_OFF
 
 
 
@@ -29,7 +29,7 @@ def launch(nproc: int, config: Path, pack: Path, work: Path, steps: int, overrid
     """One torchrun of the distill phase; its summary and metrics."""
     out = work / "out"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "blockattn.distill.gpu_run", "--config", str(config), "--pack", str(pack), "--out", str(out),
+           "-m", "blockattn.experiments.gpu_run", "--config", str(config), "--pack", str(pack), "--out", str(out),
            "--work", str(work), "--phases", "distill", "--set", f"train.steps={steps}", "--set", "train.max_minutes=0",
            "--set", "train.checkpoint_every=0"]
     for o in overrides:
