@@ -56,3 +56,24 @@ def test_entry_point_runs_every_phase_and_writes_the_contract(pack, mini_hotpotq
     assert "distilled/blockattn_adapter.json" in names and "block-FT/adapter_model.safetensors" in names
     assert sorted(p.name for p in out.iterdir()) == ["adapters_tiny.tar.gz", "quality_tiny.json",
                                                      "quality_tiny.png", "teacher_tiny.json"]
+    # shipping is one command: unpack, README from the JSON, registry entry
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "shipped.json").write_text('{"smollm2-135m-instruct": "smollm2-block-distill"}')
+    shipped = CliRunner().invoke(ship_app(), [str(out), "--assets", str(assets)])
+    assert shipped.exit_code == 0, shipped.output
+    registry = json.loads((assets / "shipped.json").read_text())
+    assert registry == {"smollm2-135m-instruct": "smollm2-block-distill", "tiny": "tiny-block-distill"}
+    readme = (assets / "tiny-block-distill" / "README.md").read_text()
+    assert data["command"] in readme and "| distilled |" in readme
+    assert (assets / "tiny-block-distill" / "blockattn_adapter.json").is_file()
+
+
+def ship_app():
+    import typer
+
+    from blockattn.experiments.ship import main
+
+    app = typer.Typer()
+    app.command()(main)
+    return app
