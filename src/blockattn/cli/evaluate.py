@@ -2,6 +2,7 @@
 
     blockattn eval ppl      ΔPPL(block − full) on a pack's held-out text, zero-shot or through an adapter
     blockattn eval needles  planted-fact retrieval over 4–16 documents: full, zero-shot block, or an adapter
+    blockattn eval hotpotqa HotpotQA dev questions, one block per paragraph (cli/hotpotqa.py)
 """
 
 from __future__ import annotations
@@ -106,3 +107,12 @@ def needles(
     if not items:
         raise UserError(f"the pack holds no items with {docs} documents")
     _emit({**needle_accuracy(variant, loaded.tokenizer, items, batch_size=batch_size), **variant.to_dict()}, out)
+
+
+def _register() -> None:
+    from blockattn.cli.hotpotqa import hotpotqa
+
+    app.command("hotpotqa")(hotpotqa)
+
+
+_register()

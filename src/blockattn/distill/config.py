@@ -64,6 +64,10 @@ class DataSection:
     seq_len: int = 1024  # tokens per training row (sinks included); every batch has exactly this width
     batch_size: int = 4  # rows per process per step
     block_dropout: float = 0.25  # probability that a non-final block is a query block (0 = final block only)
+    # RAG-shaped rows (documents, question, the teacher's full-attention answer; `distill.ragset`): the file
+    # the teacher pre-pass wrote, and the share of rows drawn from it (the rest: SemanticSeg continuation)
+    rag_path: str = ""
+    rag_fraction: float = 0.0
     synthetic_texts: int = 64  # synthetic source: number of texts
     synthetic_tokens: int = 600  # synthetic source: tokens per text
 
@@ -105,6 +109,7 @@ class TrainSection:
     log_every: int = 10
     checkpoint_every: int = 50  # 0 = only at the end
     max_minutes: float = 0.0  # stop (and save) once this much training time has passed; 0 = no limit
+    snapshot_every: int = 0  # also save the adapter as snapshots/step<N>/ every N steps (efficiency curves)
 
 
 @dataclass
@@ -124,6 +129,8 @@ class RunConfig:
             (self.train.precision in PRECISIONS, f"train.precision must be one of {PRECISIONS}"),
             (self.optim.schedule in SCHEDULES, f"optim.schedule must be one of {SCHEDULES}"),
             (0.0 <= self.data.block_dropout < 1.0, "data.block_dropout must be in [0, 1)"),
+            (0.0 <= self.data.rag_fraction <= 1.0, "data.rag_fraction must be in [0, 1]"),
+            (self.data.rag_fraction == 0 or self.data.rag_path, "data.rag_fraction > 0 needs data.rag_path"),
             (self.loss.temperature > 0, "loss.temperature must be > 0"),
             (self.adapter.sink_init in ("bos", "random"), "adapter.sink_init must be bos or random"),
             (self.adapter.sinks_per_block >= 0 and self.adapter.shared_sink >= 0, "sink counts must be >= 0"),
@@ -145,7 +152,7 @@ class RunConfig:
         """Hash of everything that shapes the training trajectory (a resumed run must match it)."""
         d = self.to_dict()
         # stopping rules and logging cadence do not change the curve up to the step where a run stops
-        for key in ("steps", "max_minutes", "log_every", "checkpoint_every", "cpu_threads"):
+        for key in ("steps", "max_minutes", "log_every", "checkpoint_every", "cpu_threads", "snapshot_every"):
             d["train"].pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -17,14 +17,19 @@ import torch
 from blockattn.distill.batch import Batch, collate
 from blockattn.distill.corpus import BlockCorpus
 from blockattn.distill.dropout import query_flags
+from blockattn.distill.ragset import RagSet, rag_choice
 from blockattn.distill.rows import RowStream, row_budget
 
 
 class BatchLoader:
     def __init__(self, corpus: BlockCorpus, seq_len: int, batch_size: int, block_dropout: float,
-                 sinks_per_block: int, shared_sink: int, pad_id: int, seed: int, rank: int = 0, world_size: int = 1):
+                 sinks_per_block: int, shared_sink: int, pad_id: int, seed: int, rank: int = 0, world_size: int = 1,
+                 rag: RagSet | None = None, rag_fraction: float = 0.0):
         self.corpus = corpus
-        self.stream = RowStream(corpus, *row_budget(seq_len, sinks_per_block, shared_sink), seed)
+        budget = row_budget(seq_len, sinks_per_block, shared_sink)
+        self.stream = RowStream(corpus, *budget, seed)
+        self.rag = rag.fitting(*budget) if rag is not None and rag_fraction > 0 else None
+        self.rag_fraction = rag_fraction if self.rag is not None else 0.0
         self.seq_len, self.batch_size, self.block_dropout = seq_len, batch_size, block_dropout
         self.sinks_per_block, self.shared_sink, self.pad_id, self.seed = sinks_per_block, shared_sink, pad_id, seed
         self.rank, self.world_size = rank, world_size
@@ -38,9 +43,23 @@ class BatchLoader:
         """This process's batch of the step whose rows start at global row `first_row`."""
         start = first_row + self.rank * self.batch_size
         indices = range(start, start + self.batch_size)
-        rows = [self.stream.row(i) for i in indices]
-        flags = [query_flags(len(row.spans), self.block_dropout, self.seed, i) for row, i in zip(rows, indices)]
-        return collate(self.corpus, rows, flags, self.sinks_per_block, self.shared_sink, self.seq_len, self.pad_id)
+        rows, flags, corpora, loss_from = [], [], [], []
+        for i in indices:
+            pick = rag_choice(self.rag_fraction, self.rag.n if self.rag else 0, self.seed, i)
+            if pick is None:
+                row = self.stream.row(i)
+                rows.append(row)
+                flags.append(query_flags(len(row.spans), self.block_dropout, self.seed, i))
+                corpora.append(self.corpus)
+                loss_from.append(None)
+            else:
+                row, first = self.rag.row(pick)
+                rows.append(row)
+                flags.append([False] * (len(row.spans) - 1) + [True])  # the documents stay context blocks
+                corpora.append(self.rag.corpus)
+                loss_from.append(first)
+        return collate(corpora, rows, flags, self.sinks_per_block, self.shared_sink, self.seq_len, self.pad_id,
+                       loss_from=loss_from if self.rag_fraction else None)
 
     def iterate(self, first_row: int, device: torch.device, prefetch: int = 3) -> Iterator[Batch]:
         """Batches of consecutive steps from `first_row` on, built `prefetch` steps ahead on a thread (CPU

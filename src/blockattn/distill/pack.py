@@ -4,6 +4,9 @@ to carry to the GPU machine (≤ ~15 MB), so that run needs neither the dataset 
     train     SemanticSeg train texts, cut into blocks, tokenized (a BlockCorpus)
     heldout   SemanticSeg validation texts, the same way (ΔPPL)
     needles   planted-fact retrieval items built from SemanticSeg test texts (JSON)
+    facts     the same with distractor facts in every document (JSON; `blockattn.experiments.pack` adds it)
+    rag       RAG-shaped training requests from train texts, documents + question, no answer yet (JSON;
+              `blockattn.experiments.pack` adds them, the teacher answers them on the GPU)
     meta      how it was built (source, segmenter, tokenizer, sizes)
 
 Build it with `python -m blockattn.distill.pack --data DIR --out .gpu/pack.npz` (see `--help`).
@@ -30,6 +33,8 @@ class DistillPack:
     heldout: BlockCorpus
     needles: list[dict] = field(default_factory=list)  # NeedleItem.to_dict() records
     meta: dict = field(default_factory=dict)
+    facts: list[dict] = field(default_factory=list)  # NeedleItem.to_dict() records, distractor facts
+    rag: list[dict] = field(default_factory=list)  # {"kind", "documents", "question"}
 
     def corpus(self, split: str) -> BlockCorpus:
         if split not in SPLITS:
@@ -39,7 +44,8 @@ class DistillPack:
     def save(self, path: str | Path) -> Path:
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
-        text = {"needles": json.dumps(self.needles), "meta": json.dumps(self.meta)}
+        text = {"needles": json.dumps(self.needles), "meta": json.dumps(self.meta),
+                "facts": json.dumps(self.facts), "rag": json.dumps(self.rag)}
         arrays = {**self.train.arrays("train"), **self.heldout.arrays("heldout"),
                   **{k: np.frombuffer(v.encode(), dtype=np.uint8) for k, v in text.items()}}
         tmp = out.with_name(out.name + ".tmp.npz")
@@ -56,7 +62,9 @@ def load_pack(path: str | Path) -> DistillPack:
         return DistillPack(
             train=BlockCorpus.from_arrays(arrays, "train"), heldout=BlockCorpus.from_arrays(arrays, "heldout"),
             needles=json.loads(arrays["needles"].tobytes().decode()),
-            meta=json.loads(arrays["meta"].tobytes().decode()))
+            meta=json.loads(arrays["meta"].tobytes().decode()),
+            # packs written before distractor facts and RAG requests existed hold neither
+            **{k: json.loads(arrays[k].tobytes().decode()) for k in ("facts", "rag") if k in arrays.files})
 
 
 def _encoder(tokenizer):

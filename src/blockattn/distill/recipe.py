@@ -51,6 +51,7 @@ SUMMARY_FILE = "summary.json"
 # batch cannot show whether the KL fell, the same held-out batches can
 PROBE_BATCHES = 2
 ADAPTER_DIR = "adapter"
+SNAPSHOT_DIR = "snapshots"  # snapshots/step<N>/: the adapter after N steps (train.snapshot_every)
 
 
 @dataclass
@@ -149,9 +150,15 @@ class BlockTrainingRecipe:
                                          cfg.loss.chunk_tokens) if self.objective == "distill"
                         else BlockFTLoss(cfg.loss.chunk_tokens))
         corpus = load_corpus(cfg.data, "train", base.model.config.vocab_size, cfg.train.seed, base.tokenizer)
+        rag = None
+        if cfg.data.rag_fraction > 0:
+            from blockattn.distill.ragset import load_ragset
+
+            rag = load_ragset(cfg.data.rag_path)
         self.loader = BatchLoader(corpus, cfg.data.seq_len, cfg.data.batch_size, cfg.data.block_dropout,
                                   cfg.adapter.sinks_per_block, cfg.adapter.shared_sink, base.pad_id,
-                                  cfg.train.seed, self.world.rank, self.world.size)
+                                  cfg.train.seed, self.world.rank, self.world.size, rag=rag,
+                                  rag_fraction=cfg.data.rag_fraction)
         heldout = load_corpus(cfg.data, "heldout", base.model.config.vocab_size, cfg.train.seed, base.tokenizer)
         probe = BatchLoader(heldout, cfg.data.seq_len, cfg.data.batch_size, cfg.data.block_dropout,
                             cfg.adapter.sinks_per_block, cfg.adapter.shared_sink, base.pad_id, cfg.train.seed,
@@ -270,6 +277,8 @@ class BlockTrainingRecipe:
                         break  # every process takes this branch: train_seconds is rank 0's, broadcast below
                 if cfg.train.checkpoint_every and self.step % cfg.train.checkpoint_every == 0:
                     self.save_checkpoint()
+                if cfg.train.snapshot_every and self.step % cfg.train.snapshot_every == 0 and self.step < total:
+                    self.save_adapter(where=f"{SNAPSHOT_DIR}/step{self.step}")
         batches.close()
         self.save_checkpoint()
         return self._finish(intervals)
@@ -319,18 +328,20 @@ class BlockTrainingRecipe:
             })
         barrier()
 
-    def save_adapter(self, meta: dict | None = None) -> Path | None:
+    def save_adapter(self, meta: dict | None = None, where: str = ADAPTER_DIR) -> Path | None:
         """The block adapter (rank 0): LoRA + sinks via `blockattn.adapter.save_block_adapter`; under full
         fine-tuning the model goes to adapter/model/ beside a sinks-only adapter."""
         from blockattn.adapter import save_block_adapter
 
         if not self.world.is_main:
             return None
-        out = self.out / ADAPTER_DIR
+        out = self.out / where
         model = self.student.model
         if not hasattr(model, "peft_config"):
             base_of(model).save_pretrained(str(out / "model"))
         a = self.cfg.adapter
+        # tokens and seconds are as of the last log step: a snapshot_every that is a multiple of log_every
+        # makes them exact for snapshots
         info = {"base": self.base_name, "objective": self.objective, "steps": self.step,
                 "tokens": self.tokens_seen, "train_seconds": round(self.train_seconds, 1),
                 "command": " ".join(sys.argv), "recipe": self.cfg.to_dict(), **(meta or {})}

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # What `--adapter` means when not given: the block adapter shipped for the model, if there is one (distilled
 # from the model's own full attention, see assets/adapters/*/README.md), else the base model alone.
 DEFAULT_ADAPTER = "default"
-SHIPPED_ADAPTERS = {"smollm2-135m-instruct": "smollm2-block-distill"}  # model name → assets/adapters/<dir>
+SHIPPED_FILE = "shipped.json"  # assets/adapters/shipped.json: model name → assets/adapters/<dir>
 DEFAULT_MAX_TOKENS = 256  # new tokens when a request does not say
 
 
@@ -39,6 +39,17 @@ def shipped_adapter_dir(name: str) -> Path:
     from importlib import resources
 
     return Path(str(resources.files("blockattn") / "assets" / "adapters" / name))
+
+
+def shipped_adapters() -> dict[str, str]:
+    """Model name → its shipped adapter's directory name (written by `python -m blockattn.experiments.ship`)."""
+    import json
+
+    path = shipped_adapter_dir(SHIPPED_FILE)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+SHIPPED_ADAPTERS = shipped_adapters()
 
 
 def resolve_adapter(spec: str | None, model: str = "default") -> tuple[Path | None, str | None]:

@@ -34,6 +34,7 @@ class PerplexityResult:
     nll_full: float
     tokens: int  # scored query tokens
     rows: int
+    kl: float = float("nan")  # mean KL(full ‖ block) per query-block position (nats)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +54,7 @@ def delta_perplexity(variant: Variant, corpus: BlockCorpus, rows: list[Row], wid
                 else contextlib.nullcontext())
     teacher = FrozenTeacher(model, backend)
     weight = output_weight(model)
-    sums = torch.zeros(3, dtype=torch.float64)  # nll_block, nll_full, tokens
+    sums = torch.zeros(5, dtype=torch.float64)  # nll_block, nll_full, tokens, kl, kl positions
     for i in range(0, len(rows), batch_size):
         chunk = rows[i:i + batch_size]
         flags = [[False] * (len(row.spans) - 1) + [True] for row in chunk]
@@ -64,12 +65,14 @@ def delta_perplexity(variant: Variant, corpus: BlockCorpus, rows: list[Row], wid
             h_full = teacher.hidden(batch.teacher_ids, batch.teacher_layout)
         h_block = h_block.flatten(0, 1)[batch.student_index]  # (M, H)
         h_full = h_full.flatten(0, 1)[batch.teacher_index]  # (M, H)
-        nll_block = linear_divergence(h_block, weight, labels=batch.labels, chunk=chunk_tokens, compute_dtype=dtype).ce
-        nll_full = linear_divergence(h_full, weight, labels=batch.labels, chunk=chunk_tokens, compute_dtype=dtype).ce
-        sums += torch.tensor([float(nll_block.sum()), float(nll_full.sum()), float((batch.labels != IGNORE).sum())],
+        # one pass: the block model's CE, the full model's CE (the "teacher" terms) and the KL between them
+        terms = linear_divergence(h_block, weight, h_full, labels=batch.labels, chunk=chunk_tokens,
+                                  compute_dtype=dtype)
+        sums += torch.tensor([float(terms.ce.sum()), float(terms.ce_teacher.sum()),
+                              float((batch.labels != IGNORE).sum()), float(terms.kl.sum()), float(terms.kl.numel())],
                              dtype=torch.float64)
     n = max(1.0, float(sums[2]))
     nll_b, nll_f = float(sums[0]) / n, float(sums[1]) / n
     return PerplexityResult(variant=variant.name, ppl_block=math.exp(nll_b), ppl_full=math.exp(nll_f),
                             delta_ppl=math.exp(nll_b) - math.exp(nll_f), nll_block=nll_b, nll_full=nll_f,
-                            tokens=int(sums[2]), rows=len(rows))
+                            tokens=int(sums[2]), rows=len(rows), kl=float(sums[3]) / max(1.0, float(sums[4])))

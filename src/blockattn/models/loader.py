@@ -1,4 +1,4 @@
-"""Load a Llama-family causal LM (Llama, Qwen2/3, Mistral) by path or by the default model's name."""
+"""Load a Llama-family causal LM (Llama, Qwen2/3, Mistral) by path or by a known model's name (registry.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from blockattn.errors import UserError
-from blockattn.models import smollm2
+from blockattn.models import convert, smollm2
+from blockattn.models.registry import KNOWN
 
 DEFAULT_MODEL = smollm2.NAME
-ALIASES = {"default": DEFAULT_MODEL, DEFAULT_MODEL: DEFAULT_MODEL, "smollm2": DEFAULT_MODEL}
+# every known model by its own name, plus short names
+ALIASES = {"default": DEFAULT_MODEL, "smollm2": DEFAULT_MODEL, "qwen2.5-0.5b": "qwen2.5-coder-0.5b-instruct",
+           "qwen2.5-1.5b": "qwen2.5-coder-1.5b-instruct", **{name: name for name in KNOWN}}
 # Decoder-only RoPE models with HF's rotate-half layout and the functional attention interface.
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "qwen3", "mistral")
 
@@ -28,9 +31,9 @@ class LoadedModel:
 
 
 def resolve(name_or_path: str) -> Path:
-    """A model name or path → a local HF model directory (converting the default model if needed)."""
+    """A model name or path → a local HF model directory (converting a known model once if needed)."""
     if name_or_path in ALIASES:
-        return smollm2.prepare()
+        return convert.prepare(ALIASES[name_or_path])
     path = Path(name_or_path).expanduser()
     if not path.exists():
         raise UserError(f"model {name_or_path!r}: no such directory (and not a known name: "
@@ -42,7 +45,7 @@ def resolve(name_or_path: str) -> Path:
 
 def _identity(name_or_path: str, path: Path) -> str:
     if name_or_path in ALIASES:
-        return smollm2.identity()
+        return convert.identity(ALIASES[name_or_path])
     digest = hashlib.sha256((path / "config.json").read_bytes())
     for weights in sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin")):
         stat = weights.stat()

@@ -1,0 +1,79 @@
+"""The quality GPU entry point, end to end on CPU with a tiny random model and the real SmolLM2 tokenizer:
+the same code path the H200 runs (teacher pre-pass, distill, block-FT, an ablation, evaluation, curves)."""
+
+import json
+import tarfile
+
+import pytest
+from typer.testing import CliRunner
+
+from blockattn.experiments import quality
+from blockattn.experiments.pack import add_quality_items
+from blockattn.distill.pack import build_pack
+
+pytestmark = pytest.mark.slow
+TINY = ["model.tiny_vocab=49152", "model.tokenizer=smollm2-135m-instruct", "model.dtype=float32",
+        "data.seq_len=512", "data.batch_size=2", "train.log_every=2", "train.device=cpu", "train.precision=fp32",
+        "train.cpu_threads=1", "adapter.lora_rank=2", "loss.chunk_tokens=512"]
+
+
+@pytest.fixture
+def pack(mini_semanticseg, tmp_path, smollm2_tokenizer):
+    built = build_pack(mini_semanticseg, smollm2_tokenizer, "fixed", 96, 8, 20_000, 4_000, needle_counts=(4,),
+                       needles_per_count=1, doc_tokens=60)
+    built = add_quality_items(built, mini_semanticseg, smollm2_tokenizer, facts_per_count=1, rag_items=6,
+                              doc_tokens=60, rag_doc_tokens=40, seed=0)
+    return built.save(tmp_path / "pack.npz")
+
+
+def test_entry_point_runs_every_phase_and_writes_the_contract(pack, mini_hotpotqa, tmp_path):
+    out = tmp_path / "out"
+    sets = [a for o in TINY for a in ("--set", o)]
+    result = CliRunner().invoke(quality.app, [
+        "--model", "tiny", "--pack", str(pack), "--out", str(out), "--work", str(tmp_path / "work"),
+        "--steps", "4", "--ablations", "rag", "--hotpot-limit", "3", "--hotpotqa", str(mini_hotpotqa),
+        "--facts-per-count", "1", "--ppl-rows", "2", "--query-tokens", "32", "--snapshot-every", "2",
+        "--curve-hotpot-limit", "2", "--rag-items", "6", "--answer-tokens", "6", "--batch-size", "4",
+        "--deadline-minutes", "30", "--eval-minutes", "1", *sets])
+    assert (out / "quality_tiny.json").is_file(), (result.output, repr(result.exception))
+    data = json.loads((out / "quality_tiny.json").read_text())
+    assert result.exit_code == 0, {k: v for k, v in data["phases"].items() if v["status"] != "ok"}
+    assert [r["method"] for r in data["rows"]] == ["full", "zero-shot block", "distilled", "block-FT",
+                                                   "distilled -rag"]
+    assert data["teacher"]["answered"] == 6
+    rows = {r["method"]: r for r in data["rows"]}
+    assert rows["full"]["train_tokens"] is None and rows["full"]["kl"] is None
+    assert rows["distilled"]["train_tokens"] > 0 and rows["distilled"]["kl"] >= 0
+    assert rows["distilled"]["hotpotqa"]["n"] == 3 and set(rows["distilled"]["facts"]) == {"4", "8", "16"}
+    assert data["distill"]["summary"]["steps"] == data["block_ft"]["summary"]["steps"] == 4
+    assert data["ablation_rag"]["summary"]["steps"] == 4
+    # snapshots at step 2, then the final adapter (and the zero-shot start of the curve)
+    assert [p["tokens"] > 0 for p in data["curves"]["distilled"]] == [False, True, True]
+    for key in ("command", "commit", "machine", "seed", "wall_seconds", "model", "examples"):
+        assert key in data
+    with tarfile.open(out / "adapters_tiny.tar.gz") as tar:
+        names = tar.getnames()
+    assert "distilled/blockattn_adapter.json" in names and "block-FT/adapter_model.safetensors" in names
+    assert sorted(p.name for p in out.iterdir()) == ["adapters_tiny.tar.gz", "quality_tiny.json",
+                                                     "quality_tiny.png", "teacher_tiny.json"]
+    # shipping is one command: unpack, README from the JSON, registry entry
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "shipped.json").write_text('{"smollm2-135m-instruct": "smollm2-block-distill"}')
+    shipped = CliRunner().invoke(ship_app(), [str(out), "--assets", str(assets)])
+    assert shipped.exit_code == 0, shipped.output
+    registry = json.loads((assets / "shipped.json").read_text())
+    assert registry == {"smollm2-135m-instruct": "smollm2-block-distill", "tiny": "tiny-block-distill"}
+    readme = (assets / "tiny-block-distill" / "README.md").read_text()
+    assert data["command"] in readme and "| distilled |" in readme
+    assert (assets / "tiny-block-distill" / "blockattn_adapter.json").is_file()
+
+
+def ship_app():
+    import typer
+
+    from blockattn.experiments.ship import main
+
+    app = typer.Typer()
+    app.command()(main)
+    return app

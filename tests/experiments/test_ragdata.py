@@ -1,0 +1,62 @@
+"""RAG-shaped rows: requests from training passages, the answer-only loss, and the mix with continuation rows."""
+
+import numpy as np
+import torch
+
+from blockattn.data.facts import distractor_items
+from blockattn.distill.corpus import BlockCorpus
+from blockattn.distill.loader import BatchLoader
+from blockattn.distill.ragset import RagSet, load_ragset, rag_choice
+from blockattn.experiments.ragdata import KINDS, rag_requests
+
+POOL = [f"Passage {i} opens here.\nIts second line talks about topic {i}.\nA third line ends it.\n" for i in range(30)]
+
+
+def test_distractor_items_plant_one_distinct_fact_per_document():
+    items = distractor_items(POOL, [4, 8], 3, seed=0)
+    assert [it.n_docs for it in items] == [4] * 3 + [8] * 3
+    for it in items:
+        facts = [line for doc in it.documents for line in doc.splitlines() if "access code" in line]
+        assert len(facts) == it.n_docs and len(set(facts)) == it.n_docs
+        assert it.answer in it.documents[it.needle_doc] and it.question.startswith("What is the access code")
+
+
+def test_train_template_shares_no_wording_with_eval():
+    train = distractor_items(POOL, [4], 2, seed=0, template="train")
+    assert all("access code" not in doc for it in train for doc in it.documents)
+    assert all("tracking number" in it.question for it in train)
+
+
+def test_requests_cover_every_kind():
+    reqs = rag_requests(POOL, 9, seed=1)
+    assert [r["kind"] for r in reqs] == list(KINDS) * 3
+    assert all(3 <= len(r["documents"]) <= 10 and r["question"] for r in reqs)
+
+
+def test_loss_is_taken_on_the_answer_only(tmp_path):
+    """Request: context blocks [5 tokens], [4 tokens]; question 3 tokens; answer 2 tokens."""
+    ragset = RagSet.from_requests([([[10, 11, 12, 13, 14], [20, 21, 22, 23], [30, 31, 32]], [40, 41])])
+    ragset = load_ragset(ragset.save(tmp_path / "rag.npz"))
+    text = BlockCorpus.from_texts([[list(range(50, 90))]])
+    loader = BatchLoader(text, seq_len=64, batch_size=1, block_dropout=0.0, sinks_per_block=2, shared_sink=0,
+                         pad_id=0, seed=0, rag=ragset, rag_fraction=1.0)
+    batch = loader.batch(0)
+    # loss at the question's last token (predicts 40) and at 40 (predicts 41); 41 ends the row (IGNORE)
+    assert batch.teacher_ids.flatten()[batch.teacher_index].tolist() == [32, 40, 41]
+    assert batch.labels.tolist() == [40, 41, -100]
+    assert batch.student_ids.flatten()[batch.student_index].tolist() == [32, 40, 41]
+
+
+def test_mix_follows_the_fraction_and_is_a_function_of_the_row():
+    picks = [rag_choice(0.3, 10, 0, i) for i in range(2000)]
+    assert abs(np.mean([p is not None for p in picks]) - 0.3) < 0.04
+    assert picks == [rag_choice(0.3, 10, 0, i) for i in range(2000)]
+    assert all(rag_choice(0.0, 10, 0, i) is None for i in range(50))
+
+
+def test_without_rag_rows_batches_are_unchanged():
+    text = BlockCorpus.from_texts([[list(range(3, 40)), list(range(40, 80))]] * 4)
+    plain = BatchLoader(text, 64, 2, 0.3, 2, 0, 0, seed=0).batch(0)
+    ragset = RagSet.from_requests([([[5, 6], [7]], [8])])
+    mixed = BatchLoader(text, 64, 2, 0.3, 2, 0, 0, seed=0, rag=ragset, rag_fraction=0.0).batch(0)
+    assert torch.equal(plain.student_ids, mixed.student_ids) and torch.equal(plain.labels, mixed.labels)
