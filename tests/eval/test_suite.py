@@ -62,7 +62,8 @@ class TestSegmentationKL:
 class TestSensitivity:
     def test_one_kl_per_token_and_answer_predictions_counted(self, hotpotqa, smollm2_tokenizer):
         items = read_questions(hotpotqa, 1)
-        [ex] = sensitivity([zero_shot_block(tiny_model(vocab_size=49152, initializer_range=0.5))], smollm2_tokenizer, items)
+        model = tiny_model(vocab_size=49152, initializer_range=0.5)
+        [ex] = sensitivity([zero_shot_block(model)], smollm2_tokenizer, items)
         v = ex["variants"]["zero-shot block"]
         assert len(v["kl_per_token"]) == sum(ex["block_tokens"]) and len(ex["block_tokens"]) == 5
         assert ex["supporting_blocks"] == [1] and ex["answer_tokens"] > 0
@@ -83,10 +84,22 @@ class TestEvalAll:
             assert {"command", "commit", "machine", "wall_seconds", "seed"} <= set(data)
             assert (out / f"{name}.png").stat().st_size > 5_000
 
+    def test_a_saved_sample_scores_the_same_texts(self, semanticseg, tiny_loaded, tmp_path):  # noqa: F811
+        sample = tmp_path / "sample.jsonl.gz"
+        common = ["--model", "tiny", "--adapter", "none", "--tables", "t3", "--documents", "2", "--methods", "gold",
+                  "--device", "cpu"]
+        first = CliRunner().invoke(app, ["eval", "all", "--out", str(tmp_path / "a"), "--data", str(semanticseg),
+                                         "--max-tokens", "1500", "--save-sample", str(sample), *common])
+        second = CliRunner().invoke(app, ["eval", "all", "--out", str(tmp_path / "b"), "--data", str(sample), *common])
+        assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+        a, b = (json.loads((tmp_path / d / "segkl_tiny.json").read_text()) for d in "ab")
+        assert a["methods"] == b["methods"] and b["max_tokens"] == 1500
+
     @pytest.mark.parametrize("args, message", [
         (["--data", "/nonexistent"], "no test split"),
         (["--tables", "t9"], "unknown table"),
         (["--examples", "0"], "must be ≥ 1"),
+        (["--data", __file__, "--tables", "t3"], "document sample"),
     ])
     def test_bad_input_is_one_line(self, args, message, tiny_loaded, tmp_path, monkeypatch, capsys):
         from blockattn.cli import main

@@ -114,7 +114,9 @@ def all_tables(
     out: Path = typer.Option(Path("reports"), help="Directory for the JSON + PNG of each table."),
     model: str = typer.Option("smollm2-135m-instruct", help="Base model name or directory."),
     adapter: str = typer.Option("default", help="Block adapter: default (the shipped one), none, or a directory."),
-    data: Path = typer.Option(Path("data/semanticseg"), help="SemanticSeg directory (T3 uses its test split)."),
+    data: Path = typer.Option(Path("data/semanticseg"),
+                              help="T3: SemanticSeg directory (its test split), or a --save-sample file."),
+    save_sample: Optional[Path] = typer.Option(None, help="T3: also write the sampled texts here (.jsonl.gz)."),
     documents: int = typer.Option(24, help="T3: SemanticSeg texts sampled."),
     max_tokens: int = typer.Option(768, help="T3: each text's first ~N tokens."),
     methods: str = typer.Option("gold,learned,fixed,paragraph,sentence", help="T3: segmentation methods."),
@@ -131,7 +133,8 @@ def all_tables(
 
     if documents < 1 or examples < 1 or max_tokens < 16:
         raise UserError("--documents and --examples must be ≥ 1 and --max-tokens ≥ 16")
-    cfg = SuiteConfig(model=model, adapter=adapter, data=data, documents=documents, max_tokens=max_tokens,
+    cfg = SuiteConfig(model=model, adapter=adapter, data=data, save_sample=save_sample, documents=documents,
+                      max_tokens=max_tokens,
                       methods=tuple(m.strip() for m in methods.split(",") if m.strip()), hotpotqa=hotpotqa,
                       examples=examples, seed=seed, device=device, dtype=dtype,
                       tables=tuple(t.strip().lower() for t in tables.split(",") if t.strip()))

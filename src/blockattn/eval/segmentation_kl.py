@@ -23,7 +23,7 @@ METHODS = ("gold", "learned", "fixed", "paragraph", "sentence")
 def sample_documents(root: str | Path, split: str, n: int, max_tokens: int, seed: int) -> list[dict]:
     """`n` documents of `split` in a seeded order, each truncated to about `max_tokens` tokens at a line end
     and kept only when at least three gold medium blocks remain (with two, the first block is exact and the
-    second is the query block, so every method would score 0): {"id", "category", "text", "cuts"}."""
+    second is the query block, so every method would score 0): {"id", "category", "text", "cuts", "max_tokens"}."""
     from blockattn.data.parquet import iter_split
 
     rows = list(iter_split(root, split, columns=["id", "category", "text", "n_tokens", "boundaries"]))
@@ -38,9 +38,37 @@ def sample_documents(root: str | Path, split: str, n: int, max_tokens: int, seed
             text = text[:end]
         cuts = [c for c in row["boundaries"]["medium"] if 0 < c < len(text)]
         if len(cuts) >= 2 and text.strip():
-            docs.append({"id": row["id"], "category": row["category"], "text": text, "cuts": cuts})
+            docs.append({"id": row["id"], "category": row["category"], "text": text, "cuts": cuts,
+                         "max_tokens": max_tokens})
         if len(docs) == n:
             break
+    return docs
+
+
+def save_documents(docs: list[dict], path: Path) -> None:
+    """The sample as gzipped JSON lines, so another machine (the GPU) scores exactly these texts."""
+    import gzip
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with gzip.open(path, "wt", encoding="utf-8") as f:
+        f.writelines(json.dumps(d) + "\n" for d in docs)
+
+
+def load_documents(path: Path, n: int) -> list[dict]:
+    """The first `n` documents of a `save_documents` file."""
+    import gzip
+    import json
+
+    from blockattn.errors import UserError
+
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            docs = [json.loads(line) for line, _ in zip(f, range(n))]
+    except (OSError, ValueError) as exc:
+        raise UserError(f"document sample {path}: unreadable ({type(exc).__name__})") from None
+    if not docs or not all({"id", "text", "cuts"} <= set(d) for d in docs):
+        raise UserError(f"document sample {path}: no documents with id, text and cuts")
     return docs
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from blockattn.errors import UserError
 from blockattn.eval.plots import plot_segmentation_kl, plot_sensitivity
-from blockattn.eval.segmentation_kl import METHODS, sample_documents, segmentation_kl
+from blockattn.eval.segmentation_kl import (METHODS, load_documents, sample_documents, save_documents,
+                                             segmentation_kl)
 from blockattn.eval.sensitivity import read_questions, sensitivity
 from blockattn.reportio import provenance, write_report
 
@@ -25,7 +26,8 @@ from blockattn.reportio import provenance, write_report
 class SuiteConfig:
     model: str = "smollm2-135m-instruct"
     adapter: str = "default"  # block adapter: default (the shipped one) | none | DIR
-    data: Path = Path("data/semanticseg")
+    data: Path = Path("data/semanticseg")  # a SemanticSeg directory, or a sample file (save_sample) .jsonl.gz
+    save_sample: Path | None = None  # T3: also write the sampled texts here (to score the same ones on the GPU)
     split: str = "test"
     documents: int = 24  # T3 sample
     max_tokens: int = 768  # T3: each text's first ~max_tokens tokens
@@ -63,7 +65,8 @@ def run_suite(cfg: SuiteConfig, out: Path, command: str | None = None) -> list[P
     unknown = set(cfg.tables) - {"t3", "f1"}
     if unknown:
         raise UserError(f"unknown table(s) {sorted(unknown)}; choose from t3, f1")
-    if "t3" in cfg.tables and not (cfg.data / "data" / cfg.split).is_dir():
+    sample_file = cfg.data.is_file()
+    if "t3" in cfg.tables and not sample_file and not (cfg.data / "data" / cfg.split).is_dir():
         raise UserError(f"SemanticSeg {cfg.data}: no {cfg.split} split (build it with `blockattn data build`)")
     if "f1" in cfg.tables and not cfg.hotpotqa.is_file():
         raise UserError(f"HotpotQA file {cfg.hotpotqa}: not found (pass --hotpotqa PATH)")
@@ -75,13 +78,16 @@ def run_suite(cfg: SuiteConfig, out: Path, command: str | None = None) -> list[P
     written = []
     if "t3" in cfg.tables:
         start = time.perf_counter()
-        docs = sample_documents(cfg.data, cfg.split, cfg.documents, cfg.max_tokens, cfg.seed)
+        docs = (load_documents(cfg.data, cfg.documents) if sample_file
+                else sample_documents(cfg.data, cfg.split, cfg.documents, cfg.max_tokens, cfg.seed))
+        if cfg.save_sample is not None:
+            save_documents(docs, cfg.save_sample)
         if not docs:
             raise UserError(f"SemanticSeg {cfg.data}: no {cfg.split} text with at least three gold blocks")
         table = segmentation_kl(variants, tokenizer, docs, cfg.methods)
         result = {**table, "model": cfg.model, "adapter": cfg.adapter, "split": cfg.split,
-                  "data": cfg.data.name, "max_tokens": cfg.max_tokens,
-                  "categories": sorted({d["category"] for d in docs}),
+                  "data": cfg.data.name, "max_tokens": docs[0].get("max_tokens"),
+                  "categories": sorted({d.get("category", "?") for d in docs}),
                   **provenance(cfg.seed, time.perf_counter() - start, command)}
         written.append(write_report(result, out / f"segkl_{stem}.json", plot_segmentation_kl))
     if "f1" in cfg.tables:
