@@ -18,7 +18,7 @@ from rich.progress import Progress
 from blockattn.attention.interface import compiled_flex_attention
 from blockattn.attention.layout import BlockLayout, BlockSpec
 from blockattn.attention.masks import dense_block_mask, flex_block_mask
-from blockattn.bench.report import save_figure, token_axis, write_report
+from blockattn.reportio import save_figure, token_axis, write_report
 from blockattn.bench.timing import median_ms, peak_memory_mb
 
 METHODS = ("flex", "dense", "causal")

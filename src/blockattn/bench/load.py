@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-from blockattn.bench.report import write_report
+from blockattn.reportio import write_report
 
 QUESTIONS = ("Who designed the Bell Rock Lighthouse?", "Where was Marie Curie born?",
              "How many eggs can a honey bee queen lay in a day?", "What is the text about?")

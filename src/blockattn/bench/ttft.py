@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from blockattn.bench.models import BenchModel, build
-from blockattn.bench.report import save_figure, token_axis, write_report
+from blockattn.reportio import save_figure, token_axis, write_report
 from blockattn.bench.timing import median_ms
 
 GOAL = {"model": "llama-8b-shape", "tokens": 32768, "max_cached_pct_of_full": 1.3}

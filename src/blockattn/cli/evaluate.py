@@ -3,6 +3,7 @@
     blockattn eval ppl      ΔPPL(block − full) on a pack's held-out text, zero-shot or through an adapter
     blockattn eval needles  planted-fact retrieval over 4–16 documents: full, zero-shot block, or an adapter
     blockattn eval hotpotqa HotpotQA dev questions, one block per paragraph (cli/hotpotqa.py)
+    blockattn eval all      the tables that need no training run (T3 segmentation KL, F1 block sensitivity)
 """
 
 from __future__ import annotations
@@ -107,6 +108,39 @@ def needles(
     if not items:
         raise UserError(f"the pack holds no items with {docs} documents")
     _emit({**needle_accuracy(variant, loaded.tokenizer, items, batch_size=batch_size), **variant.to_dict()}, out)
+
+
+@app.command("all")
+def all_tables(
+    out: Path = typer.Option(Path("reports"), help="Directory for the JSON + PNG of each table."),
+    model: str = typer.Option("smollm2-135m-instruct", help="Base model name or directory."),
+    adapter: str = typer.Option("default", help="Block adapter: default (the shipped one), none, or a directory."),
+    data: Path = typer.Option(Path("data/semanticseg"),
+                              help="T3: SemanticSeg directory (its test split), or a --save-sample file."),
+    save_sample: Optional[Path] = typer.Option(None, help="T3: also write the sampled texts here (.jsonl.gz)."),
+    documents: int = typer.Option(24, help="T3: SemanticSeg texts sampled."),
+    max_tokens: int = typer.Option(768, help="T3: each text's first ~N tokens."),
+    methods: str = typer.Option("gold,learned,fixed,paragraph,sentence", help="T3: segmentation methods."),
+    hotpotqa: Path = typer.Option(Path("../shared/data/hotpotqa/dev500.jsonl.gz"), help="F1: HotpotQA file."),
+    examples: int = typer.Option(3, help="F1: HotpotQA questions (the first N)."),
+    tables: str = typer.Option("t3,f1", help="Which tables to compute."),
+    seed: int = typer.Option(0),
+    device: str = typer.Option("auto", help="cuda, cpu, or auto."),
+    dtype: str = typer.Option("float32", help="Weights dtype (bfloat16 on GPU)."),
+) -> None:
+    """T3 (KL per segmentation method) and F1 (per-token KL on HotpotQA), JSON + PNG each, under --out;
+    then `python -m blockattn.reports` renders docs/results.md from everything under reports/."""
+    from blockattn.eval.suite import SuiteConfig, run_suite
+
+    if documents < 1 or examples < 1 or max_tokens < 16:
+        raise UserError("--documents and --examples must be ≥ 1 and --max-tokens ≥ 16")
+    cfg = SuiteConfig(model=model, adapter=adapter, data=data, save_sample=save_sample, documents=documents,
+                      max_tokens=max_tokens,
+                      methods=tuple(m.strip() for m in methods.split(",") if m.strip()), hotpotqa=hotpotqa,
+                      examples=examples, seed=seed, device=device, dtype=dtype,
+                      tables=tuple(t.strip().lower() for t in tables.split(",") if t.strip()))
+    for path in run_suite(cfg, out):
+        typer.echo(f"wrote {path} (+ .png)")
 
 
 def _register() -> None:
