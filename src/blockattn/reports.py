@@ -280,7 +280,6 @@ RENDERERS: dict[str, Renderer] = {
     "segkl_": paper_tables.render_segkl,  # T3
     "sensitivity_": paper_tables.render_sensitivity,  # F1
     "bench_serve": paper_tables.render_speed_generic,  # T5
-    "bench_decode": paper_tables.render_speed_generic,  # T5
 }
 
 

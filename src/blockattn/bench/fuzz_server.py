@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             with background(service) as url:
                 result = {"server": "in-process, tiny random-weight llama + SmolLM2 tokenizer",
                           **fuzz(url, args.bodies, args.seed)}
-    from blockattn.bench.report import write_report
+    from blockattn.reportio import write_report
 
     result["command"] = "python -m blockattn.bench.fuzz_server " + " ".join(argv if argv is not None else sys.argv[1:])
     write_report(result, args.out)

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from blockattn.bench.diskstress import run as disk_stress
     from blockattn.bench.redisproc import RedisProcess
-    from blockattn.bench.report import write_report
+    from blockattn.reportio import write_report
     from blockattn.bench.serverproc import ServerProcess
     from blockattn.models.tiny import save_tiny_model
 
