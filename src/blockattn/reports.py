@@ -267,7 +267,7 @@ def render_generic(name: str, data: dict) -> list[str]:
 RENDERERS: dict[str, Renderer] = {
     "bench_attention": render_attention,
     "bench_ttft": render_ttft,
-    "bench_decode": render_decode,
+    "bench_decode": render_decode,  # T5 decode speed (its schema is known: no generic T5 table)
     "load": render_load,
     "kv_sharing": render_kv_sharing,
     "fuzz_server": render_fuzz_server,
@@ -280,7 +280,6 @@ RENDERERS: dict[str, Renderer] = {
     "segkl_": paper_tables.render_segkl,  # T3
     "sensitivity_": paper_tables.render_sensitivity,  # F1
     "bench_serve": paper_tables.render_speed_generic,  # T5
-    "bench_decode": paper_tables.render_speed_generic,  # T5
 }
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from blockattn.bench.models import build
-from blockattn.bench.report import save_figure, write_report
+from blockattn.reportio import save_figure, write_report
 from blockattn.bench.ttft import environment, prompt_blocks
 
 GOALS = {"smollm2_single_stream_tokens_s": 400, "llama8b_single_stream_tokens_s": 150,
