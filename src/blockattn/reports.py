@@ -267,7 +267,7 @@ def render_generic(name: str, data: dict) -> list[str]:
 RENDERERS: dict[str, Renderer] = {
     "bench_attention": render_attention,
     "bench_ttft": render_ttft,
-    "bench_decode": render_decode,
+    "bench_decode": render_decode,  # T5 decode speed (its schema is known: no generic T5 table)
     "load": render_load,
     "kv_sharing": render_kv_sharing,
     "fuzz_server": render_fuzz_server,

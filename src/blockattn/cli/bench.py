@@ -169,6 +169,7 @@ def decode(
 ) -> None:
     """Decode tokens/s: one stream (block and full mode, engine vs plain transformers) and batched streams."""
     from blockattn.bench.decode import DecodeBenchConfig, run, table, write
+    from blockattn.reportio import provenance
     from blockattn.bench.models import BENCH_MODELS
 
     device = bench_device(device)
@@ -192,7 +193,7 @@ def decode(
                             new_tokens=new_tokens, streams=widths, variants=chosen, repeat=repeat,
                             time_budget_s=time_budget)
     result = run(cfg, log=lambda line: typer.echo(line, err=True))
-    result["command"] = "blockattn " + " ".join(sys.argv[1:])
+    result.update(provenance(cfg.seed, result["seconds"]))  # command, commit, machine, wall time, seed
     path = write(result, out)
     typer.echo(table(result))
     typer.echo(f"wrote {path}")
