@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The whole GPU part of a release on one lent H200, as a few device calls (the machine stays ours while
+# calls follow each other; it goes back ~30 s after the last one, or 30 minutes after the first).
+#
+#   bash scripts/gpu/session.sh stage PART            copy one carried GGUF part to /tmp/stage
+#   bash scripts/gpu/session.sh assemble NAME SHA256  join /tmp/stage/NAME.p?? into /tmp/stage/NAME.gguf, check it
+#   bash scripts/gpu/session.sh start                 start the orchestrator below, detached (setsid)
+#   bash scripts/gpu/session.sh status                what runs, the last log lines, GPU memory
+#   bash scripts/gpu/session.sh collect               everything under /tmp/ba/results -> $OUT (one tarball + logs)
+#
+# The orchestrator (`run`): the speed benchmarks first, alone on the GPU (scripts/gpu/speed.sh, issue 10);
+# then the quality runs of the three models side by side (python -m blockattn.experiments.quality, issue 11):
+# SmolLM2 with the ablations, Qwen2.5-Coder-0.5B (distill vs block-FT), Qwen2.5-Coder-1.5B (what its time
+# allows). Models come from GGUFs staged in /tmp/stage (made here with `split -b 40000000`, carried one part
+# a call: the working tree travels with every call and the limit is 64 MiB), packs from .gpu/ (carried once).
+set -u
+BA=/tmp/ba
+RES=$BA/results
+export PYTHONPATH="$PWD/src:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+export BLOCKATTN_HOME=/tmp/bahome HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+export BLOCKATTN_SMOLLM2_GGUF=/tmp/stage/smol.gguf
+export BLOCKATTN_GGUF_QWEN2_5_CODER_0_5B_INSTRUCT=/tmp/stage/q05.gguf
+export BLOCKATTN_GGUF_QWEN2_5_CODER_1_5B_INSTRUCT=/tmp/stage/q15.gguf
+export BLOCKATTN_HOTPOTQA=$BA/gpu/dev500.jsonl.gz
+export BLOCKATTN_COMMIT=$(cat $BA/gpu/commit 2>/dev/null || echo unknown)
+SPEED_BUDGET=${SPEED_BUDGET:-300}
+QUALITY_MINUTES=${QUALITY_MINUTES:-14}
+log() { echo "[$(date +%T)] $*" | tee -a "$RES/session.txt"; }
+
+wait_for() {  # wait_for FILE SECONDS: 0 once FILE exists
+    local i
+    for ((i = 0; i < $2; i++)); do [ -e "$1" ] && return 0; sleep 1; done
+    return 1
+}
+
+# LoRA rank per model, so that each shipped adapter stays <= 20 MB in fp32 (all 7 linear maps of every layer)
+rank() { echo "--set adapter.lora_rank=$1 --set adapter.lora_alpha=$(( $1 * 2 ))"; }
+
+quality() {  # quality MODEL PACK MINUTES [extra options...]: one run in the background, its log under $RES
+    local model=$1 pack=$2 minutes=$3
+    shift 3
+    log "quality $model (${minutes} min) $*"
+    timeout -k 10 "$(python3 -c "print(int($minutes * 60 + 60))")" python3 -m blockattn.experiments.quality \
+        --model "$model" --pack "$pack" --out "$RES/$model" --work "$BA/work/$model" \
+        --deadline-minutes "$minutes" "$@" > "$RES/log_$model.txt" 2>&1 &
+}
+
+run() {
+    mkdir -p "$RES"
+    log "orchestrator start, commit $BLOCKATTN_COMMIT"
+    nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm --format=csv >> "$RES/session.txt" 2>&1
+    # 1. speed, alone on the GPU (model conversions meanwhile are CPU work)
+    ( wait_for /tmp/stage/q05.ready 600 && python3 -m blockattn models prepare qwen2.5-coder-0.5b-instruct \
+        > "$RES/prepare_q05.txt" 2>&1 ) &
+    local convert=$!
+    OUT=$RES/speed bash scripts/gpu/speed.sh --budget "$SPEED_BUDGET" > "$RES/speed_stdout.txt" 2>&1
+    log "speed done rc=$?"
+    # 2. quality, side by side
+    local t0 end
+    t0=$(date +%s)
+    end=$((t0 + QUALITY_MINUTES * 60))
+    quality smollm2-135m-instruct "$BA/gpu/pack-smollm2.npz" "$QUALITY_MINUTES" --eval-minutes 5 \
+        --ablations sinks,dropout,weighting,rag $(rank 8)
+    wait "$convert"  # the 0.5B conversion (started above)
+    quality qwen2.5-coder-0.5b-instruct "$BA/gpu/pack-qwen.npz" \
+        "$(python3 -c "print(round(($end - $(date +%s)) / 60, 2))")" --eval-minutes 5.5 $(rank 8)
+    if wait_for /tmp/stage/q15.ready 120; then
+        python3 -m blockattn models prepare qwen2.5-coder-1.5b-instruct > "$RES/prepare_q15.txt" 2>&1
+        quality qwen2.5-coder-1.5b-instruct "$BA/gpu/pack-qwen.npz" \
+            "$(python3 -c "print(round(($end - $(date +%s)) / 60, 2))")" --methods distill --eval-minutes 5 \
+            --hotpot-limit 300 --curve-hotpot-limit 50 $(rank 4)
+    else
+        log "the 1.5B GGUF never arrived: no 1.5B run"
+    fi
+    wait
+    log "orchestrator done"
+    touch "$RES/DONE"
+}
+
+case "${1:-}" in
+    stage) mkdir -p /tmp/stage && cp "$2" /tmp/stage/ && ls /tmp/stage | wc -l ;;
+    assemble)
+        cat /tmp/stage/"$2".p?? > /tmp/stage/"$2".gguf && echo "$3  /tmp/stage/$2.gguf" | sha256sum -c - \
+            && rm -f /tmp/stage/"$2".p?? && touch /tmp/stage/"$2".ready ;;
+    start)
+        mkdir -p $BA/gpu "$RES" && cp .gpu/* $BA/gpu/ 
+        python3 -m pip install -q --no-index --no-deps --target /tmp/site .devcache/whl/*.whl
+        setsid nohup bash "$0" run > $BA/orchestrator.txt 2>&1 < /dev/null &
+        sleep 2; cat $BA/orchestrator.txt ;;
+    run) run ;;
+    wait)  # wait SECONDS: until the orchestrator is done or SECONDS pass (keeps the machine held), then status
+        for ((i = 0; i < $2; i += 5)); do [ -e "$RES/DONE" ] && break; sleep 5; done
+        bash "$0" status ;;
+    status)
+        tail -n 5 "$RES"/session.txt "$RES"/log_*.txt "$RES"/speed/speed_log.txt 2>/dev/null
+        nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv ;;
+    collect)  # collect FIRST COUNT: parts FIRST.. of the results archive (15 MB each: a call brings back 64 MiB)
+        : "${OUT:?set OUT}"
+        [ -e $BA/results.tgz ] || { tar czf $BA/results.tgz -C $BA results \
+            && split -b 15000000 -d -a 1 $BA/results.tgz $BA/results.tgz.p; }
+        ls -l $BA/results.tgz*; sha256sum $BA/results.tgz
+        for ((i = $2; i < $2 + $3; i++)); do [ -e $BA/results.tgz.p$i ] && cp $BA/results.tgz.p$i "$OUT/"; done
+        ls -l "$OUT" ;;
+    *) echo "usage: session.sh stage PART | assemble NAME SHA | start | status | collect" >&2; exit 2 ;;
+esac
