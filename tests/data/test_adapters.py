@@ -7,9 +7,9 @@ import gzip
 from pathlib import Path
 
 from blockattn.data.documents import COARSE, FINE, MEDIUM, NONE
-from blockattn.data.sources import (SOURCES, code, conversations, dictionaries, emails, encyclopedia, fortunes,
-                                    htmldocs, legal, manpages, manuals, news, novels, perl, rvignettes, scripture,
-                                    speeches)
+from blockattn.data.sources import (SOURCES, code, conversations, debianpolicy, dictionaries, emails, encyclopedia,
+                                    fortunes, htmldocs, legal, manpages, manuals, news, novels, perl, rvignettes,
+                                    scripture, speeches)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -288,6 +288,30 @@ class TestRVignettes:
             (COARSE, ""), (COARSE, "## Part one"), (MEDIUM, "### Detail"), (COARSE, "***\n\n## Part two")]
         assert "# a comment, not a heading" in doc.text(markup=False)
         assert "***" not in doc.text(markup=False) and doc.pieces[-1].heading == "***\n\n## Part two\n\n"
+
+
+class TestDebianPolicy:
+    def test_chapters_of_both_manuals_cut_at_their_section_titles(self, package_tree):
+        rst = ("Binary packages\n===============\n\nIntro.\n\n.. _s3.1:\n\nThe package name\n----------------\n\n"
+               "Names.\n\n.. _s3.1.1:\n\nOffensive content\n~~~~~~~~~~~~~~~~~\n\nCare.\n\n"
+               "Versions\n--------\n\nNumbers.\n")
+        policy = package_tree({"usr/share/doc/debian-policy/policy.html/_sources/ch-binary.rst.txt": rst,
+                               "usr/share/doc/debian-policy/policy.html/_sources/index.rst.txt": "Contents\n====\n"})
+        devref = package_tree({"usr/share/developers-reference/_sources/tools.rst.txt": rst})
+        docs = check(list(debianpolicy.parse([policy, devref])), "debian-policy", "debian-policy")
+        assert [d.id for d in docs] == ["debian-policy/debian-policy/ch-binary",
+                                        "debian-policy/developers-reference/tools"]
+        doc = docs[0]
+        assert doc.title == "Binary packages"
+        assert [(p.level, p.heading.strip().splitlines()[-2]) for p in doc.pieces[1:] if p.heading] == [
+            (COARSE, "The package name"), (MEDIUM, "Offensive content"), (COARSE, "Versions")]
+        assert ".. _s3.1:" not in doc.text(markup=False)
+
+    def test_is_its_own_unseen_set(self):
+        from blockattn.data.sources import UNSEEN, UNSEEN_SETS
+
+        assert UNSEEN_SETS["debian-policy"] == (debianpolicy.DEBIAN_POLICY,)
+        assert debianpolicy.DEBIAN_POLICY in UNSEEN
 
 
 class TestHtml:
