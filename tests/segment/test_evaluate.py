@@ -74,6 +74,12 @@ class TestReuse:
         assert second["reused_from"] == {"fixed": str(tmp_path / "a.json")}
         assert second["overall"]["fixed"] == first["overall"]["fixed"]
 
+    def test_the_learned_segmenter_is_always_run_again(self, semanticseg, tmp_path, learned_is_random):
+        run_evaluation(semanticseg, "test", ["learned", "fixed"], tmp_path / "a.json")
+        again = run_evaluation(semanticseg, "test", ["learned", "fixed"], tmp_path / "b.json",
+                               reuse=tmp_path / "a.json")
+        assert again["reused_from"] == {"fixed": str(tmp_path / "a.json")} and "free_level_count_ratio" in again
+
     def test_a_missing_report_or_different_data_is_a_clear_error(self, semanticseg, tmp_path):
         from blockattn.errors import UserError
 

@@ -76,10 +76,12 @@ def evaluate_rows(rows: list[dict], methods: list[str], progress=None, reuse: di
     """Per-document scores of every method, plus diagnostics. Returns the raw material of the report.
 
     reuse: scores from an earlier report ({"per_doc": {id: {method: scores}}, "seconds": {method: s}}):
-    a method it scored on every one of these documents is taken from it instead of run again."""
+    a baseline it scored on every one of these documents is taken from it instead of run again."""
     per_doc = []  # {"id", "category", "scores": {method: {metric: value}}}
     reuse = reuse or {"per_doc": {}, "seconds": {}}
-    reused = [m for m in methods if rows and all(m in reuse["per_doc"].get(r["id"], {}) for r in rows)]
+    # The learned segmenter is always run again: its weights or decoding may have changed since.
+    reused = [m for m in methods if m != "learned" and rows
+              and all(m in reuse["per_doc"].get(r["id"], {}) for r in rows)]
     seconds = defaultdict(float, {m: reuse["seconds"][m] for m in reused})
     tokens = 0
     monotonic, snapped, exact = [], 0, 0
