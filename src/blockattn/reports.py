@@ -174,6 +174,11 @@ def render_segmentation(name: str, data: dict) -> list[str]:
                 if all(v["learned"][k] < v[m][k] for m in methods if m != "learned" for k in ("pk", "windowdiff"))]
         out += ["", f"Learned better than every baseline on both Pk and WindowDiff in {len(wins)} of {len(cats)} "
                 "categories."]
+    ratios = data.get("free_level_count_ratio")
+    if ratios:
+        out += ["", "Free `--level` decoding, block count / that level's gold count (median [quartiles], "
+                "documents): " + "; ".join(f"{lv} {r['median']:.2f} [{r['q1']:.2f}–{r['q3']:.2f}], {r['n_docs']}"
+                                           for lv, r in ratios.items()) + "."]
     return out + _image(name, "segmentation") + [""]
 
 

@@ -92,7 +92,8 @@ def random_segmenter(random_embeddings):
     torch.manual_seed(0)
     config = TaggerConfig(in_dim=3 * 16 + N_SCALARS, dim=32, layers=2, heads=4, ffn=64, window=32, margin=8)
     weights = {k: v.numpy() for k, v in BoundaryTagger(config).state_dict().items()}
-    decoding = DecodeConfig(level_tokens={lv: t for lv, t in zip(LEVELS, (200, 80, 30))})
+    lengths = {lv: t for lv, t in zip(LEVELS, (200, 80, 30))}
+    decoding = DecodeConfig(level_tokens=lengths, level_mean_tokens=dict(lengths))
     return LearnedSegmenter(random_embeddings, Tagger(config, weights), decoding)
 
 

@@ -21,8 +21,20 @@ class TestEvaluate:
             assert 0 <= saved["overall"][m]["windowdiff"] <= 1
         assert saved["gold_boundaries_on_candidates"] == 1.0
         assert saved["levels_rise_on_every_document"] is True
+        assert set(saved["free_level_count_ratio"]) <= {"coarse", "medium", "fine"}
+        assert all(r["median"] > 0 for r in saved["free_level_count_ratio"].values())
         assert "learned_beats_all_baselines" in report
         assert "windowdiff" in capsys.readouterr().out
+
+    def test_free_level_counts_are_compared_with_every_levels_gold(self):
+        from blockattn.segment.evaluate import level_count_ratios
+
+        per_doc = [{"level_counts": {"coarse": 2, "medium": 4, "fine": 8}, "gold_counts": {"coarse": 2, "fine": 4}},
+                   {"level_counts": {"coarse": 3, "medium": 6, "fine": 9}, "gold_counts": {"coarse": 6, "fine": 9}}]
+        ratios = level_count_ratios(per_doc)
+        assert set(ratios) == {"coarse", "fine"}  # no document has medium gold
+        assert ratios["coarse"]["median"] == pytest.approx(0.75) and ratios["fine"]["n_docs"] == 2
+        assert ratios["fine"]["median"] == pytest.approx(1.5)
 
     def test_identical_levels_count_once(self):
         assert list(distinct_levels({"coarse": [5], "medium": [5], "fine": [5, 9]})) == ["coarse", "fine"]
@@ -61,6 +73,12 @@ class TestReuse:
                                 reuse=tmp_path / "a.json")
         assert second["reused_from"] == {"fixed": str(tmp_path / "a.json")}
         assert second["overall"]["fixed"] == first["overall"]["fixed"]
+
+    def test_the_learned_segmenter_is_always_run_again(self, semanticseg, tmp_path, learned_is_random):
+        run_evaluation(semanticseg, "test", ["learned", "fixed"], tmp_path / "a.json")
+        again = run_evaluation(semanticseg, "test", ["learned", "fixed"], tmp_path / "b.json",
+                               reuse=tmp_path / "a.json")
+        assert again["reused_from"] == {"fixed": str(tmp_path / "a.json")} and "free_level_count_ratio" in again
 
     def test_a_missing_report_or_different_data_is_a_clear_error(self, semanticseg, tmp_path):
         from blockattn.errors import UserError

@@ -34,14 +34,16 @@ def build(
 @app.command("build-unseen")
 def build_unseen(
     out: Path = typer.Option(..., "--out", help="Folder to write (replaced atomically if it holds an earlier build)."),
-    instances: int = typer.Option(300, help="Instances wanted (fewer if the vignettes hold too little text)."),
+    instances: int = typer.Option(300, help="Instances wanted (fewer if the set's texts hold too little text)."),
+    set_name: str = typer.Option("r-vignettes", "--set", help="Which held-out set: r-vignettes | debian-policy."),
     seed: int = typer.Option(0, help="Seed: the same seed gives byte-identical files."),
     workers: int = typer.Option(1, help="Processes for parsing and instance making."),
 ) -> None:
-    """Build the held-out set from R package vignettes (kept out of SemanticSeg): same schema, split `test`."""
+    """Build a held-out set (R package vignettes, or the Debian policy manuals; both kept out of SemanticSeg):
+    same schema, split `test`."""
     from blockattn.data.build import build as run_build
 
-    result = run_build(out, instances, None, seed, workers, command=_command_line(), unseen=True)
+    result = run_build(out, instances, None, seed, workers, command=_command_line(), unseen=set_name)
     typer.echo(f"{len(result.stats)} instances in {result.seconds:.0f} s → {out} (card: {out}/README.md)")
 
 

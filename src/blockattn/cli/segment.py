@@ -118,6 +118,23 @@ def bench(
     run_bench(data, split, names, out, per_category, slow_per_category, seed, command)
 
 
+@app.command("calibrate")
+def calibrate(
+    data: Path = typer.Option(..., help="SemanticSeg folder: its train + validation splits are measured."),
+    weights: Optional[Path] = typer.Option(None, help="Weights to start from (default: the shipped ones)."),
+    out: Optional[Path] = typer.Option(None, help="Where to write them (default: over --weights)."),
+) -> None:
+    """Set what --level coarse|medium|fine mean (each level's mean block length) from SemanticSeg."""
+    from blockattn.segment.assets import asset
+    from blockattn.segment.learned.calibrate import calibrate_weights
+    from blockattn.segment.learned.segmenter import WEIGHTS_ASSET
+
+    weights = weights or asset(WEIGHTS_ASSET)
+    measured = calibrate_weights(data, weights, out or weights)
+    typer.echo("level mean block length (tokens): "
+               + ", ".join(f"{lv} {t:.0f}" for lv, t in measured.items()) + f" → {out or weights}")
+
+
 @app.command("train")
 def train(
     data: Path = typer.Option(..., help="SemanticSeg folder (Parquet per split)."),

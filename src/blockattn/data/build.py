@@ -301,17 +301,20 @@ def _progress():
 
 
 def build(out: str | Path, n_instances: int = 30000, categories: list[str] | None = None, seed: int = 0,
-          workers: int = 1, command: str = "", unseen: bool = False) -> BuildResult:
-    """Build SemanticSeg into `out` (see the module docstring for what is guaranteed). With `unseen`, build
-    the held-out evaluation set instead: the reserved sources (R vignettes), same schema, split `test` only."""
+          workers: int = 1, command: str = "", unseen: str | None = None) -> BuildResult:
+    """Build SemanticSeg into `out` (see the module docstring for what is guaranteed). With `unseen` (a name
+    in UNSEEN_SETS), build that held-out evaluation set instead: its reserved sources, same schema, split
+    `test` only."""
     from blockattn.data.output import Staging
-    from blockattn.data.sources import UNSEEN, fetch_source, is_parsed, sources_for
+    from blockattn.data.sources import UNSEEN_SETS, fetch_source, is_parsed, sources_for
 
     if n_instances < 1:
         raise UserError(f"--instances must be at least 1 (got {n_instances})")
     if workers < 1:
         raise UserError(f"--workers must be at least 1 (got {workers})")
-    sources = list(UNSEEN) if unseen else sources_for(categories)
+    if unseen and unseen not in UNSEEN_SETS:
+        raise UserError(f"unknown unseen set {unseen!r} (known: {', '.join(UNSEEN_SETS)})")
+    sources = list(UNSEEN_SETS[unseen]) if unseen else sources_for(categories)
     assign = test_only if unseen else assign_splits
     max_reuse = UNSEEN_MAX_REUSE if unseen else MAX_REUSE
     staging = Staging(Path(out), MARKER)
@@ -360,7 +363,7 @@ def build(out: str | Path, n_instances: int = 30000, categories: list[str] | Non
 
 
 def _write_card(tmp: Path, stats: list[dict], summaries: list[SourceSummary], plan: dict[str, dict[str, int]],
-                n_instances: int, categories: list[str] | None, seed: int, command: str, unseen: bool,
+                n_instances: int, categories: list[str] | None, seed: int, command: str, unseen: str | None,
                 max_reuse: float) -> None:
     import json
 
@@ -395,16 +398,16 @@ def _write_card(tmp: Path, stats: list[dict], summaries: list[SourceSummary], pl
                 "license": SOURCES[s.name].license, "description": SOURCES[s.name].description}
                for s in sorted(summaries, key=lambda s: (s.category, s.name))]
     if unseen:
-        name = "Unseen R vignettes (blockattn)"
-        description = ("An evaluation-only set in SemanticSeg's schema (split `test`), built from R package "
-                       "vignettes: a kind of text SemanticSeg never contains, to judge a segmenter on text it "
-                       "never saw. Gold boundaries are the vignettes' own headings.")
+        name = f"Unseen {unseen} (blockattn)"
+        description = (f"An evaluation-only set in SemanticSeg's schema (split `test`), built from {unseen}: "
+                       "a kind of text SemanticSeg never contains, to judge a segmenter on text it never saw. "
+                       "Gold boundaries are the texts' own section headings.")
     else:
         name = "SemanticSeg (blockattn rebuild)"
         description = ("Long texts (2k–32k tokens) with gold block boundaries at three nested granularities, "
                        "for training and judging a segmenter for block attention. Built offline from text "
-                       "shipped in Debian, PyPI and npm packages. R package vignettes are kept out: they are "
-                       "the unseen evaluation set (`blockattn data build-unseen`).")
+                       "shipped in Debian, PyPI and npm packages. R package vignettes and the Debian policy "
+                       "manuals are kept out: they are the unseen evaluation sets (`blockattn data build-unseen`).")
     card.write_card(tmp / "README.md", name=name, description=description, command=command, info=info,
                     sources=sources, rows=stats, notes=notes)
     card.plot(stats, tmp / "lengths.png", f"{name}: {made} instances by category and length")

@@ -5,7 +5,8 @@ segmentation has (so no method gains from guessing the count). Scores: Pk and Wi
 grid (k = half the mean gold block length), boundary F1 on the candidate grid (exact, and within one
 candidate). A document's score is the mean over its levels; tables average documents (per category, and
 overall as the mean of the category means, so that every category weighs the same). For the learned
-segmenter it also checks that --level coarse/medium/fine give strictly rising block counts.
+segmenter it also checks that --level coarse/medium/fine give strictly rising block counts, and how far
+each free level's block count is from that level's gold count (median ratio, issue 14).
 """
 
 from __future__ import annotations
@@ -75,10 +76,12 @@ def evaluate_rows(rows: list[dict], methods: list[str], progress=None, reuse: di
     """Per-document scores of every method, plus diagnostics. Returns the raw material of the report.
 
     reuse: scores from an earlier report ({"per_doc": {id: {method: scores}}, "seconds": {method: s}}):
-    a method it scored on every one of these documents is taken from it instead of run again."""
+    a baseline it scored on every one of these documents is taken from it instead of run again."""
     per_doc = []  # {"id", "category", "scores": {method: {metric: value}}}
     reuse = reuse or {"per_doc": {}, "seconds": {}}
-    reused = [m for m in methods if rows and all(m in reuse["per_doc"].get(r["id"], {}) for r in rows)]
+    # The learned segmenter is always run again: its weights or decoding may have changed since.
+    reused = [m for m in methods if m != "learned" and rows
+              and all(m in reuse["per_doc"].get(r["id"], {}) for r in rows)]
     seconds = defaultdict(float, {m: reuse["seconds"][m] for m in reused})
     tokens = 0
     monotonic, snapped, exact = [], 0, 0
@@ -102,11 +105,15 @@ def evaluate_rows(rows: list[dict], methods: list[str], progress=None, reuse: di
                             for gold in levels.values()]
             seconds[name] += time.perf_counter() - started
             scores[name] = {m: float(np.mean([s[m] for s in level_scores])) for m in METRICS}
+        free = {}
         if "learned" in segmenters:
             counts = [len(segmenters["learned"].cut(doc, Request(level=lv))) + 1 for lv in LEVELS]
             monotonic.append(bool(counts[0] < counts[1] < counts[2]))
+            # Free --level decoding against every level's gold count (issue 14), identical levels included.
+            free = {"level_counts": dict(zip(LEVELS, counts)),
+                    "gold_counts": {lv: len(g) + 1 for lv, g in gold_levels(row["boundaries"]).items()}}
         per_doc.append({"id": row["id"], "category": row["category"], "tokens": doc.total_tokens,
-                        "levels": {lv: len(g) + 1 for lv, g in levels.items()}, "scores": scores})
+                        "levels": {lv: len(g) + 1 for lv, g in levels.items()}, "scores": scores, **free})
         if progress:
             progress()
     return {"per_doc": per_doc, "seconds": dict(seconds), "tokens": tokens, "monotonic": monotonic,
@@ -153,10 +160,26 @@ def summarise(raw: dict, methods: list[str]) -> dict:
             "categories_both": len(set(wins["pk"]) & set(wins["windowdiff"])),
             "n_categories": len(per_category),
         }
+    ratios = level_count_ratios(raw["per_doc"])
+    if ratios:
+        summary["free_level_count_ratio"] = ratios
     if raw["monotonic"]:
         summary["levels_rise_on_every_document"] = all(raw["monotonic"])
         summary["levels_rise_fraction"] = float(np.mean(raw["monotonic"]))
     return summary
+
+
+def level_count_ratios(per_doc: list[dict]) -> dict[str, dict[str, float]]:
+    """Per level: median (and quartiles) over documents of the learned segmenter's free `--level` block
+    count divided by that level's gold count; documents without gold for a level are left out of it."""
+    out = {}
+    for level in LEVELS:
+        r = [d["level_counts"][level] / d["gold_counts"][level] for d in per_doc
+             if level in d.get("gold_counts", {})]
+        if r:
+            q1, med, q3 = np.percentile(r, [25, 50, 75])
+            out[level] = {"median": float(med), "q1": float(q1), "q3": float(q3), "n_docs": len(r)}
+    return out
 
 
 def print_table(summary: dict, methods: list[str]) -> None:
@@ -176,6 +199,10 @@ def print_table(summary: dict, methods: list[str]) -> None:
             table.add_row(cat, str(entry["n_docs"]),
                           *[f"[bold]{v:.3f}[/bold]" if v == best else f"{v:.3f}" for v in values])
         Console().print(table)
+    ratios = summary.get("free_level_count_ratio", {})
+    if ratios:
+        Console().print("free --level block count / gold count (median): "
+                        + ", ".join(f"{lv} {r['median']:.2f}" for lv, r in ratios.items()))
 
 
 def plot(summary: dict, methods: list[str], path: Path) -> None:

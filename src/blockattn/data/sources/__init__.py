@@ -14,8 +14,9 @@ from pathlib import Path
 
 from blockattn.data.documents import COARSE, Document, Unit
 from blockattn.data.fetch import fetch
-from blockattn.data.sources import (code, conversations, dictionaries, emails, encyclopedia, fortunes, htmldocs,
-                                    legal, manpages, manuals, news, novels, perl, rvignettes, scripture, speeches)
+from blockattn.data.sources import (code, conversations, debianpolicy, dictionaries, emails, encyclopedia, fortunes,
+                                    htmldocs, legal, manpages, manuals, news, novels, perl, rvignettes, scripture,
+                                    speeches)
 from blockattn.data.sources.base import Source
 from blockattn.errors import UserError
 from blockattn.models.home import blockattn_home
@@ -28,8 +29,10 @@ _ALL = (novels.AUSTEN, novels.MOBYDICK, scripture.WEB, scripture.KJV, fortunes.F
         conversations.CHITCHAT, conversations.CHATTERBOT, emails.SPAMASSASSIN, speeches.SOTU, legal.LICENSES,
         news.LEE_NEWS, htmldocs.POSTGRES_DOCS, htmldocs.DEBIAN_FAQ)
 
-# Reserved as text SemanticSeg never contains (issue 3): only `build-unseen` reads these.
-UNSEEN: tuple[Source, ...] = (rvignettes.R_VIGNETTES,)
+# Reserved as text SemanticSeg never contains (issues 3, 14): only `build-unseen --set NAME` reads these.
+UNSEEN_SETS: dict[str, tuple[Source, ...]] = {"r-vignettes": (rvignettes.R_VIGNETTES,),
+                                              "debian-policy": (debianpolicy.DEBIAN_POLICY,)}
+UNSEEN: tuple[Source, ...] = tuple(s for group in UNSEEN_SETS.values() for s in group)
 
 SOURCES: dict[str, Source] = {s.name: s for s in _ALL + UNSEEN}
 CATEGORIES: tuple[str, ...] = tuple(sorted({s.category for s in _ALL}))

@@ -39,6 +39,10 @@ class DecodeConfig:
     count_prior_weight: float = 0.0  # the same for --num-blocks / --target-tokens
     count_prior_sigma: float = 1.0  # spread of that prior around the mean length the count implies
     level_bias: dict[str, float] = field(default_factory=lambda: {lv: 0.0 for lv in LEVELS})  # logit offsets
+    # Per level: the mean block length (tokens) that `--level` aims at, i.e. round(N / it) blocks. Set by
+    # `calibrate.level_mean_tokens` on SemanticSeg train + validation (issue 14: thresholding the model's
+    # probabilities under-cut unseen text, whose log-odds run lower).
+    level_mean_tokens: dict[str, float] = field(default_factory=lambda: dict(LEVEL_TOKENS))
 
 
 def dump(tagger: TaggerConfig, decode: DecodeConfig) -> dict[str, str]:

@@ -1,10 +1,13 @@
 """The learned segmenter: boundary log-odds per candidate and level, then DP decoding (numpy only).
 
     --level L          levels are decoded coarsest first, each one inside the blocks of the one above
-                       (forced cuts), with a log-normal prior on block length fitted to that level of the
-                       training data. Finer levels therefore refine coarser ones, and each level has more
-                       blocks than the one above whenever the text has a candidate left to cut at and
-                       is at least one typical block of that level long.
+                       (forced cuts), each into round(N / M_L) blocks, M_L being that level's mean block
+                       length calibrated on SemanticSeg (issue 14: a count from the length, not from
+                       thresholded probabilities, which under-cut unseen text). The model chooses where.
+                       Finer levels therefore refine coarser ones, and each level has more blocks than the
+                       one above whenever the text has a candidate left to cut at and is at least one
+                       typical block of that level long. Where the limits admit no such count, that level
+                       falls back to free decoding under its log-normal length prior.
     --num-blocks K     exactly K blocks: the K−1 cuts of highest total log-odds (under the limits), using
     --target-tokens T  the level whose expected block count is nearest K (T means K = round(N / T)).
 
@@ -35,6 +38,12 @@ WEIGHTS_ASSET = "learned.safetensors"
 WEIGHTS_ENV = "BLOCKATTN_SEGMENTER_WEIGHTS"  # a weights file to use instead of the shipped one
 _CHUNK_UNITS = 8192  # units featurised at once: bounds memory on very long texts
 _WORD_LOGIT = -8.0  # score of a word-level cut (only there to meet a hard maximum)
+# --level: up to this many blocks, the exact-count DP (cost grows with the count); above it (texts of
+# hundreds of thousands of tokens) free decoding with the level's log-odds shifted so that as many
+# candidates score above zero as blocks are asked for — the count then comes out close, not exact.
+_EXACT_LEVEL_BLOCKS = 256
+# A level's exact-count search first bounds a block to this many times the level's mean length.
+_LEVEL_SPAN_FACTOR = 4
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -94,10 +103,8 @@ class LearnedSegmenter(Segmenter):
             return offsets[self._decode_level(scores, positions, total, request)]
         k = min(request.block_count(total, self.decoding.level_tokens), len(offsets) + 1)
         level = self.level_for_count(scores, k)
-        prior = no_prior
-        if self.decoding.count_prior_weight > 0:
-            prior = LogNormalPrior(total / k, self.decoding.count_prior_sigma, self.decoding.count_prior_weight)
-        chosen = decode_bounded(scores[:, level], positions, total, prior, min_tokens=request.min_tokens,
+        chosen = decode_bounded(scores[:, level], positions, total, self._count_prior(total / k),
+                                min_tokens=request.min_tokens,
                                 max_tokens=request.max_tokens, num_blocks=k)
         return offsets[chosen]
 
@@ -111,30 +118,49 @@ class LearnedSegmenter(Segmenter):
         d = self.decoding
         return LogNormalPrior(d.level_tokens[level], d.level_sigma[level], d.level_prior_weight[level])
 
+    def _count_prior(self, mean_tokens: float):
+        d = self.decoding
+        return LogNormalPrior(mean_tokens, d.count_prior_sigma, d.count_prior_weight) if d.count_prior_weight > 0 \
+            else no_prior
+
     def decode_one_level(self, scores: np.ndarray, positions: np.ndarray, total: int, level: str,
                          request: Request, forced: np.ndarray | None = None, num_blocks: int | None = None
                          ) -> np.ndarray:
-        """Decoding of one level: its log-odds plus its tuned bias, under its length prior (and the
-        request's limits, forced cuts, an exact count when given)."""
-        gain = scores[:, LEVELS.index(level)] + self.decoding.level_bias[level]
-        span = None if request.max_tokens or num_blocks else SPAN_FACTOR * int(self.decoding.level_tokens[level])
-        return decode(gain, positions, total, self._level_prior(level), min_tokens=request.min_tokens,
-                      max_tokens=request.max_tokens, forced=forced, num_blocks=num_blocks, span_tokens=span)
+        """Decoding of one level: exactly `num_blocks` blocks of highest total log-odds (under the count
+        prior, as for --num-blocks; about that many past _EXACT_LEVEL_BLOCKS); without a count, its
+        log-odds plus its tuned bias under its length prior. The limits and forced cuts hold either way."""
+        column = scores[:, LEVELS.index(level)]
+        if num_blocks is not None and num_blocks <= _EXACT_LEVEL_BLOCKS:
+            span = None if request.max_tokens else _LEVEL_SPAN_FACTOR * -(-total // num_blocks)
+            return decode(column, positions, total, self._count_prior(total / num_blocks),
+                          min_tokens=request.min_tokens, max_tokens=request.max_tokens, forced=forced,
+                          num_blocks=num_blocks, span_tokens=span)
+        if num_blocks is not None:
+            shift = -np.partition(column, len(column) - num_blocks + 1)[len(column) - num_blocks + 1]
+            mean = total / num_blocks
+            return decode(column + shift, positions, total, self._count_prior(mean),
+                          min_tokens=request.min_tokens, max_tokens=request.max_tokens, forced=forced,
+                          span_tokens=None if request.max_tokens else SPAN_FACTOR * int(mean))
+        span = None if request.max_tokens else SPAN_FACTOR * int(self.decoding.level_tokens[level])
+        return decode(column + self.decoding.level_bias[level], positions, total, self._level_prior(level),
+                      min_tokens=request.min_tokens, max_tokens=request.max_tokens, forced=forced,
+                      span_tokens=span)
 
     def _decode_level(self, scores: np.ndarray, positions: np.ndarray, total: int, request: Request) -> np.ndarray:
         forced = np.zeros(0, dtype=np.int64)
         for level in LEVELS[:LEVELS.index(request.level) + 1]:
-            cuts = self.decode_one_level(scores, positions, total, level, request, forced)
-            # Finer must mean more blocks (exactly one more than the level above) once the text is at
+            mean = self.decoding.level_mean_tokens[level]
+            k = Request(level=level, min_tokens=request.min_tokens,
+                        max_tokens=request.max_tokens).block_count(total, self.decoding.level_mean_tokens)
+            # Finer must mean more blocks (at least one more than the level above) once the text is at
             # least one block of this level long; a shorter text may stay one block at every level.
-            rise = level != LEVELS[0] and total >= self.decoding.level_tokens[level]
-            if rise and len(cuts) <= len(forced) < len(positions):
-                try:
-                    cuts = self.decode_one_level(scores, positions, total, level, request, forced,
-                                                 num_blocks=len(forced) + 2)
-                except Infeasible:
-                    pass  # the limits leave no room for another cut
-            forced = cuts
+            if level != LEVELS[0] and total >= mean:
+                k = max(k, len(forced) + 2)
+            k = min(max(k, len(forced) + 1), len(positions) + 1)
+            try:
+                forced = self.decode_one_level(scores, positions, total, level, request, forced, num_blocks=k)
+            except Infeasible:  # the limits rule that count out: let the length prior choose one
+                forced = self.decode_one_level(scores, positions, total, level, request, forced)
         return forced
 
 

@@ -4,7 +4,8 @@
               unit features + labels of every train/validation document (cached in WORK, fp16)
     train     crops of `window` units, categories sampled evenly, masked BCE per level, AdamW + cosine
     select    every `eval_every` steps: mean WindowDiff at the gold block count on validation; best kept
-    tune      decoding settings on validation: length priors per level, prior weights, level biases
+    tune      decoding settings on validation: length priors per level, prior weights, level biases;
+              each level's mean block length (what --level asks for) from train + validation gold
     export    one safetensors file (int8 embeddings, fp16 tagger, configs as metadata)
 
 Every stage resumes from WORK: a killed run restarts from its last checkpoint.
@@ -24,6 +25,7 @@ from blockattn.segment.document import Document
 from blockattn.segment.evaluate import distinct_levels, gold_levels, score_cuts
 from blockattn.segment.labels import snap
 from blockattn.segment.learned import config as cfg
+from blockattn.segment.learned.calibrate import calibration_rows, level_mean_tokens
 from blockattn.segment.learned.embeddings import StaticEmbeddings, distill
 from blockattn.segment.learned.features import N_SCALARS, unit_features
 from blockattn.segment.learned.segmenter import LearnedSegmenter, save_weights
@@ -229,7 +231,9 @@ def train(data: Path, out: Path | None = None, steps: int = 3000, seed: int = 0,
 
     tagger_config = cfg.TaggerConfig(in_dim=3 * EMBED_DIM + N_SCALARS)
     decoding = cfg.DecodeConfig(level_tokens={**cfg.DecodeConfig().level_tokens, **level_tokens},
-                                level_sigma={**cfg.DecodeConfig().level_sigma, **level_sigma})
+                                level_sigma={**cfg.DecodeConfig().level_sigma, **level_sigma},
+                                level_mean_tokens={**cfg.DecodeConfig().level_mean_tokens,
+                                                   **level_mean_tokens(calibration_rows(data))})
     model = BoundaryTagger(tagger_config).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 200) * 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps)))
