@@ -32,5 +32,6 @@ def test_the_decode_section_shows_every_measured_row_and_the_goals(tmp_path):
     data = {**run(cfg, log=lambda line: None), "command": "blockattn bench decode --models tiny"}
     text = "\n".join(reports.renderer_for("bench_decode_cpu.json")("bench_decode_cpu.json", data))
     assert "Command: `blockattn bench decode --models tiny`" in text
-    assert text.count("| tiny | engine |") == 3  # block, full, and 2 streams batched
+    assert text.count("| tiny | engine |") == 2  # block and full, one stream each
+    assert text.count("| tiny | engine (batched) |") == 1  # 2 streams through decode_batch
     assert "smollm2_64_streams_total_tokens_s: goal ≥ 10000, measured None" in text

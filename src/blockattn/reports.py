@@ -89,6 +89,8 @@ def render_ttft(name: str, data: dict) -> list[str]:
 def render_decode(name: str, data: dict) -> list[str]:
     cfg, env = data["config"], data.get("env", {})
     out = [f"### Decode speed — {env.get('gpu', 'CPU')}", ""] + _provenance(name, data)
+    if data.get("source"):  # a run cut short: where its rows come from
+        out += [f"Rows: {data['source']}.", ""]
     out += [f"Greedy decoding after a {cfg['context_tokens']}-token context in blocks of {cfg['block_tokens']}, "
             f"{cfg['new_tokens']} new tokens, each brought to the host. engine: the defaults (CUDA: no cuDNN SDPA, "
             "decode graphs, merged LoRA); engine_eager: decode graphs and merge off; hf_generate: plain "
@@ -99,7 +101,8 @@ def render_decode(name: str, data: dict) -> list[str]:
         per = r.get("tokens_per_s", r.get("per_stream_tokens_per_s"))
         if per is None:
             continue
-        out.append(f"| {r['model']} | {r['variant']} | {r['mode']} | {r['streams']} | {_fmt(per, '{:.1f}')} | "
+        variant = r['variant'] + (' (batched)' if r.get('batched') else '')
+        out.append(f"| {r['model']} | {variant} | {r['mode']} | {r['streams']} | {_fmt(per, '{:.1f}')} | "
                    f"{_fmt(r.get('total_tokens_per_s', per), '{:.1f}')} | "
                    f"{_fmt(r.get('ms_per_token', r.get('ms_per_step')))} |")
     for s in data.get("skipped", []):
