@@ -5,6 +5,7 @@
 #   bash scripts/gpu/session.sh stage PART            copy one carried GGUF part to /tmp/stage
 #   bash scripts/gpu/session.sh assemble NAME SHA256  join /tmp/stage/NAME.p?? into /tmp/stage/NAME.gguf, check it
 #   bash scripts/gpu/session.sh start                 start the orchestrator below, detached (setsid)
+#   bash scripts/gpu/session.sh wait SECONDS          hold the machine up to SECONDS; finished reports -> $OUT
 #   bash scripts/gpu/session.sh status                what runs, the last log lines, GPU memory
 #   bash scripts/gpu/session.sh collect               everything under /tmp/ba/results -> $OUT (one tarball + logs)
 #
@@ -88,8 +89,12 @@ case "${1:-}" in
         setsid nohup bash "$0" run > $BA/orchestrator.txt 2>&1 < /dev/null &
         sleep 2; cat $BA/orchestrator.txt ;;
     run) run ;;
-    wait)  # wait SECONDS: until the orchestrator is done or SECONDS pass (keeps the machine held), then status
+    wait)  # wait SECONDS: until the orchestrator is done or SECONDS pass (keeps the machine held), then status.
+        # The small reports written so far come back with every call (into $OUT): a machine lost between calls
+        # (it goes back 30 s after the last one) then loses no finished measurement. Seen here: a session lost
+        # all three quality reports that way, 2026-12-02.
         for ((i = 0; i < $2; i += 5)); do [ -e "$RES/DONE" ] && break; sleep 5; done
+        [ -n "${OUT:-}" ] && cp "$RES"/*/quality_*.json "$RES"/speed/bench_*.json "$RES"/session.txt "$OUT"/ 2>/dev/null
         bash "$0" status ;;
     status)
         tail -n 5 "$RES"/session.txt "$RES"/log_*.txt "$RES"/speed/speed_log.txt 2>/dev/null

@@ -7,7 +7,7 @@
 # gpu_tests.txt, bench_decode.json + .png, bench_ttft.json + .png. Every phase has its own time cap taken from
 # what is left of the budget, so a slow phase cannot eat the rest; a failed phase is logged and the next one
 # runs. SmolLM2 comes from $BLOCKATTN_SMOLLM2_GGUF (default: the staged /tmp/stage copy, as in
-# scripts/h200-session.sh); without it the SmolLM2 rows are recorded as skipped and the 8B shape still runs.
+# scripts/gpu/session.sh); without it the SmolLM2 rows are recorded as skipped and the 8B shape still runs.
 # --smoke: tiny sizes on a tiny random model (CPU check that the script itself cannot fail on a typo).
 set -u
 BUDGET=300
