@@ -37,6 +37,7 @@ class HotpotItem:
     question: str
     answers: tuple[str, ...]
     paragraphs: tuple[str, ...]  # "title\ntext", in the given order
+    supporting: tuple[bool, ...] = ()  # per paragraph: one of the gold supporting paragraphs
 
 
 def default_path() -> Path:
@@ -63,7 +64,8 @@ def load_items(path: str | Path | None = None, limit: int | None = None) -> list
                 d = json.loads(line)
                 answers = tuple(s for a in d["answers_objects"] for s in a.get("spans", []) if s)
                 paragraphs = tuple(f"{c['title']}\n{c['paragraph_text']}" for c in d["contexts"])
-                items.append(HotpotItem(d["question_id"], d["question_text"], answers, paragraphs))
+                supporting = tuple(bool(c.get("is_supporting")) for c in d["contexts"])
+                items.append(HotpotItem(d["question_id"], d["question_text"], answers, paragraphs, supporting))
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"HotpotQA file {p}: unreadable ({type(exc).__name__}: {exc})") from None
     return items

@@ -9,39 +9,20 @@ cached states). Evaluation only: nothing here trains or tunes on these questions
 
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
 
 from blockattn.engine.prompt import build_prompt
-from blockattn.errors import UserError
 from blockattn.eval.blockkl import token_kl
+from blockattn.eval.hotpotqa import load_items
 from blockattn.eval.variants import Variant
 
 
 def read_questions(path: str | Path, limit: int) -> list[dict]:
-    """The first `limit` questions: {"qid", "question", "answer", "paragraphs", "supporting"}.
-
-    Kept to the few fields F1 needs; the HotpotQA evaluation has its own loader (issue 11)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"HotpotQA file {p}: not found")
-    out = []
-    try:
-        with gzip.open(p, "rt", encoding="utf-8") as f:
-            for line in f:
-                if len(out) >= limit:
-                    break
-                d = json.loads(line)
-                spans = [s for a in d["answers_objects"] for s in a.get("spans", []) if s]
-                if not spans:
-                    continue
-                out.append({"qid": d["question_id"], "question": d["question_text"], "answer": spans[0],
-                            "paragraphs": [f"{c['title']}\n{c['paragraph_text']}" for c in d["contexts"]],
-                            "supporting": [bool(c.get("is_supporting")) for c in d["contexts"]]})
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"HotpotQA file {p}: unreadable ({type(exc).__name__}: {exc})") from None
-    return out
+    """The first `limit` questions that have a gold answer: {"qid", "question", "answer", "paragraphs",
+    "supporting"} (the HotpotQA evaluation's loader, kept to the fields F1 needs)."""
+    items = [it for it in load_items(path, None) if it.answers][:limit]
+    return [{"qid": it.qid, "question": it.question, "answer": it.answers[0], "paragraphs": list(it.paragraphs),
+             "supporting": list(it.supporting)} for it in items]
 
 
 def example_blocks(tokenizer, item: dict) -> tuple[list[list[int]], int]:
