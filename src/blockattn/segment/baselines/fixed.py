@@ -20,7 +20,9 @@ class FixedWindows(Baseline):
         total = doc.total_tokens
         k = max(1, min(num_blocks, total))
         at = np.round(np.arange(1, k) * total / k).astype(np.int64)  # token index where window i starts
-        return np.unique(doc.tokens.starts[at])
+        cuts = np.unique(doc.tokens.starts[at])
+        # several tokens can start at one character (byte-level pieces of "Ä"): a cut at 0 would be empty
+        return cuts[(cuts > 0) & (cuts < len(doc.text))]
 
     def max_blocks(self, doc: Document) -> int:
         return max(1, len(np.unique(doc.tokens.starts)))
