@@ -4,7 +4,10 @@ For each model, a prompt of `context_tokens` context tokens in blocks of `block_
 (random ids, seeded), then `new_tokens` greedy tokens, each one's id brought to the host (as a real generation
 must, to sample and stream it). Timed after `warmup` runs, device-synchronised; tokens/s = new tokens / time.
 
-    engine         the engine as configured by default (CUDA: SDPA without cuDNN, decode graphs, merged LoRA)
+    engine         the engine as configured by default (CUDA: SDPA without cuDNN, decode graphs, merged LoRA,
+                   batched decode from the arena, graph-replayed)
+    engine_compiled  the same with `compile_decode` (torch.compile fuses each static step before capture);
+                   block mode only, and only the widest batch (each new shape is a compilation)
     engine_eager   the engine with decode graphs and the adapter merge off (what issue 10 measured, minus cuDNN)
     hf_generate    plain transformers `generate` on the base model (SDPA, DynamicCache), same prompt as one
                    sequence, full attention: decode tokens/s = (N - 1) / (t(N tokens) - t(1 token))
@@ -45,10 +48,10 @@ class DecodeBenchConfig:
     question_tokens: int = 32
     new_tokens: int = 64
     baseline_tokens: int = 16  # new tokens for the slow comparison variants (engine_eager, hf_generate), timed once
-    streams: list[int] = field(default_factory=lambda: [1, 64])  # batched decode widths (1 = decode_batch alone)
+    streams: list[int] = field(default_factory=lambda: [1, 8, 64])  # batched decode widths (1 = decode_batch alone)
     warmup: int = 1
     repeat: int = 3
-    variants: list[str] = field(default_factory=lambda: ["engine", "engine_eager", "hf_generate"])
+    variants: list[str] = field(default_factory=lambda: ["engine", "engine_compiled", "engine_eager", "hf_generate"])
     adapter: str = "default"  # SmolLM2's shipped block adapter ("none": base model only)
     time_budget_s: float = 150.0
     seed: int = 0
@@ -148,8 +151,19 @@ def _adapter_for(name: str, bm, cfg: DecodeBenchConfig):
     return load_block_adapter(bm.model, path) if path is not None else None
 
 
-def bench_model(name: str, cfg: DecodeBenchConfig, device: torch.device, started: float, log) -> tuple[list, list]:
-    from blockattn.engine.engine import BlockEngine, EngineConfig
+VARIANTS = ("engine", "engine_compiled", "engine_eager", "hf_generate")
+
+
+def engine_configs():
+    from blockattn.engine.engine import EngineConfig
+
+    return {"engine": EngineConfig(), "engine_compiled": EngineConfig(compile_decode=True),
+            "engine_eager": EngineConfig(decode_graphs=False, merge_adapter=False, batch_graphs=False)}
+
+
+def bench_model(name: str, cfg: DecodeBenchConfig, device: torch.device, started: float, log,
+                flush=lambda rows, skipped: None) -> tuple[list, list]:
+    from blockattn.engine.engine import BlockEngine
 
     rows, skipped = [], []
     over = lambda: time.monotonic() - started > cfg.time_budget_s  # noqa: E731
@@ -172,29 +186,32 @@ def bench_model(name: str, cfg: DecodeBenchConfig, device: torch.device, started
         except Exception as exc:  # noqa: BLE001 - one failed measurement must not lose the others
             skipped.append({**base, **what, "reason": f"{type(exc).__name__}: {exc}"})
             log(f"  {what}: failed ({type(exc).__name__}: {exc})")
+        flush(rows, skipped)  # a run cut short by its caller keeps every row measured so far
 
     with torch.no_grad():
         if "hf_generate" in cfg.variants:  # before the adapter wraps the base model's layers
             record({"variant": "hf_generate", "mode": "full", "streams": 1},
                    lambda: hf_generate(bm.model, blocks, question, cfg, device))
         adapter = _adapter_for(name, bm, cfg)
-        variants = {"engine": EngineConfig(), "engine_eager": EngineConfig(decode_graphs=False, merge_adapter=False)}
-        for variant, config in variants.items():
+        for variant, config in engine_configs().items():
             if variant not in cfg.variants or over():
                 continue
             engine = BlockEngine(bm.model, bm.identity, adapter, config)
             engine.prefill(blocks, question)  # blocks cached: decode is what is timed
-            slow = variant != "engine"  # a comparison: fewer tokens, timed once (the budget is short)
-            for mode in ("block", "full"):
+            slow = variant == "engine_eager"  # a comparison: fewer tokens, timed once (the budget is short)
+            modes = ("block",) if variant == "engine_compiled" else ("block", "full")
+            for mode in modes:
                 record({"variant": variant, "mode": mode, "streams": 1, "adapter": engine.keys.adapter},
                        lambda: single_stream(engine, blocks, question, mode, cfg, device,
                                              cfg.baseline_tokens if slow else None, 1 if slow else None))
-            if variant == "engine":
-                for streams in cfg.streams:
-                    record({"variant": variant, "mode": "block", "streams": streams, "batched": True},
-                           lambda: batched(engine, blocks, question, "block", streams, cfg, device))
+            widths = {"engine": cfg.streams, "engine_compiled": cfg.streams[-1:]}.get(variant, [])
+            for streams in widths:
+                record({"variant": variant, "mode": "block", "streams": streams, "batched": True},
+                       lambda: batched(engine, blocks, question, "block", streams, cfg, device))
+            if variant != "engine_eager":
                 rows.append({**base, "variant": variant, "engine_info": engine.info(),
                              "pool": engine.pool.info() if engine.pool is not None else None})
+                flush(rows, skipped)
             del engine
             if device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -204,16 +221,26 @@ def bench_model(name: str, cfg: DecodeBenchConfig, device: torch.device, started
     return rows, skipped
 
 
-def run(cfg: DecodeBenchConfig, log=print) -> dict:
+def run(cfg: DecodeBenchConfig, log=print, partial=None) -> dict:
+    """All models' rows. `partial(result)`, when given, receives the result so far after every measurement
+    (the CLI writes it: a run its caller kills keeps what it measured)."""
     device = torch.device(cfg.device)
     started = time.monotonic()
     rows, skipped = [], []
+
+    def result(extra_rows=(), extra_skipped=()) -> dict:
+        all_rows = rows + list(extra_rows)
+        return {"benchmark": "decode", "config": asdict(cfg), "env": environment(device), "rows": all_rows,
+                "skipped": skipped + list(extra_skipped), "goals": goals(all_rows),
+                "seconds": time.monotonic() - started}
+
+    flush = (lambda r, s: partial(result(r, s))) if partial is not None else (lambda r, s: None)
     for name in cfg.models:
         if time.monotonic() - started > cfg.time_budget_s:
             skipped.append({"model": name, "reason": "time budget"})
             continue
         try:
-            got, missed = bench_model(name, cfg, device, started, log)
+            got, missed = bench_model(name, cfg, device, started, log, flush)
             rows += got
             skipped += missed
         except Exception as exc:  # noqa: BLE001 - e.g. no SmolLM2 staged: keep the other model
@@ -221,8 +248,7 @@ def run(cfg: DecodeBenchConfig, log=print) -> dict:
             log(f"{name}: skipped ({type(exc).__name__}: {exc})")
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    return {"benchmark": "decode", "config": asdict(cfg), "env": environment(device), "rows": rows,
-            "skipped": skipped, "goals": goals(rows), "seconds": time.monotonic() - started}
+    return result()
 
 
 def _speed(rows, model, mode, streams, key):

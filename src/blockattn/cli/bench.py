@@ -160,15 +160,15 @@ def decode(
     context_tokens: int = typer.Option(1536, help="Context tokens before the question (in blocks)."),
     block_tokens: int = typer.Option(160, help="Tokens per context block."),
     new_tokens: int = typer.Option(64, help="Greedy tokens decoded per request."),
-    streams: str = typer.Option("1,64", help="Comma-separated batch widths for batched decoding."),
-    variants: str = typer.Option("engine,engine_eager,hf_generate", help="Comma-separated: engine, engine_eager, "
-                                                                           "hf_generate."),
+    streams: str = typer.Option("1,8,64", help="Comma-separated batch widths for batched decoding."),
+    variants: str = typer.Option("engine,engine_compiled,engine_eager,hf_generate",
+                                 help="Comma-separated: engine, engine_compiled, engine_eager, hf_generate."),
     repeat: int = typer.Option(3, help="Timed runs per single-stream measurement (median)."),
     time_budget: float = typer.Option(150.0, help="Start no new measurement after this many seconds."),
     out: Path = typer.Option(Path("reports/bench_decode.json"), help="JSON output; the plot goes beside it (.png)."),
 ) -> None:
     """Decode tokens/s: one stream (block and full mode, engine vs plain transformers) and batched streams."""
-    from blockattn.bench.decode import DecodeBenchConfig, run, table, write
+    from blockattn.bench.decode import VARIANTS, DecodeBenchConfig, run, table, write
     from blockattn.reportio import provenance
     from blockattn.bench.models import BENCH_MODELS
 
@@ -179,10 +179,9 @@ def decode(
     if unknown:
         raise UserError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(BENCH_MODELS)}")
     chosen = [v.strip() for v in variants.split(",") if v.strip()]
-    bad = [v for v in chosen if v not in ("engine", "engine_eager", "hf_generate")]
+    bad = [v for v in chosen if v not in VARIANTS]
     if bad or not chosen:
-        raise UserError(f"--variants: unknown {', '.join(bad) or '(none given)'}; choose engine, engine_eager, "
-                        "hf_generate")
+        raise UserError(f"--variants: unknown {', '.join(bad) or '(none given)'}; choose {', '.join(VARIANTS)}")
     try:
         widths = [int(s) for s in streams.split(",") if s.strip()]
     except ValueError:
@@ -192,7 +191,12 @@ def decode(
     cfg = DecodeBenchConfig(models=names, device=device, context_tokens=context_tokens, block_tokens=block_tokens,
                             new_tokens=new_tokens, streams=widths, variants=chosen, repeat=repeat,
                             time_budget_s=time_budget)
-    result = run(cfg, log=lambda line: typer.echo(line, err=True))
+    def partial(result: dict) -> None:  # rewritten after every row, without its plot (that comes at the end)
+        from blockattn.reportio import write_report
+
+        write_report({**result, **provenance(cfg.seed, result["seconds"]), "partial": True}, out)
+
+    result = run(cfg, log=lambda line: typer.echo(line, err=True), partial=partial)
     result.update(provenance(cfg.seed, result["seconds"]))  # command, commit, machine, wall time, seed
     path = write(result, out)
     typer.echo(table(result))

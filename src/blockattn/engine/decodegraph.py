@@ -49,11 +49,10 @@ class _StaticLayer(CacheLayerMixin):
 
     is_sliding = False
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, position: torch.Tensor, length: int):
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, position: torch.Tensor):
         super().__init__()
         self.keys_buffer, self.values_buffer = keys, values  # (H_kv, capacity, D) views
         self.position = position  # (1,) int64 on the buffer's device
-        self.length = length  # host-side filled length at construction (only for HF's bookkeeping)
         self.is_initialized = True
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
@@ -70,19 +69,20 @@ class _StaticLayer(CacheLayerMixin):
         return self.keys_buffer.shape[1], 0
 
     def get_seq_length(self) -> int:
-        return self.length
+        # HF asks only when no position_ids are given (we always give them). A constant, not the filled
+        # length: nothing host-side may vary from step to step in what a graph or torch.compile bakes in.
+        return 0
 
     def get_max_length(self) -> int:
         return self.keys_buffer.shape[1]
 
 
 class StaticStepKV(Cache):
-    """A `SequenceKV`'s buffer seen by one static decode step (writes at `position`, reads everything)."""
+    """A request's buffer (n_layers, 2, H_kv, capacity, D) seen by one static decode step (writes at
+    `position`, reads everything)."""
 
-    def __init__(self, kv: SequenceKV, position: torch.Tensor):
-        n_layers = kv.buffer.shape[0]
-        super().__init__(layers=[_StaticLayer(kv.buffer[i, 0], kv.buffer[i, 1], position, kv.length)
-                                 for i in range(n_layers)])
+    def __init__(self, buffer: torch.Tensor, position: torch.Tensor):
+        super().__init__(layers=[_StaticLayer(buffer[i, 0], buffer[i, 1], position) for i in range(buffer.shape[0])])
 
 
 class LengthMaskedAttention:
@@ -110,13 +110,35 @@ def zero_tail(kv: SequenceKV) -> None:
         kv.tail_zeroed = True
 
 
-def static_step(call: ModelCall, kv: SequenceKV, ids: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
-    """The step itself: ids (1, 1), position (1,) device tensors → logits (1, V). Captured as is; eager on CPU.
-    Leaves `kv.length` alone (the caller advances it)."""
-    capacity = kv.capacity
+def static_step(call: ModelCall, buffer: torch.Tensor, ids: torch.Tensor, position: torch.Tensor) -> torch.Tensor:
+    """The step itself over a request's whole buffer: ids (1, 1), position (1,) device tensors → logits (1, V).
+    Captured as is; eager on CPU. Only tensors and the model vary, so a compiled copy never recompiles per step."""
+    capacity = buffer.shape[3]
     slots = torch.arange(capacity, device=position.device)
     visible = (slots <= position).view(1, 1, 1, capacity)  # (1, 1, 1, capacity)
-    return call(ids, position.view(1, 1), StaticStepKV(kv, position), LengthMaskedAttention(visible))
+    return call(ids, position.view(1, 1), StaticStepKV(buffer, position), LengthMaskedAttention(visible))
+
+
+def compiled_step(step: Callable) -> Callable:
+    """`step` through torch.compile (Inductor, no cudagraphs of its own: `DecodeGraphs` captures), one
+    compilation per buffer capacity; should compiling fail, the step runs uncompiled from then on (logged)."""
+    import torch._dynamo
+
+    # one compilation per shape (capacity bucket; batch × length bucket for the arena step): allow enough
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    compiled = torch.compile(step, dynamic=False)
+    state = {"failed": False}
+
+    def run(*args):
+        if not state["failed"]:
+            try:
+                return compiled(*args)
+            except Exception as exc:  # noqa: BLE001 - compile trouble must never fail a request
+                state["failed"] = True
+                log.warning("compiling the decode step failed (%s: %s); it runs uncompiled", type(exc).__name__, exc)
+        return step(*args)
+
+    return run
 
 
 @dataclass
@@ -131,9 +153,12 @@ class DecodeGraphs:
     """Decode steps through `static_step`: replayed from a graph per (buffer, capacity, mode) on CUDA, run
     eagerly otherwise (CPU, graphs disabled, or a failed capture -- recorded in `error`, never a failed step)."""
 
-    def __init__(self, use_graphs: bool, max_graphs: int = 32):
+    def __init__(self, use_graphs: bool, max_graphs: int = 32, compile_step: bool = False):
         self.use_graphs = use_graphs and _SUPPORTS_CUDA_GRAPHS
         self.max_graphs = max_graphs
+        # torch.compile fuses the step's ~40 kernels per layer (norms, rotary, activations) into a few, which a
+        # graph replay then launches: a graph alone removes launch cost, not per-kernel cost
+        self._step = compiled_step(static_step) if compile_step else static_step
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
         self._pool = None  # one memory pool for all graphs: they never run concurrently (the engine's lock)
         self.captures = self.replays = self.eager_steps = 0
@@ -156,7 +181,7 @@ class DecodeGraphs:
         if graph is None:
             ids = torch.tensor([[token]], device=device)
             position = torch.tensor([kv.length], device=device)
-            logits = static_step(call, kv, ids, position)[-1]
+            logits = self._step(call, kv.buffer, ids, position)[-1]
             self.eager_steps += 1
         else:
             graph.ids.fill_(token)
@@ -178,12 +203,12 @@ class DecodeGraphs:
             side = torch.cuda.Stream(device)
             side.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(side):  # warm-up off the capture (lazy kernel/library initialisation)
-                static_step(call, kv, ids, position)
+                self._step(call, kv.buffer, ids, position)
             torch.cuda.current_stream(device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             # thread_local: the server's other threads (tokenizing, cache tiers) may touch CUDA meanwhile
             with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-                logits = static_step(call, kv, ids, position)
+                logits = self._step(call, kv.buffer, ids, position)
         except Exception as exc:  # noqa: BLE001 - a model that cannot be captured still decodes, eagerly
             self.error = f"{type(exc).__name__}: {exc}"
             log.warning("decode graph capture failed (%s); decoding stays eager", self.error)

@@ -18,11 +18,14 @@ block: decoding continues exactly the block-mode sequence.
 Full mode (`mode="full"`, requests without documents) is plain causal attention over the concatenated tokens
 with the block adapter disabled (PEFT `disable_adapter()`): one copy of the weights serves both modes. With
 `merge_adapter` (default on CUDA) block mode instead runs a second copy of the weights with the LoRA merged in,
-so it costs what full mode costs (issue 10: the unmerged LoRA added ~45 ms per token).
+so it costs what full mode costs (issue 10: the unmerged LoRA added ~45 ms per token), and full mode runs a
+plain view of the base weights (`plain_view`: shared tensors, no PEFT layers in its forward or its graphs).
 
 Speed on CUDA (issue 10): SDPA never picks cuDNN (`attention.sdpa_backends`: it re-plans for every new KV
 length, 2.5 ms of CPU per call); single-token decode runs as a static-shape step replayed from a CUDA graph
-(`decodegraph`), over buffers drawn from a pool in bucketed capacities so graphs are reused.
+(`decodegraph`), over buffers drawn from a pool in bucketed capacities so graphs are reused; batched decode
+(the server's running generations) runs as one static step over an arena of slots, replayed from a graph per
+(batch bucket, length bucket) (`batchgraph`).
 
 Thread-safe: model work is serialised by one lock; block computation is de-duplicated across concurrent
 callers by the store (a block in flight is awaited, not recomputed).
@@ -45,6 +48,7 @@ from blockattn.attention.kv import prefill_shared_sink
 from blockattn.attention.rope import RopeSpec
 from blockattn.engine.assemble import BlockPlacer
 from blockattn.engine.attention import cached_attention, sdpa_backends
+from blockattn.engine.batchgraph import BatchDecoder
 from blockattn.engine.blockprefill import prefill_blocks
 from blockattn.engine.disk import DiskTier
 from blockattn.engine.decodegraph import DecodeGraphs
@@ -81,6 +85,13 @@ class EngineConfig:
     merge_adapter: bool | None = None  # block mode on a LoRA-merged copy of the weights (2× weight memory);
     #                                    False: one copy, adapter toggled per call; None: on CUDA only
     buffer_pool_bytes: int = 4 * GiB  # freed KV buffers kept for reuse (with decode graphs)
+    compile_decode: bool = False  # torch.compile the static decode steps (single and batched) before capture:
+    #                               fewer, fused kernels per step; costs a compilation per shape
+    batch_graphs: bool | None = None  # batched decode as a static step over an arena (`batchgraph`), graph-
+    #                                   replayed on CUDA; None: on CUDA only
+    decode_arena_tokens: int = 8192  # positions per arena slot (longer requests decode on the eager batched path)
+    decode_arena_slots: int = 64  # most requests decoded together from an arena
+    decode_arena_bytes: int | None = None  # per mode's arena (slots shrink to fit); None: 10 % of the GPU's memory
 
 
 @dataclass
@@ -116,6 +127,9 @@ class BlockEngine:
         # block mode's weights: the PEFT model (adapter toggled per call), or a copy with the LoRA merged in
         self.block_model = copy.deepcopy(self.model).merge_and_unload() if (merge and self._lora) else self.model
         self.merged = self.block_model is not self.model
+        # full mode's model: with a merged copy for block mode, a plain view of the base weights (no LoRA layers,
+        # no PEFT wrapper, no adapter toggling in the hot path: what block mode costs, full mode costs too)
+        self.full_model = plain_view(self.model) if self.merged else self.model
         self.sinks = adapter.sinks if adapter is not None else None
         self.n_sinks = adapter.sinks_per_block if adapter is not None else 0
         self.n_shared = adapter.shared_sink if adapter is not None else 0
@@ -135,9 +149,23 @@ class BlockEngine:
         self.placer = BlockPlacer(RopeSpec.from_model(model), compiled, self.config.fused_assemble)
         self.graphs = QueryGraphs() if (self.config.cuda_graphs and on_cuda) else None
         static = on_cuda if self.config.decode_graphs is None else self.config.decode_graphs
-        self.decode_graphs = DecodeGraphs(use_graphs=on_cuda) if static else None
+        self.decode_graphs = DecodeGraphs(use_graphs=on_cuda, compile_step=self.config.compile_decode) if static else None
         self.pool = BufferPool(self.config.buffer_pool_bytes) if static else None
+        self.batch_decoder = self._batch_decoder(on_cuda)
         self._lock = threading.RLock()
+
+    def _batch_decoder(self, on_cuda: bool) -> BatchDecoder | None:
+        cfg = self.config
+        if not (on_cuda if cfg.batch_graphs is None else cfg.batch_graphs):
+            return None
+        capacity = cfg.decode_arena_tokens if self.max_positions is None else min(cfg.decode_arena_tokens,
+                                                                                  self.max_positions)
+        budget = cfg.decode_arena_bytes
+        if budget is None:
+            budget = torch.cuda.get_device_properties(self.device).total_memory // 10 if on_cuda else 1 * GiB
+        slots = min(cfg.decode_arena_slots, budget // BatchDecoder.slot_bytes(self.dims, capacity, self.dtype))
+        return BatchDecoder(self.dims, self.dtype, self.device, capacity, slots, use_graphs=on_cuda,
+                            compile_step=cfg.compile_decode) if slots else None
 
     # ---------------------------------------------------------------- checks
     def check_tokens(self, tokens: Sequence[int] | np.ndarray, what: str) -> np.ndarray:
@@ -170,12 +198,12 @@ class BlockEngine:
         return self.model.disable_adapter() if (mode == "full" and self._lora) else nullcontext()
 
     def _model_for(self, mode: str) -> nn.Module:
-        return self.block_model if mode == "block" else self.model
+        return self.block_model if mode == "block" else self.full_model
 
     def _mode(self, mode: str):
-        """Everything a forward in `mode` runs under: the adapter state and the SDPA backends."""
-        return _Both(self._adapter_state(mode) if not (mode == "block" and self.merged) else nullcontext(),
-                     sdpa_backends(self.device))
+        """Everything a forward in `mode` runs under: the adapter state and the SDPA backends (with a merged
+        adapter neither mode toggles anything: each has its own plain model)."""
+        return _Both(nullcontext() if self.merged else self._adapter_state(mode), sdpa_backends(self.device))
 
     # ---------------------------------------------------------------- blocks
     def fetch_blocks(self, blocks: list[np.ndarray]) -> tuple[list[torch.Tensor], torch.Tensor | None, int, int]:
@@ -278,6 +306,8 @@ class BlockEngine:
         """Append `token` to the request; the logits (V,) of the token after it."""
         ids = self.check_tokens([token], "token")
         with self._lock, self._mode(state.mode):
+            if self.batch_decoder is not None:
+                self.batch_decoder.release(state.kv)  # decoded alone now: its own buffer must be current
             if self.decode_graphs is not None:
                 model = self._model_for(state.mode)
 
@@ -293,18 +323,32 @@ class BlockEngine:
         """Append tokens[i] to request states[i], for all at once; the logits (B, V) of the token after each.
 
         One forward for the whole batch: the weights are read once for B tokens (decode is bound by reading
-        them), while each request's attention runs over its own buffer. All states must share one mode (the
-        adapter is on for block mode, off for full mode)."""
+        them). With a batch decoder (CUDA default) the requests are decoded from its arena as one static,
+        graph-replayed step (`batchgraph`); otherwise (or when they do not fit it) each request's attention
+        runs over its own buffer. All states must share one mode (the adapter is on for block mode, off for
+        full mode)."""
         if not states or len(states) != len(tokens):
             raise ValueError("decode_batch needs one token per state, and at least one state")
         modes = {s.mode for s in states}
         if len(modes) != 1:
             raise ValueError(f"one batch, one mode; got {sorted(modes)}")
-        ids = torch.from_numpy(self.check_tokens(list(tokens), "tokens")).to(self.device).unsqueeze(1)  # (B, 1)
-        with self._lock, self._mode(states[0].mode):
-            positions = torch.tensor([[s.kv.length] for s in states], device=self.device)  # (B, 1)
-            model = self._model_for(states[0].mode)
-            out = model(input_ids=ids, position_ids=positions, past_key_values=BatchKV([s.kv for s in states]),
+        checked = self.check_tokens(list(tokens), "tokens")
+        mode = states[0].mode
+        kvs = [s.kv for s in states]
+        with self._lock, self._mode(mode):
+            model = self._model_for(mode)
+            if self.batch_decoder is not None and self.batch_decoder.fits(kvs):
+                def call(ids, positions, cache, attention_fn):
+                    return model(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True,
+                                 logits_to_keep=1, attention_fn=attention_fn).logits[:, -1]
+
+                return self.batch_decoder.step(call, kvs, checked.tolist(), mode)
+            if self.batch_decoder is not None:
+                for kv in kvs:
+                    self.batch_decoder.release(kv)
+            ids = torch.from_numpy(checked).to(self.device).unsqueeze(1)  # (B, 1)
+            positions = torch.tensor([[kv.length] for kv in kvs], device=self.device)  # (B, 1)
+            out = model(input_ids=ids, position_ids=positions, past_key_values=BatchKV(kvs),
                         use_cache=True, logits_to_keep=1, attention_fn=cached_attention)
         return out.logits[:, -1]
 
@@ -332,8 +376,17 @@ class BlockEngine:
                 "fused_assemble": self.placer.fused, "fused_assemble_error": self.placer.fused_error,
                 "cuda_graphs": self.graphs.info() if self.graphs is not None else None,
                 "decode_graphs": self.decode_graphs.info() if self.decode_graphs is not None else None,
+                "batch_graphs": self.batch_decoder.info() if self.batch_decoder is not None else None,
                 "merged_adapter": self.merged,
                 "max_positions": self.max_positions}
+
+
+def plain_view(peft_model: nn.Module) -> nn.Module:
+    """The base model under a PEFT LoRA wrapper, as a plain model that shares the base weights (no copy): the
+    module tree is copied with every parameter and buffer kept as is, then the copy's LoRA layers are replaced
+    by their base layers. The PEFT model itself is untouched (it still serves whoever holds it)."""
+    shared = {id(t): t for t in [*peft_model.parameters(), *peft_model.buffers()]}
+    return copy.deepcopy(peft_model, memo=shared).unload()
 
 
 class _Both:
