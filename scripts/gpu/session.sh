@@ -24,7 +24,7 @@ export BLOCKATTN_GGUF_QWEN2_5_CODER_0_5B_INSTRUCT=/tmp/stage/q05.gguf
 export BLOCKATTN_GGUF_QWEN2_5_CODER_1_5B_INSTRUCT=/tmp/stage/q15.gguf
 export BLOCKATTN_HOTPOTQA=$BA/gpu/dev500.jsonl.gz
 export BLOCKATTN_COMMIT=$(cat $BA/gpu/commit 2>/dev/null || echo unknown)
-SPEED_BUDGET=${SPEED_BUDGET:-300}
+SPEED_BUDGET=${SPEED_BUDGET:-420}
 QUALITY_MINUTES=${QUALITY_MINUTES:-14}
 log() { echo "[$(date +%T)] $*" | tee -a "$RES/session.txt"; }
 
@@ -93,11 +93,19 @@ case "${1:-}" in
         # The small reports written so far come back with every call (into $OUT): a machine lost between calls
         # (it goes back 30 s after the last one) then loses no finished measurement. Seen here: a session lost
         # all three quality reports that way, 2026-12-02.
+        # Every call brings back small.tgz (every report, plot and log so far, no adapters); the call that sees
+        # the orchestrator done also brings the first 4 parts of the whole archive (adapters included), so
+        # nothing depends on one more call after the last.
         for ((i = 0; i < $2; i += 5)); do [ -e "$RES/DONE" ] && break; sleep 5; done
-        [ -n "${OUT:-}" ] && cp "$RES"/*/quality_*.json "$RES"/speed/bench_*.json "$RES"/session.txt "$OUT"/ 2>/dev/null
+        if [ -n "${OUT:-}" ]; then
+            tar czf "$OUT/small.tgz" -C $BA --exclude='*.tar.gz' --exclude='*.safetensors' --exclude='*.npz' \
+                results 2>/dev/null
+            [ -e "$RES/DONE" ] && bash "$0" collect 0 4 > /dev/null
+            ls -l "$OUT"
+        fi
         bash "$0" status ;;
     status)
-        tail -n 5 "$RES"/session.txt "$RES"/log_*.txt "$RES"/speed/speed_log.txt 2>/dev/null
+        tail -n 4 "$RES"/session.txt "$RES"/log_*.txt "$RES"/speed/speed_log.txt 2>/dev/null
         nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv ;;
     collect)  # collect FIRST COUNT: parts FIRST.. of the results archive (15 MB each: a call brings back 64 MiB)
         : "${OUT:?set OUT}"

@@ -63,15 +63,15 @@ else
     fi
 fi
 
-phase "GPU tests" "$(cap 80)" "$OUT/gpu_tests.txt" $PY -m pytest -p no:cacheprovider -q -m gpu \
+phase "GPU tests" "$(cap 100)" "$OUT/gpu_tests.txt" $PY -m pytest -p no:cacheprovider -q -m gpu \
     tests/engine/test_gpu.py --no-header -rfEs
 tail -n 3 "$OUT/gpu_tests.txt" >> "$LOG"
 
-DEC_CAP=$(cap 130)
+DEC_CAP=$(cap 170)
 phase "bench decode" "$DEC_CAP" "$LOG" $PY -m blockattn bench decode --device "$DEVICE" --models "$MODELS_DEC" \
     $DEC_ARGS --time-budget $(( DEC_CAP * 3 / 4 )) --out "$OUT/bench_decode.json"
 
-TTFT_CAP=$(cap 100)
+TTFT_CAP=$(cap 70)
 phase "bench ttft" "$TTFT_CAP" "$LOG" $PY -m blockattn bench ttft --device "$DEVICE" --models "$MODELS_TTFT" \
     $TTFT_ARGS --time-budget $(( TTFT_CAP / 2 )) --out "$OUT/bench_ttft.json"
 

@@ -67,6 +67,24 @@ def test_entry_point_runs_every_phase_and_writes_the_contract(pack, mini_hotpotq
     readme = (assets / "tiny-block-distill" / "README.md").read_text()
     assert data["command"] in readme and "| distilled |" in readme
     assert (assets / "tiny-block-distill" / "blockattn_adapter.json").is_file()
+    # the LoRA weights are shipped in bfloat16, and the adapter still loads and acts like the trained one
+    from safetensors import safe_open
+    import torch
+
+    from blockattn.adapter import load_block_adapter
+    from blockattn.attention import block_forward, pack_sequence
+    from blockattn.models.tiny import tiny_model
+
+    with safe_open(str(assets / "tiny-block-distill" / "adapter_model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}
+    logits = []
+    for path in (tmp_path / "work" / "distill" / "adapter", assets / "tiny-block-distill"):
+        adapter = load_block_adapter(tiny_model(vocab_size=49152), path)
+        ids, layout = pack_sequence([[5, 6, 7, 8], [9, 10, 11], [12, 13]], sinks_per_block=adapter.sinks_per_block,
+                                    shared_sink=adapter.shared_sink)
+        with torch.no_grad():
+            logits.append(block_forward(adapter.model, ids, layout, sinks=adapter.sinks).logits)
+    assert (logits[0] - logits[1]).abs().max() <= 1e-2 * logits[0].abs().max()
 
 
 def ship_app():

@@ -29,7 +29,8 @@ def serve(
     dtype: str = typer.Option("auto", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
     gpu_cache_gb: float = typer.Option(8.0, help="GPU tier budget for block KV (GB)."),
     cpu_cache_gb: float = typer.Option(4.0, help="CPU tier budget for block KV (GB)."),
-    cuda_graphs: bool = typer.Option(False, help="Replay repeated query-block shapes from CUDA graphs (CUDA only)."),
+    cuda_graphs: bool = typer.Option(True, help="Replay query blocks (padded to bucketed lengths) and decode "
+                                                "steps from CUDA graphs (CUDA only; ignored on the CPU)."),
     max_queue: int = typer.Option(256, help="Most generations waiting for the model; more get HTTP 429."),
     max_batch: int = typer.Option(32, help="Most running generations decoded in one forward."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
@@ -50,7 +51,7 @@ def serve(
     service = Service.load(model, adapter=adapter, cache_dir=cache_dir, cache_dir_max_gb=cache_dir_max_gb,
                            kv_store=kv_store, kv_store_gb=kv_store_gb,
                            device=device, dtype=dtype, gpu_cache_gb=gpu_cache_gb, cpu_cache_gb=cpu_cache_gb,
-                           cuda_graphs=cuda_graphs)
+                           cuda_graphs=None if cuda_graphs else False)
     bound_host, bound_port = sock.getsockname()[:2]
     typer.echo(f"blockattn: serving {service.model_name} (adapter: {service.adapter_name or 'none'}) on "
                f"http://{bound_host}:{bound_port}/v1", err=True)

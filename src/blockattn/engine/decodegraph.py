@@ -59,9 +59,10 @@ class _StaticLayer(CacheLayerMixin):
         """Nothing to do: the buffer exists."""
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if key_states.shape[:1] + key_states.shape[2:3] != (1, 1):
-            raise ValueError("a static decode step writes one token of one request")
-        self.keys_buffer.index_copy_(1, self.position, key_states[0])  # slot `position` ← (H_kv, 1, D)
+        if key_states.shape[0] != 1 or key_states.shape[2] != self.position.shape[0]:
+            raise ValueError("a static step writes the tokens of one request, one position each")
+        # slots `position` ← (H_kv, T, D): one token when decoding, a padded query block (`graphs`)
+        self.keys_buffer.index_copy_(1, self.position, key_states[0])
         self.values_buffer.index_copy_(1, self.position, value_states[0])
         return self.keys_buffer.unsqueeze(0), self.values_buffer.unsqueeze(0)  # (1, H_kv, capacity, D)
 

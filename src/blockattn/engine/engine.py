@@ -79,7 +79,8 @@ class EngineConfig:
     max_batch_tokens: int = 16384  # padded tokens per batched block prefill (bounds activation memory)
     compile_rotation: bool | None = None  # fuse the key re-rotation with torch.compile; None: on CUDA only
     fused_assemble: bool = True  # place blocks with one Triton kernel where it runs (CUDA + Triton; `assemble`)
-    cuda_graphs: bool = False  # replay the query-block forward from CUDA graphs for repeated shapes (`graphs`)
+    cuda_graphs: bool | None = None  # the query-block forward as a static step over the whole buffer, padded to
+    #                                  a bucketed length, replayed from CUDA graphs (`graphs`); None: on CUDA only
     decode_graphs: bool | None = None  # single-token decode as a static step (`decodegraph`), graph-replayed on
     #                                    CUDA; None: on CUDA only (on the CPU the plain step is cheaper)
     merge_adapter: bool | None = None  # block mode on a LoRA-merged copy of the weights (2× weight memory);
@@ -147,7 +148,8 @@ class BlockEngine:
         self.store = BlockStore(tiers, disk, remote)
         compiled = on_cuda if self.config.compile_rotation is None else self.config.compile_rotation
         self.placer = BlockPlacer(RopeSpec.from_model(model), compiled, self.config.fused_assemble)
-        self.graphs = QueryGraphs() if (self.config.cuda_graphs and on_cuda) else None
+        query_graphs = on_cuda if self.config.cuda_graphs is None else self.config.cuda_graphs
+        self.graphs = QueryGraphs(use_graphs=on_cuda) if query_graphs else None
         static = on_cuda if self.config.decode_graphs is None else self.config.decode_graphs
         self.decode_graphs = DecodeGraphs(use_graphs=on_cuda, compile_step=self.config.compile_decode) if static else None
         self.pool = BufferPool(self.config.buffer_pool_bytes) if static else None
@@ -285,14 +287,19 @@ class BlockEngine:
 
     def _forward(self, kv: SequenceKV, tokens: np.ndarray, keep: int, mode: str) -> torch.Tensor:
         """Run `tokens` at the next positions of `kv`; logits (keep, V) of the last `keep` of them."""
+        if self.graphs is not None and len(tokens) > 1:  # one token: the decode step's graphs (`decodegraph`)
+            model = self._model_for(mode)
+
+            def call(ids, positions, cache, attention_fn, keep_index):
+                return model(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True,
+                             logits_to_keep=keep_index, attention_fn=attention_fn).logits[0]
+
+            logits = self.graphs.run(call, kv, tokens, keep, mode)
+            if logits is not None:
+                return logits
         start = kv.length
         ids = torch.from_numpy(tokens).to(self.device).unsqueeze(0)  # (1, T)
         positions = torch.arange(start, start + len(tokens), device=self.device).unsqueeze(0)  # (1, T)
-        if self.graphs is not None and len(tokens) > 1:  # decode steps change shape every token: never graphed
-            run = lambda *args: self._run_model(*args, mode=mode)  # noqa: E731
-            logits = self.graphs.run(run, kv, ids, positions, keep, mode)
-            if logits is not None:
-                return logits
         return self._run_model(kv, ids, positions, keep, mode)
 
     def _run_model(self, kv: SequenceKV, ids: torch.Tensor, positions: torch.Tensor, keep: int,

@@ -1,15 +1,22 @@
-"""CUDA graphs of the query-block forward: replay instead of relaunching ~40 kernels per layer from Python.
+"""CUDA graphs of the query-block forward, for query blocks of any length (issue 10: TTFT).
 
-Why: with every block cached, TTFT is one forward of a short query block (e.g. 64 tokens) over a long KV
-buffer. On a fast GPU that forward is bound by the host: HF's eager decoder layer launches ~40 small kernels
-(RMSNorm, rotary, projections, cache writes, attention, MLP), ~1300 for Llama-8B, each costing microseconds of
-Python and driver time while the GPU idles. A captured graph launches them all at once.
+Why: with every block cached, TTFT is one forward of a short query block over a long KV buffer. On a fast GPU
+that forward is bound by the host: HF's eager decoder layer launches ~40 small kernels per layer (~1300 for
+Llama-8B), each costing microseconds of Python and driver time while the GPU idles. A captured graph launches
+them all at once. But a graph bakes in shapes, and real requests never repeat one: every question has its own
+length and every set of documents its own context length. So the query forward is written as a static step:
 
-A graph bakes in tensor addresses and shapes, so one is keyed by (buffer address, buffer capacity, context
-length, query length, logits kept, mode). Requests of the same shape reuse the same buffer address (PyTorch's
-caching allocator hands a freed block of the same size back), so the key recurs; a shape is captured the
-second time it is seen (one-off shapes never pay for a capture). Anything else -- or any failure to capture,
-recorded in `error` -- runs eagerly, with identical results: replay runs exactly the captured kernels.
+    ids (1, T')        the query's T tokens padded to a bucketed T' (padding after the query: causal rows
+                       never see it; its K/V lands past the request's length and is overwritten by decoding)
+    positions (T',)    start + 0..T'-1, a device tensor: the context length is data, not shape
+    K/V write          `index_copy_` at `positions` into the request's whole buffer
+    attention          over the whole buffer (1, H_kv, capacity, D); row i sees slots <= start + i
+
+One graph per (buffer address, capacity, T', logits kept, mode): buffers come from the engine's pool in bucketed
+capacities, so the keys recur across requests of different lengths. A key is captured the second time it is
+seen (one-off shapes never pay for a capture). On the CPU, for long query blocks (a full-attention prompt:
+flash's causal kernel is faster than a masked one, and launch cost is nothing next to it), or after a failed
+capture (recorded in `error`), the caller runs its eager forward: the same numbers, within float tolerance.
 """
 
 from __future__ import annotations
@@ -19,38 +26,92 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
+from torch import nn
 
+from blockattn.engine.decodegraph import StaticStepKV, zero_tail
 from blockattn.engine.kvbuffer import SequenceKV
 
 log = logging.getLogger(__name__)
 
-Forward = Callable[[SequenceKV, torch.Tensor, torch.Tensor, int], torch.Tensor]
+_SUPPORTS_CUDA_GRAPHS = torch.cuda.is_available() and hasattr(torch.cuda, "CUDAGraph")
+MAX_QUERY_TOKENS = 2048  # longer query blocks run eagerly (see the module docstring)
+
+# model(ids (1, T), positions (1, T), cache, attention_fn, keep_index (K,)) -> logits (K, V)
+QueryCall = Callable[[torch.Tensor, torch.Tensor, object, Callable, torch.Tensor], torch.Tensor]
+
+
+def bucket_query(t: int) -> int:
+    """Query lengths rounded up to 16, 32, 64, ... (powers of two): at most 2× the tokens, few shapes."""
+    return max(16, 1 << (t - 1).bit_length())
+
+
+class RowsMaskedAttention:
+    """T query tokens over a whole static buffer; `visible` (T, capacity) marks the slots each row sees.
+
+    Grouped-query attention without a K/V copy: the G query heads sharing a KV head become G × T query rows of
+    that head, `(1, H, T, D) → (1, H_kv, G·T, D)`, with the mask repeated per head group."""
+
+    def __init__(self, visible: torch.Tensor):
+        self.visible = visible
+
+    def __call__(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                 attention_mask, scaling: float | None = None) -> tuple[torch.Tensor, None]:
+        b, heads, t, d = query.shape
+        kv_heads = key.shape[1]
+        groups = heads // kv_heads
+        rows = query.reshape(b, kv_heads, groups * t, d)  # head h = kv * G + g: rows (g, i) of KV head kv
+        mask = self.visible.repeat(groups, 1).view(1, 1, groups * t, -1)
+        out = nn.functional.scaled_dot_product_attention(rows, key, value, attn_mask=mask, scale=scaling)
+        return out.view(b, heads, t, d).transpose(1, 2).contiguous(), None  # (B, T, H, D)
+
+
+def query_step(call: QueryCall, buffer: torch.Tensor, ids: torch.Tensor, positions: torch.Tensor,
+               keep_index: torch.Tensor) -> torch.Tensor:
+    """The static query forward: ids (1, T'), positions (T',), keep_index (K,) device tensors → logits (K, V)."""
+    capacity = buffer.shape[3]
+    slots = torch.arange(capacity, device=positions.device)
+    visible = slots.view(1, capacity) <= positions.view(-1, 1)  # (T', capacity)
+    return call(ids, positions.view(1, -1), StaticStepKV(buffer, positions), RowsMaskedAttention(visible),
+                keep_index)
 
 
 @dataclass
 class _Graph:
-    graph: torch.cuda.CUDAGraph
-    ids: torch.Tensor  # (1, T) static input, refilled before each replay
-    positions: torch.Tensor  # (1, T) static input; held here because the graph reads its memory on every replay
-    logits: torch.Tensor  # (keep, V) static output, overwritten by each replay
+    graph: "torch.cuda.CUDAGraph"
+    ids: torch.Tensor  # (1, T') static input
+    positions: torch.Tensor  # (T',) static input
+    keep_index: torch.Tensor  # (K,) static input
+    logits: torch.Tensor  # (K, V) static output
 
 
 class QueryGraphs:
-    def __init__(self, max_graphs: int = 8, max_seen: int = 256):
+    def __init__(self, use_graphs: bool = True, max_graphs: int = 32, max_seen: int = 256):
+        # use_graphs False (tests on the CPU): every eligible query block runs the static step eagerly
+        self.use_graphs = use_graphs and _SUPPORTS_CUDA_GRAPHS
         self.max_graphs, self.max_seen = max_graphs, max_seen
         self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
-        self._seen: OrderedDict[tuple, None] = OrderedDict()  # shapes seen once (LRU, bounded)
+        self._seen: OrderedDict[tuple, None] = OrderedDict()  # keys seen once (LRU, bounded)
+        self._pool = None  # one memory pool for all graphs: they never run concurrently (the engine's lock)
         self.captures = self.replays = 0
         self.error: str | None = None  # set when a capture failed: graphs are off from then on
 
-    def run(self, forward: Forward, kv: SequenceKV, ids: torch.Tensor, positions: torch.Tensor, keep: int,
-            mode: str) -> torch.Tensor | None:
-        """Logits (keep, V) via a graph (a fresh tensor), or None: the caller runs `forward` eagerly."""
-        if self.error is not None or ids.device.type != "cuda":
+    def run(self, call: QueryCall, kv: SequenceKV, tokens: np.ndarray, keep: int, mode: str) -> torch.Tensor | None:
+        """Append `tokens` to `kv`; logits (keep, V) of its last `keep` positions via a graph (a fresh tensor),
+        or None (nothing written): the caller runs its eager forward."""
+        t, start = len(tokens), kv.length
+        device = kv.buffer.device
+        if self.error is not None or not 1 < t <= MAX_QUERY_TOKENS or not 1 <= keep <= t:
             return None
-        start, t = kv.length, ids.shape[1]
-        key = (kv.buffer.data_ptr(), kv.capacity, start, t, keep, mode)
+        padded = bucket_query(t)
+        if start + padded > kv.capacity:
+            padded = t  # no room for padding: an exact shape (still recurs when requests do)
+        if start + padded > kv.capacity:
+            return None
+        if not (self.use_graphs and device.type == "cuda"):
+            return self._eager(call, kv, tokens, padded, keep)
+        key = (kv.buffer.data_ptr(), kv.capacity, padded, keep, mode)
         graph = self._graphs.get(key)
         if graph is None:
             if key not in self._seen:
@@ -58,36 +119,57 @@ class QueryGraphs:
                 while len(self._seen) > self.max_seen:
                     self._seen.popitem(last=False)
                 return None
-            graph = self._capture(forward, kv, ids, positions, keep, key)
+            graph = self._capture(call, kv, key, device)
             if graph is None:
                 return None
         self._graphs.move_to_end(key)
-        graph.ids.copy_(ids)
+        zero_tail(kv)  # masked slots must hold finite numbers (softmax weight 0 × NaN = NaN)
+        ids = np.zeros(padded, dtype=np.int64)  # padding: token 0, after the query (never seen by it)
+        ids[:t] = tokens
+        graph.ids.copy_(torch.from_numpy(ids).view(1, padded))
+        graph.positions.copy_(torch.arange(start, start + padded))
+        graph.keep_index.copy_(torch.arange(t - keep, t))
         graph.graph.replay()
         kv.set_length(start + t)
         self.replays += 1
         return graph.logits.clone()
 
-    def _capture(self, forward: Forward, kv: SequenceKV, ids, positions, keep: int, key: tuple) -> _Graph | None:
+    def _eager(self, call: QueryCall, kv: SequenceKV, tokens: np.ndarray, padded: int, keep: int) -> torch.Tensor:
+        """The static step without a graph (what a replay computes; tests compare it with the eager forward)."""
+        t, start, device = len(tokens), kv.length, kv.buffer.device
+        zero_tail(kv)
+        ids = torch.zeros(1, padded, dtype=torch.long)
+        ids[0, :t] = torch.from_numpy(np.asarray(tokens, dtype=np.int64))
+        logits = query_step(call, kv.buffer, ids.to(device), torch.arange(start, start + padded, device=device),
+                            torch.arange(t - keep, t, device=device))
+        kv.set_length(start + t)
+        return logits
+
+    def _capture(self, call: QueryCall, kv: SequenceKV, key: tuple, device: torch.device) -> _Graph | None:
+        _, _, padded, keep, _ = key
         start = kv.length
-        static_ids, static_positions = ids.clone(), positions.clone()
+        zero_tail(kv)
+        # the warm-up and the capture write K/V of zeros at [start, start + T'): the replay that follows
+        # overwrites them with the real query's
+        ids = torch.zeros(1, padded, dtype=torch.long, device=device)
+        positions = torch.arange(start, start + padded, device=device)
+        keep_index = torch.arange(padded - keep, padded, device=device)
         try:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):  # warm-up off the capture (lazy library initialisation)
-                forward(kv, static_ids, static_positions, keep)
-            torch.cuda.current_stream().wait_stream(side)
-            kv.set_length(start)
+            if self._pool is None:
+                self._pool = torch.cuda.graph_pool_handle()
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):  # warm-up off the capture (lazy kernel/library initialisation)
+                query_step(call, kv.buffer, ids, positions, keep_index)
+            torch.cuda.current_stream(device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                logits = forward(kv, static_ids, static_positions, keep)
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+                logits = query_step(call, kv.buffer, ids, positions, keep_index)
         except Exception as exc:  # noqa: BLE001 - a model that cannot be captured still serves, eagerly
             self.error = f"{type(exc).__name__}: {exc}"
             log.warning("CUDA graph capture failed (%s); the query forward stays eager", self.error)
-            kv.set_length(start)
             return None
-        kv.set_length(start)
-        self._graphs[key] = captured = _Graph(graph, static_ids, static_positions, logits)
+        self._graphs[key] = captured = _Graph(graph, ids, positions, keep_index, logits)
         self.captures += 1
         while len(self._graphs) > self.max_graphs:
             self._graphs.popitem(last=False)

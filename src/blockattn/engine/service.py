@@ -236,7 +236,7 @@ class Service:
     @staticmethod
     def load(model: str = "default", adapter: str | None = DEFAULT_ADAPTER, cache_dir: str | Path | None = None,
              device: str = "auto", dtype: str = "auto", gpu_cache_gb: float = 8.0, cpu_cache_gb: float = 4.0,
-             cuda_graphs: bool = False, default_max_tokens: int = DEFAULT_MAX_TOKENS,
+             cuda_graphs: bool | None = None, default_max_tokens: int = DEFAULT_MAX_TOKENS,
              cache_dir_max_gb: float | None = None, kv_store: str | None = None,
              kv_store_gb: float = 4.0) -> "Service":
         """Load a model (name or HF directory), its tokenizer, optionally a block adapter; build the engine."""

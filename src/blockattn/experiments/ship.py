@@ -36,7 +36,8 @@ def readme(data: dict, method: str, dirname: str, size: int) -> str:
     pack = data.get("pack", {})
     lines = [f"# {dirname} — the shipped block adapter of {data['model']}", "",
              f"The default of block mode for `--model {data['model']}` (`--adapter none` turns it off). "
-             f"{method} adapter, {size / 2**20:.1f} MB.", "",
+             f"{method} adapter, {size / 2**20:.1f} MB (LoRA weights stored in bfloat16; the scores below were "
+             f"measured with the fp32 weights of the run).", "",
              "## How it was made", "",
              f"- Data: SemanticSeg continuation rows plus RAG-shaped rows (share {data.get('rag_fraction')}) whose "
              f"targets are the base model's own full-attention answers to questions generated from training "
@@ -59,7 +60,23 @@ def readme(data: dict, method: str, dirname: str, size: int) -> str:
     return "\n".join(lines)
 
 
-def ship_one(result: Path, method: str, assets: Path) -> tuple[str, str]:
+def to_bfloat16(path: Path) -> None:
+    """Rewrite a LoRA weights file with its fp32 tensors in bfloat16 (PEFT casts them back to the model's dtype
+    on load). Why: every shipped byte travels with the repo, and the GPU machine takes 64 MiB per call."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    if not path.is_file():
+        return  # a sinks-only adapter
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    save_file({k: (v.to(torch.bfloat16) if v.dtype == torch.float32 else v).contiguous() for k, v in tensors.items()},
+              str(path), metadata=meta)
+
+
+def ship_one(result: Path, method: str, assets: Path, bf16: bool = True) -> tuple[str, str]:
     data = json.loads(result.read_text())
     model = data["model"]
     tarball = result.with_name(result.name.replace("quality_", "adapters_").replace(".json", ".tar.gz"))
@@ -75,6 +92,8 @@ def ship_one(result: Path, method: str, assets: Path) -> tuple[str, str]:
         for m in members:
             tar.extract(m, tmp, filter="data")
         src = Path(tmp) / method
+        if bf16:
+            to_bfloat16(src / "adapter_model.safetensors")
         size = sum(p.stat().st_size for p in src.iterdir())
         if size > MAX_BYTES:
             raise UserError(f"{model}: the {method} adapter is {size / 2**20:.1f} MB, over the 20 MB limit")
@@ -87,7 +106,8 @@ def ship_one(result: Path, method: str, assets: Path) -> tuple[str, str]:
 
 def main(results: Path = typer.Argument(..., help="Folder with quality_<model>.json + adapters_<model>.tar.gz."),
          method: str = typer.Option("distilled", help="Which adapter of the tarball to ship."),
-         assets: Path = typer.Option(ASSETS, help="The adapters folder of the package.")) -> None:
+         assets: Path = typer.Option(ASSETS, help="The adapters folder of the package."),
+         bf16: bool = typer.Option(True, help="Store the LoRA weights in bfloat16 (half the bytes).")) -> None:
     """Unpack, document and register the adapters of a quality run."""
     found = sorted(results.glob("**/quality_*.json"))
     if not found:
@@ -95,7 +115,7 @@ def main(results: Path = typer.Argument(..., help="Folder with quality_<model>.j
     registry_path = assets / "shipped.json"
     registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {}
     for result in found:
-        model, dirname = ship_one(result, method, assets)
+        model, dirname = ship_one(result, method, assets, bf16)
         registry[model] = dirname
         typer.echo(f"{model}: shipped {method} adapter as {dirname}")
     registry_path.write_text(json.dumps(registry, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,46 @@
+"""The static query step (what `engine.graphs` captures), run eagerly on the CPU: query blocks of any length,
+padded to a bucket, give the eager forward's logits, and decoding after them continues exactly."""
+
+import pytest
+import torch
+
+from blockattn.engine.engine import BlockEngine, EngineConfig
+from blockattn.engine.graphs import bucket_query
+from blockattn.models.tiny import ARCHITECTURES, tiny_model
+from tests.engine.test_exactness import make_adapter, random_blocks, reference_logits
+
+TOL = 1e-4
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("mode", ["block", "full"])
+def test_static_query_step_equals_the_eager_forward(arch, mode, tmp_path):
+    adapter = make_adapter(tmp_path, arch)
+    base = adapter.model.get_base_model()
+    eager = BlockEngine(base, "tiny", adapter, EngineConfig(cuda_graphs=False, merge_adapter=False))
+    static = BlockEngine(base, "tiny", adapter, EngineConfig(cuda_graphs=True, merge_adapter=False))
+    for seed, lengths in enumerate([[12, 30, 5], [7, 7, 19], [40, 33]]):
+        *blocks, query = random_blocks(lengths, seed=seed)
+        expected = eager.prefill(blocks, query, mode=mode, keep_logits=3, max_new_tokens=4)
+        got = static.prefill(blocks, query, mode=mode, keep_logits=3, max_new_tokens=4)
+        assert (got.logits - expected.logits).abs().max() <= TOL
+        assert got.kv.length == expected.kv.length
+        # the padding's K/V past the query is overwritten by decoding: the next tokens agree
+        token = int(torch.argmax(expected.logits[-1]))
+        for _ in range(3):
+            a, b = eager.decode_one_token(expected, token), static.decode_one_token(got, token)
+            assert (a - b).abs().max() <= TOL
+            token = int(torch.argmax(a))
+
+
+def test_static_query_step_matches_the_uncached_reference():
+    model = tiny_model()
+    engine = BlockEngine(model, "tiny", config=EngineConfig(cuda_graphs=True))
+    *blocks, query = random_blocks([9, 17, 6, 11], seed=4)
+    got = engine.prefill(blocks, query, keep_logits=len(query)).logits
+    assert (got - reference_logits(model, blocks, query)).abs().max() <= TOL
+
+
+def test_query_buckets_and_the_cpu_default():
+    assert [bucket_query(t) for t in (2, 16, 17, 33, 100, 1000)] == [16, 16, 32, 64, 128, 1024]
+    assert BlockEngine(tiny_model(), "tiny").graphs is None  # CPU default: the plain forward
