@@ -7,7 +7,7 @@
 #   bash scripts/gpu/session.sh start                 start the orchestrator below, detached (setsid)
 #   bash scripts/gpu/session.sh wait SECONDS          hold the machine up to SECONDS; finished reports -> $OUT
 #   bash scripts/gpu/session.sh status                what runs, the last log lines, GPU memory
-#   bash scripts/gpu/session.sh collect               everything under /tmp/ba/results -> $OUT (one tarball + logs)
+#   bash scripts/gpu/session.sh collect FIRST COUNT   the whole results archive, in 15 MB parts -> $OUT (if ever needed)
 #
 # The orchestrator (`run`): the speed benchmarks first, alone on the GPU (scripts/gpu/speed.sh, issue 10);
 # then the quality runs of the three models side by side (python -m blockattn.experiments.quality, issue 11):
@@ -93,14 +93,13 @@ case "${1:-}" in
         # The small reports written so far come back with every call (into $OUT): a machine lost between calls
         # (it goes back 30 s after the last one) then loses no finished measurement. Seen here: a session lost
         # all three quality reports that way, 2026-12-02.
-        # Every call brings back small.tgz (every report, plot and log so far, no adapters); the call that sees
-        # the orchestrator done also brings the first 4 parts of the whole archive (adapters included), so
-        # nothing depends on one more call after the last.
+        # Every call brings back small.tgz (every report, plot and log so far) and each finished run's adapters
+        # (adapters_<model>.tar.gz, bfloat16, < 16 MiB each): nothing depends on one more call after the last.
         for ((i = 0; i < $2; i += 5)); do [ -e "$RES/DONE" ] && break; sleep 5; done
         if [ -n "${OUT:-}" ]; then
             tar czf "$OUT/small.tgz" -C $BA --exclude='*.tar.gz' --exclude='*.safetensors' --exclude='*.npz' \
                 results 2>/dev/null
-            [ -e "$RES/DONE" ] && bash "$0" collect 0 4 > /dev/null
+            cp "$RES"/*/adapters_*.tar.gz "$OUT"/ 2>/dev/null
             ls -l "$OUT"
         fi
         bash "$0" status ;;

@@ -3,8 +3,8 @@
 #
 #   OUT=/some/dir scripts/gpu/speed.sh [--budget SECONDS] [--device cuda|cpu] [--smoke]
 #
-# Writes at most 6 files to $OUT: speed_log.txt (phases, exit codes, durations, the benchmark tables),
-# gpu_tests.txt, bench_decode.json + .png, bench_ttft.json + .png. Every phase has its own time cap taken from
+# Writes to $OUT: speed_log.txt (phases, exit codes, durations, the benchmark tables), gpu_tests.txt,
+# bench_decode.json + .png, bench_ttft.json + .png, bench_decode_compiled.json + .png. Every phase has its own time cap taken from
 # what is left of the budget, so a slow phase cannot eat the rest; a failed phase is logged and the next one
 # runs. SmolLM2 comes from $BLOCKATTN_SMOLLM2_GGUF (default: the staged /tmp/stage copy, as in
 # scripts/gpu/session.sh); without it the SmolLM2 rows are recorded as skipped and the 8B shape still runs.
@@ -67,12 +67,19 @@ phase "GPU tests" "$(cap 100)" "$OUT/gpu_tests.txt" $PY -m pytest -p no:cachepro
     tests/engine/test_gpu.py --no-header -rfEs
 tail -n 3 "$OUT/gpu_tests.txt" >> "$LOG"
 
-DEC_CAP=$(cap 170)
+DEC_CAP=$(cap 130)
 phase "bench decode" "$DEC_CAP" "$LOG" $PY -m blockattn bench decode --device "$DEVICE" --models "$MODELS_DEC" \
-    $DEC_ARGS --time-budget $(( DEC_CAP * 3 / 4 )) --out "$OUT/bench_decode.json"
+    --variants engine,engine_eager,hf_generate $DEC_ARGS --time-budget $(( DEC_CAP * 3 / 4 )) \
+    --out "$OUT/bench_decode.json"
 
 TTFT_CAP=$(cap 70)
 phase "bench ttft" "$TTFT_CAP" "$LOG" $PY -m blockattn bench ttft --device "$DEVICE" --models "$MODELS_TTFT" \
     $TTFT_ARGS --time-budget $(( TTFT_CAP / 2 )) --out "$OUT/bench_ttft.json"
+
+# torch.compile'd steps last and apart: each shape is a compilation (tens of seconds), its own JSON
+CMP_CAP=$(cap 80)
+phase "bench decode (compiled)" "$CMP_CAP" "$LOG" $PY -m blockattn bench decode --device "$DEVICE" \
+    --models "${MODELS_DEC%%,*}" --variants engine_compiled --streams 64 $DEC_ARGS \
+    --time-budget $(( CMP_CAP * 2 / 3 )) --out "$OUT/bench_decode_compiled.json"
 
 log "done; files: $(cd "$OUT" && ls | tr '\n' ' ')"

@@ -6,7 +6,8 @@ block (random token ids, seeded). For each model and N, on the engine (`engine.B
     full      plain causal prefill of all N tokens (what a server without block caching pays)
     cold      block mode, empty cache: every block prefilled (batched), placed, then the query
     cached    block mode, every block already in the GPU (CPU) tier: place (re-rotate) + query only
-    graph     cached, with the query forward replayed from a CUDA graph (`engine.graphs`; CUDA only)
+    graph     cached, with the query forward replayed from a CUDA graph (`engine.graphs`, the CUDA default;
+              `cached` is the same engine with graphs off)
     hf        the plain transformers path for the same cached K/V: a DynamicCache holding the context K/V
               (built untimed), then a forward of the question (HF SDPA: mask + repeat_kv + torch.cat)
 
@@ -121,7 +122,7 @@ def graph_cached(bm: BenchModel, blocks, question, eager_logits: torch.Tensor, d
     """Cached TTFT with the query forward replayed from a CUDA graph (captured during the warm-up runs)."""
     from blockattn.engine.engine import GiB, BlockEngine, EngineConfig
 
-    engine = BlockEngine(bm.model, bm.identity, config=EngineConfig(gpu_cache_bytes=48 * GiB, cuda_graphs=True))
+    engine = BlockEngine(bm.model, bm.identity, config=EngineConfig(gpu_cache_bytes=48 * GiB))  # CUDA: graphs on
     engine.prefill(blocks, question)  # fill the cache
 
     def first_token():
@@ -137,7 +138,9 @@ def graph_cached(bm: BenchModel, blocks, question, eager_logits: torch.Tensor, d
 def bench_size(bm: BenchModel, n: int, cfg: TTFTBenchConfig, device: torch.device, bandwidth: float | None) -> dict:
     from blockattn.engine.engine import GiB, BlockEngine, EngineConfig
 
-    engine = BlockEngine(bm.model, bm.identity, config=EngineConfig(gpu_cache_bytes=48 * GiB, cpu_cache_bytes=48 * GiB))
+    # the eager engine (query graphs off): `graph` below is the CUDA default, measured beside it
+    engine = BlockEngine(bm.model, bm.identity, config=EngineConfig(gpu_cache_bytes=48 * GiB, cpu_cache_bytes=48 * GiB,
+                                                                    cuda_graphs=False))
     blocks, question = prompt_blocks(n, cfg.block_tokens, cfg.question_tokens, engine.vocab_size, cfg.seed)
     row = {"model": bm.name, "tokens": n, "context_tokens": n - cfg.question_tokens, "question_tokens": len(question),
            "blocks": len(blocks)}

@@ -15,7 +15,8 @@ Phases, in order (each failure is recorded with its traceback; later phases stil
     curves     snapshots of distill and block-FT: held-out KL and HotpotQA on --curve-hotpot-limit questions
 
 Under --out (≤ 4 files): quality_<model>.json (schema: see rows/curves below; rewritten after every phase),
-quality_<model>.png, adapters_<model>.tar.gz (distilled/ and block-FT/ adapters), teacher_<model>.json.
+quality_<model>.png, adapters_<model>.tar.gz (distilled/ and block-FT/ adapters, LoRA weights in bfloat16; the
+scores were measured with the run's fp32 weights), teacher_<model>.json.
 Training time is split evenly between the training runs so that evaluation starts by --deadline-minutes
 minus --eval-minutes; a run cut short says so (its steps and tokens are in the JSON).
 """
@@ -186,16 +187,27 @@ def plot(data: dict, path: Path) -> None:
 
 
 def pack_adapters(adapters: dict[str, Path], target: Path) -> None:
-    """One tarball: <method>/<adapter files> (PEFT's generated README left out)."""
-    from blockattn.adapter import META_FILE
+    """One tarball: <method>/<adapter files> (PEFT's generated README left out), the LoRA weights in bfloat16
+    (what ships: half the bytes, so the tarball comes back from the GPU machine in one file of a call)."""
+    import tempfile
 
-    with tarfile.open(target, "w:gz") as tar:
+    from blockattn.adapter import META_FILE
+    from blockattn.experiments.ship import to_bfloat16
+
+    with tarfile.open(target, "w:gz") as tar, tempfile.TemporaryDirectory() as tmp:
         for method, src in adapters.items():
             if not (src / META_FILE).is_file():
                 continue
             for f in sorted(src.iterdir()):
-                if f.is_file() and f.name != "README.md":
-                    tar.add(f, arcname=f"{method}/{f.name}")
+                if not f.is_file() or f.name == "README.md":
+                    continue
+                arcname = f"{method}/{f.name}"
+                if f.name == "adapter_model.safetensors":
+                    half = Path(tmp) / f"{method}-{f.name}"
+                    shutil.copyfile(f, half)
+                    to_bfloat16(half)
+                    f = half
+                tar.add(f, arcname=arcname)
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
