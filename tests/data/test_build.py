@@ -184,3 +184,25 @@ class TestRealFetch:
         with pytest.raises(UserError, match=r"source 'novels-x' \(debian:r-cran-janeaustenr=0.0-none\)"):
             fetch(Package("debian", "r-cran-janeaustenr", "0.0-none"), "novels-x")
         assert not list((tmp_path / "sources" / "novels-x").iterdir())
+
+
+class TestJunkFilter:
+    def test_a_hex_table_is_too_dense_and_prose_is_not(self):
+        from blockattn.data.tokens import count_tokens
+
+        table = "\t\t{0x003A, 0x003A, 1},\n\t\t{0x0041, 0x005A, 1},\n" * 40
+        prose = _text(0, 200)
+        table_tokens, prose_tokens = count_tokens([table, prose])
+        assert build_mod.too_dense(table, table_tokens)
+        assert not build_mod.too_dense(prose, prose_tokens)
+
+    def test_build_drops_every_window_under_the_threshold(self, home, tmp_path, monkeypatch):
+        # Prose runs ~5 characters per token: a threshold of 100 leaves no window to keep.
+        monkeypatch.setattr(build_mod, "MIN_CHARS_PER_TOKEN", 100.0)
+        with pytest.raises(UserError, match="no instance"):
+            build_mod.build(tmp_path / "ds", 12, CATEGORIES, seed=1)
+
+    def test_kept_instances_are_not_too_dense(self, home, tmp_path):
+        build_mod.build(tmp_path / "ds", 12, CATEGORIES, seed=1)
+        rows = [r for split in ("train", "test") for r in iter_split(tmp_path / "ds", split)]
+        assert rows and all(len(r["text"]) >= 1.5 * r["n_tokens"] for r in rows)

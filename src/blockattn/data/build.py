@@ -44,6 +44,11 @@ NATURAL_SHARE = 0.5      # natural documents vs concatenations, where a category
 MARKUP_SHARE = 0.3       # instances that keep headings/separators: most must not (issue 3)
 _MEAN_TOKENS = (MAX_TOKENS - MIN_TOKENS) / np.log(MAX_TOKENS / MIN_TOKENS)  # of the log-uniform length
 _BATCH = 32
+# Text this dense in tokens is a data table (hex literals, byte arrays, Unicode range tables) or otherwise
+# not prose or code a user would segment: English prose runs ~4.5 characters per token of the dataset
+# tokenizer, code ~3, and the Go tables of issue 14 ~1.1-1.35. Windows below this are dropped whatever their
+# source, so a table inside an otherwise hand-written file (encoding/xml's range tables) cannot slip in.
+MIN_CHARS_PER_TOKEN = 1.5
 MARKER = "semanticseg.json"   # present in every finished build: what `stats` and rebuilds look for
 
 
@@ -156,10 +161,15 @@ def _draw(planner: Planner, target: float, rng: np.random.Generator) -> Candidat
 VERIFY_EVERY = 50
 
 
+def too_dense(text: str, n_tokens: int) -> bool:
+    """Whether a text is junk for segmentation by its characters per token (see MIN_CHARS_PER_TOKEN)."""
+    return len(text) < MIN_CHARS_PER_TOKEN * n_tokens
+
+
 def make_instances(planner: Planner, quota: int, rng: np.random.Generator, seen: set[bytes],
                    progress: Callable[[int], None]) -> list[tuple[Candidate, int]]:
     """Up to `quota` distinct candidates whose exact token count lies in [MIN_TOKENS, MAX_TOKENS], lengths
-    log-uniform over that range."""
+    log-uniform over that range, none of them `too_dense`."""
     accepted: list[tuple[Candidate, int]] = []
     attempts = 0
     while len(accepted) < quota and attempts < 20 * quota + 100:
@@ -174,7 +184,8 @@ def make_instances(planner: Planner, quota: int, rng: np.random.Generator, seen:
         for candidate in batch:
             n = candidate.n_tokens if candidate.n_tokens is not None else next(counted)
             digest = hashlib.sha256(candidate.text.encode()).digest()
-            if MIN_TOKENS <= n <= MAX_TOKENS and digest not in seen and len(accepted) < quota:
+            if MIN_TOKENS <= n <= MAX_TOKENS and digest not in seen and len(accepted) < quota \
+                    and not too_dense(candidate.text, n):
                 if len(accepted) % VERIFY_EVERY == 0 and candidate.n_tokens is not None:
                     whole = count_tokens([candidate.text])[0]
                     if whole != n:
