@@ -55,6 +55,21 @@ def stats(root: Path = typer.Argument(..., help="A folder made by `blockattn dat
     print_stats(root)
 
 
+@app.command("levels")
+def levels(
+    root: Path = typer.Argument(..., help="A folder made by `blockattn data build`."),
+    out: Path = typer.Option(None, "--out", help="Also write the figures as JSON here."),
+    per_category: int = typer.Option(100, help="Instances per category whose block lengths are measured."),
+    seed: int = typer.Option(0, help="Seed of that sample."),
+) -> None:
+    """How distinct the gold levels are: coarse≠fine share and block lengths per level and category."""
+    from blockattn.data.levels import print_levels
+
+    if per_category < 1:
+        raise typer.BadParameter("--per-category must be at least 1")
+    print_levels(root, out, per_category, seed)
+
+
 @app.command("categories")
 def categories() -> None:
     """List the categories and their sources."""

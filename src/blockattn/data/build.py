@@ -199,9 +199,11 @@ def make_instances(planner: Planner, quota: int, rng: np.random.Generator, seen:
 
 def build_category(job: CategoryJob, progress: Callable[[int], None]) -> list[dict]:
     """All instances of one category, written to the staging folder; returns one stats row per instance."""
+    from blockattn.data.hierarchy import deepen
     from blockattn.data.sources import load_documents, load_piece_counts
 
-    documents, counts = unique_documents([d for s in job.sources for d in load_documents(s)],
+    # Levels only change here (issue 14), never text: cached piece counts stay valid.
+    documents, counts = unique_documents([deepen(d) for s in job.sources for d in load_documents(s)],
                                          [c for s in job.sources for c in load_piece_counts(s)])
     split_of = [job.splits.get(d.group) for d in documents]
     seen: set[bytes] = set()

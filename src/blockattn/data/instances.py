@@ -4,10 +4,12 @@ Two kinds, mixed (issue 3):
 
     natural  one document, a window of consecutive pieces starting at one of its boundaries:
              gold boundaries are the document's own (chapter, section, definition, ...)
-    concat   units (coarse spans) of different documents of one source, one after another:
-             every unit start is a coarse boundary (an unmarked topic shift, as in Wiki-727k), the
-             units' inner structure gives the medium and fine ones; the last unit may be cut short,
-             at a piece border
+    concat   units (coarse spans) of documents of one source, one after another, unmarked topic shifts
+             as in Wiki-727k. Where the source has sections (`blockattn.data.hierarchy.section_of`: a
+             book, a file, a fortune file, a president, ...), runs of units of one section follow each
+             other (issue 14): a new section is a coarse boundary, a new unit medium, a unit's own
+             boundaries fine. Elsewhere every unit start is coarse and the units' inner structure gives
+             the medium and fine ones. Units may be cut short, at a piece border
 
 Guarantees of `render` (and so of every instance): boundaries are character offsets where a block starts,
 sorted, unique, strictly inside the text (never 0), coarse ⊆ medium ⊆ fine, no block is empty or blank;
@@ -23,7 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blockattn.data.documents import COARSE, FINE, NONE, Document, Piece
+from blockattn.data.documents import COARSE, FINE, MEDIUM, NONE, Document, Piece
+from blockattn.data.hierarchy import section_of
 from blockattn.data.tokens import PieceCounts, RunCounter, instance_tokens
 
 
@@ -83,6 +86,16 @@ class Planner:
                 (d, a, b) for a, b in zip(starts, starts[1:] + [len(doc.pieces)]))
             docs_per_source[doc.source] = docs_per_source.get(doc.source, 0) + 1
         self.concat_sources = sorted(s for s, n in docs_per_source.items() if n >= 2)
+        # Units per source and section, for sources that have sections (at least two of them).
+        self.sections: dict[str, dict[str, list[tuple[int, int, int]]]] = {}
+        for source, units in self.units.items():
+            by_key: dict[str, list[tuple[int, int, int]]] = {}
+            for unit in units:
+                key = section_of(documents[unit[0]])
+                if key is not None:
+                    by_key.setdefault(key, []).append(unit)
+            if len(by_key) >= 2:
+                self.sections[source] = by_key
         source_size = np.array([sum(self.sizes[d] for d, doc in enumerate(documents) if doc.source == s)
                                 for s in self.concat_sources])
         self.concat_weights = source_size / source_size.sum() if len(source_size) else source_size
@@ -122,7 +135,10 @@ class Planner:
     def concat_candidate(self, target: float, markup: bool, rng: np.random.Generator) -> Candidate | None:
         if not self.concat_sources:
             return None
-        units = self.units[self.concat_sources[rng.choice(len(self.concat_sources), p=self.concat_weights)]]
+        source = self.concat_sources[rng.choice(len(self.concat_sources), p=self.concat_weights)]
+        if source in self.sections:
+            return self._sectioned_candidate(self.sections[source], target, markup, rng)
+        units = self.units[source]
         parts: list[tuple[int, int, int]] = []
         used_docs: list[int] = []
         used, size, misses = set(), 0.0, 0
@@ -152,6 +168,60 @@ class Planner:
             if len(used_docs) > 1 and taken[-1] + 1 < b:  # a later unit cut short ends the instance
                 break
         if len(used_docs) < 2:
+            return None
+        return self._candidate(parts, markup, "concat")
+
+    def _sectioned_candidate(self, sections: dict[str, list[tuple[int, int, int]]], target: float, markup: bool,
+                             rng: np.random.Generator) -> Candidate | None:
+        """Runs of units of one section after another (2 to 6 sections, each about an equal share of the
+        target); within a run, units keep their order in the source (chapters of a book, definitions of a
+        file, entries of a letter)."""
+        keys = sorted(sections)
+        weights = np.array([len(sections[k]) for k in keys], dtype=float)
+        weights /= weights.sum()
+        share = target / int(rng.integers(2, 7))
+        parts: list[tuple[int, int, int]] = []
+        used: set[tuple[int, int]] = set()
+        size, last, runs, misses = 0.0, None, 0, 0
+        while size < target * 0.98 and misses < 30:  # 30 draws in a row that fit nowhere: full enough
+            key = keys[rng.choice(len(keys), p=weights)]
+            if key == last:
+                misses += 1
+                continue
+            pool = sections[key]
+            budget = min(share, target - size)
+            run: list[tuple[int, list[int]]] = []
+            run_size = 0.0
+            for j in rng.permutation(len(pool))[:64]:  # a bounded look into big sections
+                d, a, b = pool[j]
+                if (d, a) in used:
+                    continue
+                # One unit takes at most 40 % of the target, so long units (a speech, a chapter) leave room
+                # for a second unit of the section.
+                unit_budget = min(budget - run_size, target * rng.uniform(0.1, 0.4))
+                taken, taken_size = [], 0.0
+                for i in range(a, b):
+                    step = self._piece_size(d, i, markup)
+                    if _overshoots(taken_size, step, unit_budget):
+                        break
+                    taken.append(i)
+                    taken_size += step
+                if taken:
+                    run.append((d, taken))
+                    used.add((d, a))
+                    run_size += taken_size
+                if run_size >= budget * 0.98:
+                    break
+            if not run:
+                misses += 1
+                continue
+            for u, (d, taken) in enumerate(sorted(run)):
+                pieces = self.documents[d].pieces
+                parts += [(d, i, (COARSE if u == 0 else MEDIUM) if i == taken[0]
+                           else (FINE if pieces[i].level <= FINE else NONE)) for i in taken]
+            size += run_size
+            last, runs, misses = key, runs + 1, 0
+        if runs < 2:
             return None
         return self._candidate(parts, markup, "concat")
 
