@@ -28,9 +28,7 @@ which tests compare with each request decoded alone.
 
 from __future__ import annotations
 
-import logging
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -38,12 +36,10 @@ import torch
 from torch import nn
 from transformers.cache_utils import Cache, CacheLayerMixin
 
+from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache
 from blockattn.engine.decodegraph import compiled_step
 from blockattn.engine.kvbuffer import SequenceKV, bucket_capacity
 
-log = logging.getLogger(__name__)
-
-_SUPPORTS_CUDA_GRAPHS = torch.cuda.is_available() and hasattr(torch.cuda, "CUDAGraph")
 
 # model(ids (b, 1), positions (b, 1), cache, attention_fn) -> logits (b, V) of each row's next token
 BatchCall = Callable[[torch.Tensor, torch.Tensor, Cache, Callable], torch.Tensor]
@@ -155,14 +151,15 @@ class BatchDecoder:
                  slots: int, use_graphs: bool, max_graphs: int = 48, compile_step: bool = False):
         self.dims, self.dtype, self.device = dims, dtype, torch.device(device)
         self.capacity, self.slots = capacity, slots
-        self.use_graphs = use_graphs and _SUPPORTS_CUDA_GRAPHS and self.device.type == "cuda"
-        self.max_graphs = max_graphs
+        self.use_graphs = use_graphs and SUPPORTS_CUDA_GRAPHS and self.device.type == "cuda"
         self._step = compiled_step(arena_step) if compile_step else arena_step  # see decodegraph.compiled_step
         self._arenas: dict[str, _Arena] = {}
-        self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
-        self._pool = None
-        self.captures = self.replays = self.eager_steps = self.admitted = self.moved = 0
-        self.error: str | None = None
+        self._graphs: GraphCache[_Graph] = GraphCache(max_graphs, "batched decode")
+        self.replays = self.eager_steps = self.admitted = self.moved = 0
+
+    @property
+    def error(self) -> str | None:
+        return self._graphs.error
 
     @staticmethod
     def slot_bytes(dims: tuple[int, int, int], capacity: int, dtype: torch.dtype) -> int:
@@ -253,11 +250,7 @@ class BatchDecoder:
         graph = None
         if self.use_graphs and self.error is None:
             key = (mode, b, length)
-            graph = self._graphs.get(key)
-            if graph is not None:
-                self._graphs.move_to_end(key)
-            else:
-                graph = self._capture(call, arena, key, ids_host, pos_host)
+            graph = self._graphs.get(key) or self._capture(call, arena, key, ids_host, pos_host)
         if graph is None:
             logits = self._step(call, arena.kv, ids_host.to(self.device), pos_host.to(self.device), length)
             self.eager_steps += 1
@@ -277,29 +270,11 @@ class BatchDecoder:
         # the warm-up and the capture run the real step (real tokens at real positions): the replay that
         # follows writes the same K/V again
         ids, positions = ids_host.to(self.device), pos_host.to(self.device)
-        try:
-            if self._pool is None:
-                self._pool = torch.cuda.graph_pool_handle()
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                self._step(call, arena.kv, ids, positions, length)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-                logits = self._step(call, arena.kv, ids, positions, length)
-        except Exception as exc:  # noqa: BLE001 - a model that cannot be captured still decodes, eagerly
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.warning("batched decode graph capture failed (%s); batched decoding stays eager", self.error)
-            return None
-        self._graphs[key] = captured = _Graph(graph, ids, positions, logits)
-        self.captures += 1
-        while len(self._graphs) > self.max_graphs:
-            self._graphs.popitem(last=False)
-        return captured
+        return self._graphs.capture(key, self.device, lambda: self._step(call, arena.kv, ids, positions, length),
+                                    lambda graph, logits: _Graph(graph, ids, positions, logits))
 
     def info(self) -> dict:
         return {"slots": self.slots, "capacity": self.capacity, "graphs": len(self._graphs),
-                "captures": self.captures, "replays": self.replays, "eager_steps": self.eager_steps,
+                "captures": self._graphs.captures, "replays": self.replays, "eager_steps": self.eager_steps,
                 "admitted": self.admitted, "moved": self.moved, "error": self.error,
                 "arena_bytes": sum(a.kv.numel() * a.kv.element_size() for a in self._arenas.values())}

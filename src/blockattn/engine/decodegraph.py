@@ -25,7 +25,6 @@ in bucketed capacities, so a finished request's buffer -- and its graph -- serve
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -33,12 +32,12 @@ import torch
 from torch import nn
 from transformers.cache_utils import Cache, CacheLayerMixin
 
+from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache
 from blockattn.engine.kvbuffer import SequenceKV
 
 log = logging.getLogger(__name__)
 
 # Feature check as a module constant, so tests can patch it (CPU: False, the eager fallback runs).
-_SUPPORTS_CUDA_GRAPHS = torch.cuda.is_available() and hasattr(torch.cuda, "CUDAGraph")
 
 # model(ids, positions, cache, attention_fn) -> logits (1, V) of the one new token
 ModelCall = Callable[[torch.Tensor, torch.Tensor, Cache, Callable], torch.Tensor]
@@ -155,15 +154,16 @@ class DecodeGraphs:
     eagerly otherwise (CPU, graphs disabled, or a failed capture -- recorded in `error`, never a failed step)."""
 
     def __init__(self, use_graphs: bool, max_graphs: int = 32, compile_step: bool = False):
-        self.use_graphs = use_graphs and _SUPPORTS_CUDA_GRAPHS
-        self.max_graphs = max_graphs
+        self.use_graphs = use_graphs and SUPPORTS_CUDA_GRAPHS
         # torch.compile fuses the step's ~40 kernels per layer (norms, rotary, activations) into a few, which a
         # graph replay then launches: a graph alone removes launch cost, not per-kernel cost
         self._step = compiled_step(static_step) if compile_step else static_step
-        self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
-        self._pool = None  # one memory pool for all graphs: they never run concurrently (the engine's lock)
-        self.captures = self.replays = self.eager_steps = 0
-        self.error: str | None = None
+        self._graphs: GraphCache[_Graph] = GraphCache(max_graphs, "decode")
+        self.replays = self.eager_steps = 0
+
+    @property
+    def error(self) -> str | None:
+        return self._graphs.error
 
     def step(self, call: ModelCall, kv: SequenceKV, token: int, mode: str) -> torch.Tensor:
         """Append `token` at `kv.length`; logits (V,) of the token after it (a fresh tensor)."""
@@ -174,11 +174,7 @@ class DecodeGraphs:
         graph = None
         if self.use_graphs and self.error is None and device.type == "cuda":
             key = (kv.buffer.data_ptr(), kv.capacity, mode)
-            graph = self._graphs.get(key)
-            if graph is not None:
-                self._graphs.move_to_end(key)
-            else:
-                graph = self._capture(call, kv, key)
+            graph = self._graphs.get(key) or self._capture(call, kv, key)
         if graph is None:
             ids = torch.tensor([[token]], device=device)
             position = torch.tensor([kv.length], device=device)
@@ -198,28 +194,9 @@ class DecodeGraphs:
         # the warm-up and the capture write K/V at slot `length`: harmless, the real step overwrites it
         ids = torch.zeros(1, 1, dtype=torch.long, device=device)
         position = torch.full((1,), kv.length, dtype=torch.long, device=device)
-        try:
-            if self._pool is None:
-                self._pool = torch.cuda.graph_pool_handle()
-            side = torch.cuda.Stream(device)
-            side.wait_stream(torch.cuda.current_stream(device))
-            with torch.cuda.stream(side):  # warm-up off the capture (lazy kernel/library initialisation)
-                self._step(call, kv.buffer, ids, position)
-            torch.cuda.current_stream(device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            # thread_local: the server's other threads (tokenizing, cache tiers) may touch CUDA meanwhile
-            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-                logits = self._step(call, kv.buffer, ids, position)
-        except Exception as exc:  # noqa: BLE001 - a model that cannot be captured still decodes, eagerly
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.warning("decode graph capture failed (%s); decoding stays eager", self.error)
-            return None
-        self._graphs[key] = captured = _Graph(graph, ids, position, logits)
-        self.captures += 1
-        while len(self._graphs) > self.max_graphs:
-            self._graphs.popitem(last=False)
-        return captured
+        return self._graphs.capture(key, device, lambda: self._step(call, kv.buffer, ids, position),
+                                    lambda graph, logits: _Graph(graph, ids, position, logits))
 
     def info(self) -> dict:
-        return {"graphs": len(self._graphs), "captures": self.captures, "replays": self.replays,
+        return {"graphs": len(self._graphs), "captures": self._graphs.captures, "replays": self.replays,
                 "eager_steps": self.eager_steps, "error": self.error}

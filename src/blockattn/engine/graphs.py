@@ -21,7 +21,6 @@ capture (recorded in `error`), the caller runs its eager forward: the same numbe
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
@@ -30,12 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache
 from blockattn.engine.decodegraph import StaticStepKV, zero_tail
 from blockattn.engine.kvbuffer import SequenceKV
 
-log = logging.getLogger(__name__)
-
-_SUPPORTS_CUDA_GRAPHS = torch.cuda.is_available() and hasattr(torch.cuda, "CUDAGraph")
 MAX_QUERY_TOKENS = 2048  # longer query blocks run eagerly (see the module docstring)
 
 # model(ids (1, T), positions (1, T), cache, attention_fn, keep_index (K,)) -> logits (K, V)
@@ -89,13 +86,15 @@ class _Graph:
 class QueryGraphs:
     def __init__(self, use_graphs: bool = True, max_graphs: int = 32, max_seen: int = 256):
         # use_graphs False (tests on the CPU): every eligible query block runs the static step eagerly
-        self.use_graphs = use_graphs and _SUPPORTS_CUDA_GRAPHS
-        self.max_graphs, self.max_seen = max_graphs, max_seen
-        self._graphs: OrderedDict[tuple, _Graph] = OrderedDict()
+        self.use_graphs = use_graphs and SUPPORTS_CUDA_GRAPHS
+        self.max_seen = max_seen
+        self._graphs: GraphCache[_Graph] = GraphCache(max_graphs, "query block")
         self._seen: OrderedDict[tuple, None] = OrderedDict()  # keys seen once (LRU, bounded)
-        self._pool = None  # one memory pool for all graphs: they never run concurrently (the engine's lock)
-        self.captures = self.replays = 0
-        self.error: str | None = None  # set when a capture failed: graphs are off from then on
+        self.replays = 0
+
+    @property
+    def error(self) -> str | None:  # set when a capture failed: graphs are off from then on
+        return self._graphs.error
 
     def run(self, call: QueryCall, kv: SequenceKV, tokens: np.ndarray, keep: int, mode: str) -> torch.Tensor | None:
         """Append `tokens` to `kv`; logits (keep, V) of its last `keep` positions via a graph (a fresh tensor),
@@ -122,7 +121,6 @@ class QueryGraphs:
             graph = self._capture(call, kv, key, device)
             if graph is None:
                 return None
-        self._graphs.move_to_end(key)
         zero_tail(kv)  # masked slots must hold finite numbers (softmax weight 0 × NaN = NaN)
         ids = np.zeros(padded, dtype=np.int64)  # padding: token 0, after the query (never seen by it)
         ids[:t] = tokens
@@ -154,26 +152,10 @@ class QueryGraphs:
         ids = torch.zeros(1, padded, dtype=torch.long, device=device)
         positions = torch.arange(start, start + padded, device=device)
         keep_index = torch.arange(padded - keep, padded, device=device)
-        try:
-            if self._pool is None:
-                self._pool = torch.cuda.graph_pool_handle()
-            side = torch.cuda.Stream(device)
-            side.wait_stream(torch.cuda.current_stream(device))
-            with torch.cuda.stream(side):  # warm-up off the capture (lazy kernel/library initialisation)
-                query_step(call, kv.buffer, ids, positions, keep_index)
-            torch.cuda.current_stream(device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
-                logits = query_step(call, kv.buffer, ids, positions, keep_index)
-        except Exception as exc:  # noqa: BLE001 - a model that cannot be captured still serves, eagerly
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.warning("CUDA graph capture failed (%s); the query forward stays eager", self.error)
-            return None
-        self._graphs[key] = captured = _Graph(graph, ids, positions, keep_index, logits)
-        self.captures += 1
-        while len(self._graphs) > self.max_graphs:
-            self._graphs.popitem(last=False)
-        return captured
+        step = lambda: query_step(call, kv.buffer, ids, positions, keep_index)  # noqa: E731
+        return self._graphs.capture(key, device, step,
+                                    lambda graph, logits: _Graph(graph, ids, positions, keep_index, logits))
 
     def info(self) -> dict:
-        return {"graphs": len(self._graphs), "captures": self.captures, "replays": self.replays, "error": self.error}
+        return {"graphs": len(self._graphs), "captures": self._graphs.captures, "replays": self.replays,
+                "error": self.error}
