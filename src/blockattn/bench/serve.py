@@ -58,7 +58,7 @@ class ServeBenchConfig:
     context_tokens: int = 8192  # documents per request are drawn until about this many tokens
     new_tokens: int = 32  # greedy tokens per request, at most (a stop token may end it sooner)
     requests: int = 0  # measured requests per phase; 0: 4 per client, at least 16
-    warmup: int = 0  # unmeasured requests per phase; 0: one per client, at least 2
+    warmup: int = 0  # unmeasured requests per phase; 0: one per client, at least 8
     time_budget_s: float = 90.0  # all measured phases together; each phase gets an equal share
     zipf: float = 1.1  # popularity exponent: document of rank r drawn with weight 1 / r**zipf
     seed: int = 0
@@ -90,11 +90,16 @@ def load_corpus(tokenizer, path: str | None = None) -> Corpus:
     return Corpus(documents, lengths, [item.question for item in items])
 
 
-def plan(corpus: Corpus, n: int, context_tokens: int, zipf: float, rng: np.random.Generator) -> list[dict]:
-    """`n` requests: {"documents": [indices], "question": str}. Popularity ranks are one seeded permutation of
-    the corpus (`rng`'s first draw); each request takes distinct documents by Zipf weight, in the order drawn
-    (random), until the next would pass `context_tokens` (at least one document)."""
-    rank_of = rng.permutation(len(corpus.documents))  # rank → document
+def popularity(corpus: Corpus, seed: int) -> np.ndarray:
+    """rank → document: one seeded permutation, the same for every phase of a run (popular stays popular)."""
+    return np.random.default_rng(seed).permutation(len(corpus.documents))
+
+
+def plan(corpus: Corpus, rank_of: np.ndarray, n: int, context_tokens: int, zipf: float,
+         rng: np.random.Generator) -> list[dict]:
+    """`n` requests: {"documents": [indices], "question": str}. Each takes distinct documents by Zipf weight of
+    their popularity rank (`rank_of`: rank → document), in the order drawn (random), until the next would pass
+    `context_tokens` (at least one document)."""
     weights = 1.0 / np.arange(1, len(rank_of) + 1) ** zipf
     weights /= weights.sum()
     requests = []
@@ -114,10 +119,10 @@ def plan(corpus: Corpus, n: int, context_tokens: int, zipf: float, rng: np.rando
 
 def phase_plan(corpus: Corpus, cfg: ServeBenchConfig, index: int, clients: int) -> tuple[list[dict], list[dict]]:
     """(warm-up requests, measured requests) of phase `index`: the same for every mode."""
-    rng = np.random.default_rng([cfg.seed, index])
-    warm = cfg.warmup or max(2, clients)
+    rng = np.random.default_rng([cfg.seed, index + 1])
+    warm = cfg.warmup or max(8, clients)
     measured = cfg.requests or max(16, 4 * clients)
-    requests = plan(corpus, warm + measured, cfg.context_tokens, cfg.zipf, rng)
+    requests = plan(corpus, popularity(corpus, cfg.seed), warm + measured, cfg.context_tokens, cfg.zipf, rng)
     return requests[:warm], requests[warm:]
 
 

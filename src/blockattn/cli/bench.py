@@ -223,7 +223,7 @@ def serve(
     context_tokens: int = typer.Option(8192, help="Tokens of documents per request (about)."),
     new_tokens: int = typer.Option(32, help="Greedy tokens per request, at most."),
     requests: int = typer.Option(0, help="Measured requests per phase (0: 4 per client, at least 16)."),
-    warmup: int = typer.Option(0, help="Unmeasured requests per phase first (0: one per client, at least 2)."),
+    warmup: int = typer.Option(0, help="Unmeasured requests per phase first (0: one per client, at least 8)."),
     time_budget: float = typer.Option(90.0, help="Seconds for all measured phases, shared equally."),
     zipf: float = typer.Option(1.1, help="Document popularity exponent (rank r drawn with weight r^-zipf)."),
     seed: int = typer.Option(0, help="Seed of the request plan."),
