@@ -53,6 +53,8 @@ log "speed.sh budget=${BUDGET}s device=$DEVICE smoke=$SMOKE commit=$(git rev-par
 } >> "$LOG" 2>&1
 
 if [ "$SMOKE" = 1 ]; then
+    # the tiny serving model borrows SmolLM2's tokenizer: from the HF cache when no GGUF is staged here
+    [ -f "$BLOCKATTN_SMOLLM2_GGUF" ] || unset BLOCKATTN_SMOLLM2_GGUF
     MODELS_DEC=tiny; MODELS_TTFT=tiny; DEC_ARGS="--context-tokens 200 --new-tokens 4 --streams 1,4 --repeat 1"
     TTFT_ARGS="--sizes 256,512 --block-tokens 64 --question-tokens 16 --warmup 1 --repeat 1"
     SERVE_ARGS="--model tiny --clients 1,2 --context-tokens 256 --new-tokens 4 --requests 3 --warmup 2"

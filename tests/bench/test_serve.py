@@ -10,6 +10,7 @@ import pytest
 
 from blockattn.bench.serve import Corpus, ServeBenchConfig, phase_plan, plan, popularity, ratios
 from blockattn.cli import main
+from blockattn.reports import render_serve
 
 WORDS = "lighthouse rock keeper storm lamp granite tide harbour ship signal".split()
 
@@ -88,6 +89,8 @@ def test_cpu_run_end_to_end_writes_every_field(tmp_path, monkeypatch, capsys):
         else:
             assert s["cache"]["hit_rate"] is None  # no block cache in full mode nor in plain generate
     assert {"ttft_p50_block_over_full", "ttft_p50_block_over_hf_generate"} <= set(result["ratios"][0])
+    text = "\n".join(render_serve("bench_serve_cpu.json", result))
+    assert text.count("| hf_generate |") == 2 and "Goal (block TTFT p50 ≤ 0.25× full" in text
 
 
 @pytest.mark.parametrize("args, message", [

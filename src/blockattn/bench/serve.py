@@ -29,6 +29,7 @@ import json
 import platform
 import queue
 import shutil
+import signal
 import socket
 import statistics
 import tempfile
@@ -96,10 +97,11 @@ def popularity(corpus: Corpus, seed: int) -> np.ndarray:
 
 
 def plan(corpus: Corpus, rank_of: np.ndarray, n: int, context_tokens: int, zipf: float,
-         rng: np.random.Generator) -> list[dict]:
+         rng: np.random.Generator, per_document: int = 0) -> list[dict]:
     """`n` requests: {"documents": [indices], "question": str}. Each takes distinct documents by Zipf weight of
     their popularity rank (`rank_of`: rank → document), in the order drawn (random), until the next would pass
-    `context_tokens` (at least one document)."""
+    `context_tokens` (at least one document); each document counts its tokens + `per_document` (sink
+    positions in block mode)."""
     weights = 1.0 / np.arange(1, len(rank_of) + 1) ** zipf
     weights /= weights.sum()
     requests = []
@@ -109,20 +111,23 @@ def plan(corpus: Corpus, rank_of: np.ndarray, n: int, context_tokens: int, zipf:
             doc = int(rank_of[rank])
             if doc in chosen:
                 continue
-            if chosen and total + corpus.tokens[doc] > context_tokens:
+            if chosen and total + corpus.tokens[doc] + per_document > context_tokens:
                 break
             chosen.append(doc)
-            total += int(corpus.tokens[doc])
+            total += int(corpus.tokens[doc]) + per_document
         requests.append({"documents": chosen, "question": corpus.questions[int(rng.integers(len(corpus.questions)))]})
     return requests
 
 
-def phase_plan(corpus: Corpus, cfg: ServeBenchConfig, index: int, clients: int) -> tuple[list[dict], list[dict]]:
-    """(warm-up requests, measured requests) of phase `index`: the same for every mode."""
+def phase_plan(corpus: Corpus, cfg: ServeBenchConfig, index: int, clients: int, budget: int | None = None,
+               per_document: int = 0) -> tuple[list[dict], list[dict]]:
+    """(warm-up requests, measured requests) of phase `index`: the same for every mode. `budget`: context
+    positions per request (default `cfg.context_tokens`)."""
     rng = np.random.default_rng([cfg.seed, index + 1])
     warm = cfg.warmup or max(8, clients)
     measured = cfg.requests or max(16, 4 * clients)
-    requests = plan(corpus, popularity(corpus, cfg.seed), warm + measured, cfg.context_tokens, cfg.zipf, rng)
+    requests = plan(corpus, popularity(corpus, cfg.seed), warm + measured, budget or cfg.context_tokens, cfg.zipf,
+                    rng, per_document)
     return requests[:warm], requests[warm:]
 
 
@@ -409,6 +414,34 @@ def ratios(phases: list[dict]) -> list[dict]:
     return out
 
 
+QUERY_RESERVE = 192  # positions kept for the instruction prefix and the question (HotpotQA questions are short)
+
+
+def context_budget(model: str, cfg: ServeBenchConfig) -> dict:
+    """How many context positions a request may use: `cfg.context_tokens`, cut to fit the model's window with
+    the new tokens, the prefix and question, and the block adapter's sink positions (k per block, s shared)."""
+    from transformers import AutoConfig
+
+    from blockattn.adapter import META_FILE
+    from blockattn.engine.service import resolve_adapter
+    from blockattn.models import resolve
+
+    window = getattr(AutoConfig.from_pretrained(str(resolve(model))), "max_position_embeddings", None)
+    path = resolve_adapter(cfg.adapter, model)[0] if "block" in cfg.modes else None
+    meta = json.loads((path / META_FILE).read_text()) if path is not None else {}
+    k, shared = int(meta.get("sinks_per_block", 0)), int(meta.get("shared_sink", 0))
+    budget = cfg.context_tokens
+    if window is not None:
+        budget = min(budget, window - cfg.new_tokens - shared - 2 * k - QUERY_RESERVE)
+    if budget < 16:
+        raise UserError(f"the model's {window}-position window leaves no room for documents")
+    return {"window": window, "sinks_per_block": k, "shared_sink": shared, "context_positions": budget}
+
+
+def _exit_on_signal(signum, _frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _model_path(cfg: ServeBenchConfig, scratch: Path) -> str:
     if cfg.model != TINY:
         return cfg.model
@@ -423,6 +456,8 @@ def run(cfg: ServeBenchConfig, command: str, out: Path, log=print) -> dict:
     from transformers import AutoTokenizer
 
     started = time.perf_counter()
+    if threading.current_thread() is threading.main_thread():  # killed at a cap: the servers still stop
+        signal.signal(signal.SIGTERM, _exit_on_signal)
     scratch = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     result: dict = {"benchmark": "serve", "config": asdict(cfg),
                     "env": {"python": platform.python_version(), "torch": torch.__version__,
@@ -431,6 +466,7 @@ def run(cfg: ServeBenchConfig, command: str, out: Path, log=print) -> dict:
     targets: dict = {}
     try:
         model = _model_path(cfg, scratch)
+        result["context"] = context = context_budget(model, cfg)
         # the servers load while this process reads the corpus; each is measured alone, the others idle
         starting = {m: threading.Thread(target=lambda m=m: targets.__setitem__(m, ServerTarget(m, model, cfg)))
                     for m in cfg.modes if m in SERVER_MODES}
@@ -453,7 +489,8 @@ def run(cfg: ServeBenchConfig, command: str, out: Path, log=print) -> dict:
         log(f"{len(corpus.documents)} documents; {len(cfg.clients)} phases × {len(cfg.modes)} modes, "
             f"{share:.1f} s each")
         for index, clients in enumerate(cfg.clients):
-            warm, measured = phase_plan(corpus, cfg, index, clients)
+            warm, measured = phase_plan(corpus, cfg, index, clients, context["context_positions"],
+                                        context["sinks_per_block"])
             stats = request_stats(corpus, measured)
             for mode in cfg.modes:
                 target = targets[mode]
