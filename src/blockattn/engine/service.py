@@ -11,7 +11,7 @@ full mode on the base weights (no adapter, no block cache): the baseline `bench 
 tokenizer is used under a lock: HF fast tokenizers are not safe to call from several threads at once, and the
 server tokenizes off the model thread. A document's tokens are kept by its text (an LRU of
 `DOCUMENT_TOKENS_CACHED` documents): the same document in the next request is not tokenized again (issue 10:
-~18 documents per request cost 25-30 ms of tokenizing).
+an 8k-token request of ~54 HotpotQA paragraphs took 21 ms to tokenize on a CPU core, 0.3 ms once they are known).
 """
 
 from __future__ import annotations
