@@ -574,6 +574,9 @@ def plot(result: dict, path: Path) -> None:
         ax.plot(x, [p["summary"]["ttft_ms"]["p99"] for p in rows], "o--", color=f"C{i}", alpha=0.6,
                 label=f"{mode} p99")
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    clients = sorted({p["clients"] for p in result["phases"]})
+    ax.set_xticks(clients, [str(c) for c in clients])
     ax.set_yscale("log")
     ax.set_xlabel("concurrent clients")
     ax.set_ylabel("TTFT (ms, streamed)")
