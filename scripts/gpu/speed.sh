@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Issue 10 on the lent H200, in one call, bounded by a wall budget: the GPU tests, then decode and TTFT benchmarks.
+# Issue 10 on the lent H200, in one call, bounded by a wall budget: the GPU tests, then decode, TTFT and serving
+# benchmarks.
 #
 #   OUT=/some/dir scripts/gpu/speed.sh [--budget SECONDS] [--device cuda|cpu] [--smoke]
 #
 # Writes to $OUT: speed_log.txt (phases, exit codes, durations, the benchmark tables), gpu_tests.txt,
-# bench_decode.json + .png, bench_ttft.json + .png, bench_decode_compiled.json + .png. Every phase has its own time cap taken from
+# bench_decode.json + .png, bench_ttft.json + .png, bench_serve.json + .png, bench_decode_compiled.json + .png. Every phase has its own time cap taken from
 # what is left of the budget, so a slow phase cannot eat the rest; a failed phase is logged and the next one
 # runs. SmolLM2 comes from $BLOCKATTN_SMOLLM2_GGUF (default: the staged /tmp/stage copy, as in
 # scripts/gpu/session.sh); without it the SmolLM2 rows are recorded as skipped and the 8B shape still runs.
@@ -52,10 +53,15 @@ log "speed.sh budget=${BUDGET}s device=$DEVICE smoke=$SMOKE commit=$(git rev-par
 } >> "$LOG" 2>&1
 
 if [ "$SMOKE" = 1 ]; then
+    # the tiny serving model borrows SmolLM2's tokenizer: from the HF cache when no GGUF is staged here
+    [ -f "$BLOCKATTN_SMOLLM2_GGUF" ] || unset BLOCKATTN_SMOLLM2_GGUF
     MODELS_DEC=tiny; MODELS_TTFT=tiny; DEC_ARGS="--context-tokens 200 --new-tokens 4 --streams 1,4 --repeat 1"
     TTFT_ARGS="--sizes 256,512 --block-tokens 64 --question-tokens 16 --warmup 1 --repeat 1"
+    SERVE_ARGS="--model tiny --clients 1,2 --context-tokens 256 --new-tokens 4 --requests 3 --warmup 2"
+    SERVE_BUDGET=20
 else
     MODELS_DEC=smollm2,llama8b; MODELS_TTFT=llama8b; DEC_ARGS=""; TTFT_ARGS=""
+    SERVE_ARGS="--model smollm2-135m-instruct --clients 1,8,64"; SERVE_BUDGET=90
     if [ -f "$BLOCKATTN_SMOLLM2_GGUF" ] || [ -d "$BLOCKATTN_HOME" ]; then
         phase "prepare SmolLM2" "$(cap 60)" "$LOG" $PY -m blockattn models prepare
     else
@@ -75,6 +81,12 @@ phase "bench decode" "$DEC_CAP" "$LOG" $PY -m blockattn bench decode --device "$
 TTFT_CAP=$(cap 70)
 phase "bench ttft" "$TTFT_CAP" "$LOG" $PY -m blockattn bench ttft --device "$DEVICE" --models "$MODELS_TTFT" \
     $TTFT_ARGS --time-budget $(( TTFT_CAP / 2 )) --out "$OUT/bench_ttft.json"
+
+# two server processes (block mode, full mode) and plain generate on HotpotQA paragraphs; the budget covers the
+# measured phases, the cap adds their start-up and warm-up
+SERVE_CAP=$(cap 160)
+phase "bench serve" "$SERVE_CAP" "$LOG" $PY -m blockattn bench serve --device "$DEVICE" $SERVE_ARGS \
+    --time-budget "$SERVE_BUDGET" --out "$OUT/bench_serve.json"
 
 # torch.compile'd steps last and apart: each shape is a compilation (tens of seconds), its own JSON
 CMP_CAP=$(cap 80)

@@ -31,7 +31,7 @@ EXPECTED = [
     ("T4 efficiency", "quality_", "the curves of the T2 GPU run"),
     ("F1 block sensitivity", "sensitivity_", "produced by `blockattn eval all`"),
     ("T5 speed: TTFT", "bench_ttft", "produced by `blockattn bench ttft`"),
-    ("T5 speed: serving", "bench_serve", "produced by the speed issue's serving benchmark"),
+    ("T5 speed: serving", "bench_serve", "produced by `blockattn bench serve`"),
     ("T5 speed: decoding", "bench_decode", "produced by the speed issue's decoding benchmark"),
 ]
 

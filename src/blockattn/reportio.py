@@ -13,7 +13,12 @@ from typing import Callable
 
 
 def git_commit() -> str:
-    """HEAD of the checkout this package runs from (+ "-dirty" with uncommitted changes), "unknown" outside git."""
+    """$BLOCKATTN_COMMIT when set (a copy without .git, e.g. on the GPU machine), else HEAD of the checkout this
+    package runs from (+ "-dirty" with uncommitted changes), "unknown" outside git."""
+    import os
+
+    if os.environ.get("BLOCKATTN_COMMIT"):
+        return os.environ["BLOCKATTN_COMMIT"]
     root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,

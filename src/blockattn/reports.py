@@ -133,6 +133,53 @@ def render_load(name: str, data: dict) -> list[str]:
     return out + [""]
 
 
+def render_serve(name: str, data: dict) -> list[str]:
+    """T5 serving: `blockattn bench serve` (block-mode server vs full-mode server vs plain generate); a report
+    of another schema is rendered generically."""
+    if "phases" not in data:
+        return paper_tables.render_speed_generic(name, data)
+    c, env = data["config"], data.get("env", {})
+    out = [f"### Serving like real use — {env.get('gpu') or data.get('machine', 'CPU')}", ""] + _provenance(name, data)
+    corpus = data.get("corpus") or {}
+    out += [f"{c['model']}; RAG requests over {corpus.get('documents', 'n/a')} HotpotQA paragraphs (mean "
+            f"{_fmt(corpus.get('document_tokens_mean'), '{:.0f}')} tokens), drawn with Zipf popularity "
+            f"(exponent {c['zipf']}, seed {c['seed']}) to ~{c['context_tokens']} context tokens per request, "
+            f"≤ {c['new_tokens']} greedy new tokens, closed-loop clients. block / full: `blockattn serve --mode "
+            "block|full` over loopback, streamed; hf_generate: plain transformers `generate` (SDPA, DynamicCache) "
+            f"in the benchmark's process, at most {c['hf_max_batch']} requests per call. TTFT: request sent → "
+            "first content chunk." + (" **Partial run** (cut at its budget)." if data.get("partial") else ""), "",
+            "| mode | clients | ok / requests | docs per request | TTFT p50 ms | TTFT p99 ms | tokens/s per stream | "
+            "tokens/s total | requests/s | hit rate | GPU GB | cut short |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for p in data["phases"]:
+        s = p["summary"]
+        out.append(f"| {p['mode']} | {p['clients']} | {s['ok']} / {s['requests']} | "
+                   f"{_fmt(p.get('documents_per_request_mean'), '{:.1f}')} | {_fmt(s['ttft_ms']['p50'], '{:.1f}')} | "
+                   f"{_fmt(s['ttft_ms']['p99'], '{:.1f}')} | "
+                   f"{_fmt(s['decode_tokens_per_s_per_stream']['p50'], '{:.1f}')} | "
+                   f"{_fmt(s['tokens_per_s_total'], '{:.1f}')} | {_fmt(s['requests_per_s'], '{:.2f}')} | "
+                   f"{_fmt(s['cache']['hit_rate'], '{:.3f}')} | {_fmt(s.get('gpu_max_allocated_gb'), '{:.2f}')} | "
+                   f"{'yes' if p['cut_short'] else 'no'} |")
+    by = {(p["mode"], p["clients"]): p["summary"] for p in data["phases"]}
+    for r in data.get("ratios", []):
+        hit = (by.get(("block", r["clients"])) or {}).get("cache", {}).get("hit_rate")
+        ratio = r.get("ttft_p50_block_over_full")
+        verdict = ("n/a" if ratio is None or hit is None else
+                   "met" if ratio <= 0.25 and hit >= 0.8 else "not met" if hit >= 0.8 else "hit rate below 80 %")
+        out += ["", f"{r['clients']} clients: block / full TTFT p50 ×{_fmt(ratio)}, p99 "
+                   f"×{_fmt(r.get('ttft_p99_block_over_full'))}; block / hf_generate TTFT p50 "
+                   f"×{_fmt(r.get('ttft_p50_block_over_hf_generate'))}; block / full tokens/s total "
+                   f"×{_fmt(r.get('tokens_per_s_total_block_over_full'))}. Goal (block TTFT p50 ≤ 0.25× full at ≥ 80 % "
+                   f"hit rate): {verdict}."]
+    timings = [(p["clients"], p["summary"].get("server_timings_ms_p50") or {}) for p in data["phases"]
+               if p["mode"] == "block"]
+    if any(t for _, t in timings):
+        out += ["", "Block-mode server, where the time before the first token went (median ms per request): " +
+                "; ".join(f"{n} clients: " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()) for n, t in timings)
+                + ". keys and lookup are parts of blocks; query is not synchronised."]
+    return out + _image(name, "serving TTFT") + [""]
+
+
 def render_distill_gpu(name: str, data: dict) -> list[str]:
     out = ["### Block distillation vs block fine-tuning — GPU run", ""] + _provenance(name, data)
     out += ["| objective | steps | tokens | train s | tokens/s | probe KL start → end | peak GB |",
@@ -287,7 +334,7 @@ RENDERERS: dict[str, Renderer] = {
     "quality_": paper_tables.render_quality,  # T2 + T4
     "segkl_": paper_tables.render_segkl,  # T3
     "sensitivity_": paper_tables.render_sensitivity,  # F1
-    "bench_serve": paper_tables.render_speed_generic,  # T5
+    "bench_serve": render_serve,  # T5 serving
 }
 
 

@@ -42,7 +42,7 @@ def test_module_entry_point_writes_json_plot_and_table(tmp_path):
     for row in result["rows"]:
         assert row["blocks"] == (row["tokens"] - 16 + 63) // 64
         assert 0 < row["cached_ms"] and 0 < row["full_ms"] and 0 < row["cold_ms"] and 0 < row["hf_cached_ms"]
-        assert set(row["cached_phases_ms"]) == {"blocks", "assemble", "query"}
+        assert set(row["cached_phases_ms"]) == {"validate", "blocks", "keys", "lookup", "assemble", "query"}
         assert row["cached_equals_cold"]["same_first_token"]
         assert row["cached_equals_cold"]["max_abs_logit_diff"] <= 1e-4
     assert out.with_suffix(".png").stat().st_size > 10_000

@@ -26,6 +26,26 @@ class TestPrompts:
         block, full = service.rag_prompt(DOCS, "Who?", "block"), service.rag_prompt(DOCS, "Who?", "full")
         assert (block.blocks, block.query) == (full.blocks, full.query) and block.n_documents == 2
 
+    def test_a_document_is_tokenized_once_and_its_tokens_reused(self, service, monkeypatch):
+        first = service.chat_prompt([{"role": "user", "content": "Who?"}], DOCS)
+        calls = []
+        original = service.tokenizer.__class__.__call__
+        monkeypatch.setattr(service.tokenizer.__class__, "__call__",
+                            lambda self, text, **kw: calls.append(text) or original(self, text, **kw))
+        again = service.chat_prompt([{"role": "user", "content": "Where?"}], list(reversed(DOCS)))
+        assert again.blocks[1:] == list(reversed(first.blocks[1:]))
+        assert calls and not any(doc.strip() in text for doc in DOCS for text in calls)  # prefix, question only
+        assert again.tokenize_ms > 0
+
+    def test_a_full_mode_service_runs_documents_in_full_attention(self, tiny_dir):
+        full = Service.load(str(tiny_dir), adapter="default", device="cpu", mode="full")
+        prompt = full.chat_prompt([{"role": "user", "content": "Who?"}], DOCS)
+        assert full.adapter_name is None and prompt.mode == "full" and prompt.n_documents == 2
+        generation = full.generate(prompt, max_tokens=2)
+        generation.text()
+        assert generation.usage.cached_blocks == generation.usage.computed_blocks == 0
+        assert full.engine.store.stats()["computed"] == 0 and "tokenize" in generation.usage.timings_ms
+
     def test_chat_without_documents_is_full_attention(self, service):
         prompt = service.chat_prompt([{"role": "system", "content": "Be terse."},
                                       {"role": "user", "content": "Hi"}])

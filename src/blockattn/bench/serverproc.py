@@ -14,9 +14,9 @@ import httpx
 
 
 class ServerProcess:
-    def __init__(self, *args: str, timeout_s: float = 180.0):
-        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "blockattn", "serve", "--port", "0", "--device", "cpu",
+    def __init__(self, *args: str, timeout_s: float = 180.0, device: str = "cpu", threads: int = 1):
+        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "blockattn", "serve", "--port", "0", "--device", device,
                                       "--log-level", "warning", *args],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         line = self.proc.stderr.readline()  # "blockattn: serving ... on http://127.0.0.1:PORT/v1"

@@ -201,3 +201,61 @@ def decode(
     path = write(result, out)
     typer.echo(table(result))
     typer.echo(f"wrote {path}")
+
+
+def parse_clients(text: str) -> list[int]:
+    try:
+        clients = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--clients must be comma-separated integers, got {text!r}") from None
+    if not clients or min(clients) < 1:
+        raise UserError("--clients needs at least one client count, each >= 1")
+    return clients
+
+
+@app.command("serve")
+def serve(
+    device: str = typer.Option("auto", help="cuda, cpu, or auto (cuda when present)."),
+    model: str = typer.Option("smollm2-135m-instruct", help="Model name or HF directory (tiny: a tiny random "
+                                                            "model, for smoke runs)."),
+    clients: str = typer.Option("1,8,64", help="Comma-separated concurrent client counts, one phase each."),
+    modes: str = typer.Option("block,full,hf_generate", help="Comma-separated: block, full, hf_generate."),
+    context_tokens: int = typer.Option(8192, help="Tokens of documents per request (about)."),
+    new_tokens: int = typer.Option(32, help="Greedy tokens per request, at most."),
+    requests: int = typer.Option(0, help="Measured requests per phase (0: 4 per client, at least 16)."),
+    warmup: int = typer.Option(0, help="Unmeasured requests per phase first (0: one per client, at least 8)."),
+    time_budget: float = typer.Option(90.0, help="Seconds for all measured phases, shared equally."),
+    zipf: float = typer.Option(1.1, help="Document popularity exponent (rank r drawn with weight r^-zipf)."),
+    seed: int = typer.Option(0, help="Seed of the request plan."),
+    adapter: str = typer.Option("default", help="The block-mode server's --adapter."),
+    max_batch: int = typer.Option(64, help="The servers' --max-batch."),
+    hf_max_batch: int = typer.Option(16, help="Most requests one plain `generate` call takes together."),
+    hotpotqa: Optional[Path] = typer.Option(None, help="HotpotQA file (default: $BLOCKATTN_HOTPOTQA or "
+                                                       "../shared/data/hotpotqa/dev500.jsonl.gz)."),
+    out: Path = typer.Option(Path("reports/bench_serve.json"), help="JSON output; the plot goes beside it (.png)."),
+) -> None:
+    """Serving like real use: block-mode server vs full-mode server vs plain `generate`, RAG requests over
+    HotpotQA paragraphs (Zipf popularity), 1/8/64 concurrent clients: TTFT, tokens/s, hit rate, memory."""
+    from blockattn.bench.serve import MODES, ServeBenchConfig, run, table
+    from blockattn.eval.hotpotqa import default_path
+
+    device = bench_device(device)
+    chosen = [m.strip() for m in modes.split(",") if m.strip()]
+    bad = [m for m in chosen if m not in MODES]
+    if bad or not chosen:
+        raise UserError(f"--modes: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(MODES)}")
+    if context_tokens < 16 or new_tokens < 1 or requests < 0 or warmup < 0 or max_batch < 1 or hf_max_batch < 1:
+        raise UserError("--context-tokens must be >= 16, --new-tokens, --max-batch and --hf-max-batch >= 1, "
+                        "--requests and --warmup >= 0")
+    if time_budget <= 0 or zipf < 0:
+        raise UserError("--time-budget must be > 0 and --zipf >= 0")
+    corpus = hotpotqa or default_path()
+    if not Path(corpus).is_file():
+        raise UserError(f"HotpotQA file {corpus}: not found (pass --hotpotqa PATH or set $BLOCKATTN_HOTPOTQA)")
+    cfg = ServeBenchConfig(model=model, device=device, clients=parse_clients(clients), modes=chosen,
+                           context_tokens=context_tokens, new_tokens=new_tokens, requests=requests, warmup=warmup,
+                           time_budget_s=time_budget, zipf=zipf, seed=seed, adapter=adapter, max_batch=max_batch,
+                           hf_max_batch=hf_max_batch, corpus=str(corpus))
+    result = run(cfg, "blockattn " + " ".join(sys.argv[1:]), out, log=lambda line: typer.echo(line, err=True))
+    typer.echo(table(result))
+    typer.echo(f"wrote {out} and {out.with_suffix('.png')}")

@@ -15,6 +15,8 @@ def serve(
     model: str = typer.Option("smollm2-135m-instruct", help="Model name or local HF model directory."),
     adapter: str = typer.Option("default", help="default: the block adapter shipped for the "
                                                 "model (if any); none: the base model alone; or a directory."),
+    mode: str = typer.Option("block", help="block: documents are cached context blocks; full: every request "
+                                           "runs full attention on the base weights (no adapter, no block cache)."),
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port (0: any free port)."),
     cache_dir: Optional[Path] = typer.Option(None, help="Persist block KV here (survives restarts)."),
@@ -40,6 +42,8 @@ def serve(
     from blockattn.engine.server import serve as run
     from blockattn.engine.service import Service
 
+    if mode not in ("block", "full"):
+        raise UserError(f"--mode must be block or full, got {mode!r}")
     if max_queue < 1:
         raise UserError("--max-queue must be at least 1")
     if max_batch < 1:
@@ -51,8 +55,8 @@ def serve(
     service = Service.load(model, adapter=adapter, cache_dir=cache_dir, cache_dir_max_gb=cache_dir_max_gb,
                            kv_store=kv_store, kv_store_gb=kv_store_gb,
                            device=device, dtype=dtype, gpu_cache_gb=gpu_cache_gb, cpu_cache_gb=cpu_cache_gb,
-                           cuda_graphs=None if cuda_graphs else False)
+                           cuda_graphs=None if cuda_graphs else False, mode=mode)
     bound_host, bound_port = sock.getsockname()[:2]
-    typer.echo(f"blockattn: serving {service.model_name} (adapter: {service.adapter_name or 'none'}) on "
+    typer.echo(f"blockattn: serving {service.model_name} ({mode} mode, adapter: {service.adapter_name or 'none'}) on "
                f"http://{bound_host}:{bound_port}/v1", err=True)
     run(create_app(service, api_key=api_key, max_queue=max_queue, max_batch=max_batch), sock, log_level=log_level)

@@ -208,13 +208,19 @@ class BlockEngine:
         return _Both(nullcontext() if self.merged else self._adapter_state(mode), sdpa_backends(self.device))
 
     # ---------------------------------------------------------------- blocks
-    def fetch_blocks(self, blocks: list[np.ndarray]) -> tuple[list[torch.Tensor], torch.Tensor | None, int, int]:
+    def fetch_blocks(self, blocks: list[np.ndarray], timings_ms: dict[str, float] | None = None
+                     ) -> tuple[list[torch.Tensor], torch.Tensor | None, int, int]:
         """K/V of each block (cache or computed) and of the shared sink (None without one).
 
-        Returns (entries in `blocks` order, shared entry, cached count, computed count)."""
+        Returns (entries in `blocks` order, shared entry, cached count, computed count). `timings_ms`, when
+        given, receives "keys" (hashing the blocks' content) and "lookup" (asking the cache tiers), in ms."""
+        started = time.perf_counter()
         block_keys = [self.keys.block(b) for b in blocks]
         shared_key = self.keys.shared() if self.n_shared else None
+        hashed = time.perf_counter()
         lookup = self.store.lookup(block_keys + ([shared_key] if shared_key else []))
+        if timings_ms is not None:
+            timings_ms.update(keys=(hashed - started) * 1e3, lookup=(time.perf_counter() - hashed) * 1e3)
         found = dict(lookup.found)
         if lookup.claimed:
             tokens_of = dict(zip(block_keys, blocks))
@@ -251,7 +257,10 @@ class BlockEngine:
         """Prefill context `blocks` and the `query` block; room is reserved for `max_new_tokens`.
 
         `keep_logits`: how many final prompt positions to return logits for (tests compare them all).
-        `sync_timings`: synchronise the device between phases so `timings_ms` splits device time (benchmarks)."""
+        `sync_timings`: synchronise the device between phases so `timings_ms` splits device time (benchmarks).
+        `timings_ms` (ms): validate (checking the tokens), blocks (all of fetching the context blocks' K/V: its
+        parts keys and lookup, then computing the misses), assemble (placing them), query (the query forward)."""
+        clock = _PhaseClock(self.device, sync_timings)
         if mode not in MODES:
             raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         blocks = [self.check_tokens(b, f"block {i}") for i, b in enumerate(blocks)]
@@ -262,9 +271,11 @@ class BlockEngine:
         if mode == "full":
             blocks, query = [], np.concatenate([*blocks, query])
         blocks = [b for b in blocks if len(b) or self.n_sinks]  # an empty block without sinks holds nothing
-        clock = _PhaseClock(self.device, sync_timings)
-        entries, shared, cached, computed = self.fetch_blocks(blocks) if blocks else ([], None, 0, 0)
+        clock.lap("validate")
+        fetch_ms: dict[str, float] = {}
+        entries, shared, cached, computed = self.fetch_blocks(blocks, fetch_ms) if blocks else ([], None, 0, 0)
         clock.lap("blocks")
+        clock.laps.update(fetch_ms)
         parts: list[tuple[torch.Tensor, int, int]] = []
         if shared is not None:
             parts.append((shared, 0, 0))

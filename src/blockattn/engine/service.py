@@ -6,14 +6,19 @@
                                                         finish_reason and usage
 
 Requests with documents run in block mode (documents are context blocks, cached); requests without run in
-full mode (plain causal attention, adapter disabled). The tokenizer is used under a lock: HF fast tokenizers
-are not safe to call from several threads at once, and the server tokenizes off the model thread.
+full mode (plain causal attention, adapter disabled). A service loaded with `mode="full"` runs every request in
+full mode on the base weights (no adapter, no block cache): the baseline `bench serve` compares against. The
+tokenizer is used under a lock: HF fast tokenizers are not safe to call from several threads at once, and the
+server tokenizes off the model thread. A document's tokens are kept by its text (an LRU of
+`DOCUMENT_TOKENS_CACHED` documents): the same document in the next request is not tokenized again (issue 10:
+an 8k-token request of ~54 HotpotQA paragraphs took 21 ms to tokenize on a CPU core, 0.3 ms once they are known).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -33,6 +38,8 @@ if TYPE_CHECKING:
 DEFAULT_ADAPTER = "default"
 SHIPPED_FILE = "shipped.json"  # assets/adapters/shipped.json: model name → assets/adapters/<dir>
 DEFAULT_MAX_TOKENS = 256  # new tokens when a request does not say
+DOCUMENT_TOKENS_CACHED = 16384  # documents whose tokens a service keeps (by text, least recently used out)
+SERVE_MODES = ("block", "full")
 
 
 def shipped_adapter_dir(name: str) -> Path:
@@ -96,6 +103,7 @@ class Prompt:
     query: list[int]  # the query block
     mode: str  # "block" (documents → cached blocks) or "full" (plain causal attention over everything)
     n_documents: int = 0  # document blocks among `blocks`
+    tokenize_ms: float = 0.0  # time spent turning the request's text into these tokens
 
     @property
     def context_tokens(self) -> int:
@@ -114,13 +122,18 @@ class Usage:
     computed_blocks: int = 0
     ttft_ms: float = 0.0  # model work from the start of prefill to the first token decided
     total_ms: float = 0.0
+    # where the time before the first token went (ms): tokenize (text → tokens, off the model thread), then the
+    # prefill's phases: validate, keys (content hashes), lookup (cache tiers), blocks (computing misses),
+    # assemble (placing cached K/V), query (the query block's forward, not synchronised)
+    timings_ms: dict[str, float] = field(default_factory=dict)
 
     def openai(self) -> dict:
         """The OpenAI `usage` object, with blockattn's own numbers under "blockattn"."""
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                 "total_tokens": self.prompt_tokens + self.completion_tokens,
                 "blockattn": {"cached_blocks": self.cached_blocks, "computed_blocks": self.computed_blocks,
-                              "ttft_ms": round(self.ttft_ms, 3)}}
+                              "ttft_ms": round(self.ttft_ms, 3),
+                              "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}}
 
 
 @dataclass
@@ -156,7 +169,8 @@ class Generation:
         self.state = self.service.engine.prefill(self.prompt.blocks, self.prompt.query, mode=self.prompt.mode,
                                                  max_new_tokens=self.max_tokens)
         self.usage = Usage(prompt_tokens=self.prompt.prompt_tokens, cached_blocks=self.state.cached_blocks,
-                           computed_blocks=self.state.computed_blocks)
+                           computed_blocks=self.state.computed_blocks,
+                           timings_ms={"tokenize": self.prompt.tokenize_ms, **self.state.timings_ms})
         self._sampler = Sampler(self.sampling)
         self._text = TextStream(self.service.decode, self.stop)
         return self.advance(self.state.logits[-1])
@@ -224,7 +238,10 @@ def decode_step(generations: list[Generation]) -> list[str]:
 
 class Service:
     def __init__(self, engine: BlockEngine, tokenizer, model_name: str, adapter_name: str | None,
-                 default_max_tokens: int = DEFAULT_MAX_TOKENS):
+                 default_max_tokens: int = DEFAULT_MAX_TOKENS, mode: str = "block"):
+        if mode not in SERVE_MODES:
+            raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(SERVE_MODES)}")
+        self.mode = mode  # what requests with documents run in
         self.engine = engine
         self.tokenizer = tokenizer
         self.model_name = model_name
@@ -232,14 +249,16 @@ class Service:
         self.default_max_tokens = default_max_tokens
         self.stop_ids = frozenset(prompts.stop_token_ids(tokenizer, engine.base.config))
         self._tokenizer_lock = threading.Lock()
+        self._document_tokens: OrderedDict[str, list[int]] = OrderedDict()  # under the tokenizer lock
 
     @staticmethod
     def load(model: str = "default", adapter: str | None = DEFAULT_ADAPTER, cache_dir: str | Path | None = None,
              device: str = "auto", dtype: str = "auto", gpu_cache_gb: float = 8.0, cpu_cache_gb: float = 4.0,
              cuda_graphs: bool | None = None, default_max_tokens: int = DEFAULT_MAX_TOKENS,
              cache_dir_max_gb: float | None = None, kv_store: str | None = None,
-             kv_store_gb: float = 4.0) -> "Service":
-        """Load a model (name or HF directory), its tokenizer, optionally a block adapter; build the engine."""
+             kv_store_gb: float = 4.0, mode: str = "block") -> "Service":
+        """Load a model (name or HF directory), its tokenizer, optionally a block adapter; build the engine.
+        `mode="full"`: every request in full attention, so no adapter is loaded (it would never run)."""
         from blockattn.models import load
 
         device = resolve_device(device)
@@ -257,7 +276,9 @@ class Service:
             from blockattn.engine.remote import parse_url
 
             parse_url(kv_store)  # a bad URL fails before the model loads
-        adapter_path, adapter_name = resolve_adapter(adapter, model)
+        if mode not in SERVE_MODES:
+            raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(SERVE_MODES)}")
+        adapter_path, adapter_name = resolve_adapter(adapter, model) if mode == "block" else (None, None)
         loaded = load(model, dtype=dtype, device=device)
         block_adapter = None
         if adapter_path is not None:
@@ -269,7 +290,7 @@ class Service:
                               cache_dir_max_bytes=int(cache_dir_max_gb * GiB) if cache_dir_max_gb else None,
                               kv_store=kv_store or None, kv_store_bytes=int(kv_store_gb * GiB))
         engine = BlockEngine(loaded.model, loaded.identity, block_adapter, config)
-        return Service(engine, loaded.tokenizer, loaded.name, adapter_name, default_max_tokens)
+        return Service(engine, loaded.tokenizer, loaded.name, adapter_name, default_max_tokens, mode)
 
     # ---------------------------------------------------------------- tokenizer (locked)
     def encode(self, text: str) -> list[int]:
@@ -280,6 +301,27 @@ class Service:
         with self._tokenizer_lock:
             return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
+    def _documents_locked(self, texts: list[str]) -> list[list[int]]:
+        """`prompts.encode_documents(texts)`, each document's tokens kept by its text (the caller holds the
+        tokenizer lock). The lists handed out are shared: never modified downstream."""
+        blocks = []
+        for text in texts:
+            tokens = self._document_tokens.get(text)
+            if tokens is None:
+                tokens = prompts.encode_documents(self.tokenizer, [text])[0]
+                self._document_tokens[text] = tokens
+                if len(self._document_tokens) > DOCUMENT_TOKENS_CACHED:
+                    self._document_tokens.popitem(last=False)
+            else:
+                self._document_tokens.move_to_end(text)
+            blocks.append(tokens)
+        return blocks
+
+    def _with_documents(self, prefix: list[int], documents: list[list[int]], query: list[int],
+                        started: float) -> Prompt:
+        return Prompt([prefix, *documents], query, self.mode, len(documents),
+                      tokenize_ms=(time.perf_counter() - started) * 1e3)
+
     # ---------------------------------------------------------------- prompts
     def rag_prompt(self, documents: list[str], question: str, mode: str = "block", segment: str = "none") -> Prompt:
         """Documents + a question (`blockattn generate`): [prefix, documents..., question]."""
@@ -287,26 +329,34 @@ class Service:
             raise UserError("the question is empty")
         if not documents:
             raise UserError("no documents given")
+        started = time.perf_counter()
         blocks = split_documents(documents, segment)  # outside the lock: the segmenter has its own tokenizer
         with self._tokenizer_lock:
-            built = prompts.build_prompt(self.tokenizer, blocks, question.strip())
-        return Prompt([built.prefix, *built.documents], built.query, mode, len(built.documents))
+            built = prompts.build_prompt(self.tokenizer, [], question.strip())
+            tokens = self._documents_locked(blocks)
+        prompt = self._with_documents(built.prefix, tokens, built.query, started)
+        prompt.mode = mode
+        return prompt
 
     def chat_prompt(self, messages: list[dict], documents: list[str] | None = None, segment: str = "none") -> Prompt:
         """A chat request; with documents in block mode (the last user message is the query block)."""
         if not messages:
             raise UserError("messages is empty")
+        started = time.perf_counter()
         if not documents:
             with self._tokenizer_lock:
-                return Prompt([], prompts.build_chat_tokens(self.tokenizer, messages), "full")
+                tokens = prompts.build_chat_tokens(self.tokenizer, messages)
+            return Prompt([], tokens, "full", tokenize_ms=(time.perf_counter() - started) * 1e3)
         blocks = split_documents(documents, segment)  # outside the lock: the segmenter has its own tokenizer
         with self._tokenizer_lock:
-            built = prompts.build_chat_prompt(self.tokenizer, messages, blocks)
-        return Prompt([built.prefix, *built.documents], built.query, "block", len(built.documents))
+            built = prompts.build_chat_prompt(self.tokenizer, messages, [])
+            tokens = self._documents_locked(blocks)
+        return self._with_documents(built.prefix, tokens, built.query, started)
 
     def completion_prompt(self, text_or_ids: str | list[int], documents: list[str] | None = None,
                           segment: str = "none") -> Prompt:
         """A raw completion prompt; documents (if any) are context blocks in front of it."""
+        started = time.perf_counter()
         if isinstance(text_or_ids, str):
             if not text_or_ids:
                 raise UserError("prompt is empty")
@@ -317,11 +367,11 @@ class Service:
                 raise UserError("prompt is empty")
             self.engine.check_tokens(query, "prompt")
         if not documents:
-            return Prompt([], query, "full")
+            return Prompt([], query, "full", tokenize_ms=(time.perf_counter() - started) * 1e3)
         texts = split_documents(documents, segment)  # outside the lock: the segmenter has its own tokenizer
         with self._tokenizer_lock:
-            blocks = prompts.encode_documents(self.tokenizer, texts)
-        return Prompt(blocks, query, "block", len(blocks))
+            blocks = self._documents_locked(texts)
+        return Prompt(blocks, query, self.mode, len(blocks), tokenize_ms=(time.perf_counter() - started) * 1e3)
 
     # ---------------------------------------------------------------- generation
     def max_tokens_for(self, prompt: Prompt, requested: int | None) -> int:
@@ -346,5 +396,5 @@ class Service:
                           list(stop or []))
 
     def info(self) -> dict:
-        return {"model": self.model_name, "adapter": self.adapter_name, **self.engine.info(),
+        return {"model": self.model_name, "adapter": self.adapter_name, "mode": self.mode, **self.engine.info(),
                 "cache": self.engine.store.stats()}

@@ -54,7 +54,7 @@ class TestEndpoints:
         assert first.usage.model_extra["blockattn"]["computed_blocks"] >= 1  # at least the fresh document
         usage = second.usage.model_extra["blockattn"]
         assert (usage["cached_blocks"], usage["computed_blocks"]) == (4, 0)  # prefix + 3 documents
-        assert set(usage) == {"cached_blocks", "computed_blocks", "ttft_ms", "queue_ms"}
+        assert set(usage) == {"cached_blocks", "computed_blocks", "ttft_ms", "queue_ms", "timings_ms"}
         assert first.choices[0].message.content == second.choices[0].message.content
 
     def test_auto_segment_caches_each_block_of_a_document(self, server_url):

@@ -10,7 +10,8 @@ Request life: the event loop parses and validates (4xx on any problem), tokenize
 "context too long" and friends, before any response starts -- streaming included), then hands the generation
 to the single model thread (`worker.ModelWorker`, which decodes running generations together) and relays its
 text. Every response's `usage` carries
-`"blockattn": {"cached_blocks", "computed_blocks", "ttft_ms", "queue_ms"}`.
+`"blockattn": {"cached_blocks", "computed_blocks", "ttft_ms", "queue_ms", "timings_ms"}` (timings_ms: where the
+time before the first token went, `service.Usage.timings_ms`).
 """
 
 from __future__ import annotations
@@ -253,7 +254,7 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
     # ---------------------------------------------------------------- routes
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": service.model_name, "adapter": service.adapter_name,
+        return {"status": "ok", "model": service.model_name, "adapter": service.adapter_name, "mode": service.mode,
                 "queue_depth": worker.depth, "running": worker.running}
 
     @app.get("/metrics")

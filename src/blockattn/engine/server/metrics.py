@@ -14,6 +14,7 @@
     blockattn_cache_remote_errors_total            Redis commands that failed or timed out (each a miss / skipped write)
     blockattn_cache_remote_skipped_total           Redis calls skipped while the breaker was open
     blockattn_cache_remote_up                      0 while the breaker is open (Redis recently failed), else 1
+    blockattn_gpu_max_allocated_bytes              torch.cuda.max_memory_allocated of this process (0 off CUDA)
 
 Cache numbers are read from the engine's store at scrape time, so they cannot drift from its own stats.
 """
@@ -67,6 +68,13 @@ class CacheCollector:
                                     value=0 if remote["breaker_open"] else 1)
 
 
+def gpu_max_allocated() -> int:
+    """Peak bytes torch has allocated on the current CUDA device in this process; 0 without CUDA."""
+    import torch
+
+    return torch.cuda.max_memory_allocated() if torch.cuda.is_available() and torch.cuda.is_initialized() else 0
+
+
 class Metrics:
     def __init__(self, store: BlockStore, queue_depth):
         self.registry = CollectorRegistry()
@@ -81,4 +89,6 @@ class Metrics:
         self.generated_tokens = Counter("blockattn_generated_tokens", "Tokens generated", registry=self.registry)
         Gauge("blockattn_queue_depth", "Generations waiting for the model thread",
               registry=self.registry).set_function(queue_depth)
+        Gauge("blockattn_gpu_max_allocated_bytes", "torch.cuda.max_memory_allocated of the server process",
+              registry=self.registry).set_function(gpu_max_allocated)
         self.registry.register(CacheCollector(store))
