@@ -24,7 +24,7 @@ export BLOCKATTN_GGUF_QWEN2_5_CODER_0_5B_INSTRUCT=/tmp/stage/q05.gguf
 export BLOCKATTN_GGUF_QWEN2_5_CODER_1_5B_INSTRUCT=/tmp/stage/q15.gguf
 export BLOCKATTN_HOTPOTQA=$BA/gpu/dev500.jsonl.gz
 export BLOCKATTN_COMMIT=$(cat $BA/gpu/commit 2>/dev/null || echo unknown)
-SPEED_BUDGET=${SPEED_BUDGET:-420}
+SPEED_BUDGET=${SPEED_BUDGET:-520}
 QUALITY_MINUTES=${QUALITY_MINUTES:-14}
 log() { echo "[$(date +%T)] $*" | tee -a "$RES/session.txt"; }
 
