@@ -44,3 +44,25 @@ def test_static_query_step_matches_the_uncached_reference():
 def test_query_buckets_and_the_cpu_default():
     assert [bucket_query(t) for t in (2, 16, 17, 33, 100, 1000)] == [16, 16, 32, 64, 128, 1024]
     assert BlockEngine(tiny_model(), "tiny").graphs is None  # CPU default: the plain forward
+
+
+def test_rows_attention_accepts_a_non_contiguous_kernel_output(monkeypatch):
+    """CUDA's SDPA kernels may hand back their output in another memory layout (the H200 capture failed on a
+    `view` of it): the grouped rows must be regrouped by logical order, whatever the strides."""
+    from blockattn.engine import graphs
+
+    b, heads, kv_heads, t, d, capacity = 1, 4, 2, 3, 8, 5
+    query = torch.randn(b, heads, t, d)
+    key, value = torch.randn(b, kv_heads, capacity, d), torch.randn(b, kv_heads, capacity, d)
+    visible = torch.ones(t, capacity, dtype=torch.bool)
+    attention = graphs.RowsMaskedAttention(visible)
+    expected, _ = attention(None, query, key, value, None)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def strided_sdpa(*args, **kwargs):  # same values, (B, H, L, D) stored as (B, L, H, D)
+        out = sdpa(*args, **kwargs)
+        return out.transpose(1, 2).contiguous().transpose(1, 2)
+
+    monkeypatch.setattr(graphs.nn.functional, "scaled_dot_product_attention", strided_sdpa)
+    got, _ = attention(None, query, key, value, None)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)

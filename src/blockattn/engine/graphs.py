@@ -61,7 +61,9 @@ class RowsMaskedAttention:
         rows = query.reshape(b, kv_heads, groups * t, d)  # head h = kv * G + g: rows (g, i) of KV head kv
         mask = self.visible.repeat(groups, 1).view(1, 1, groups * t, -1)
         out = nn.functional.scaled_dot_product_attention(rows, key, value, attn_mask=mask, scale=scaling)
-        return out.view(b, heads, t, d).transpose(1, 2).contiguous(), None  # (B, T, H, D)
+        # reshape, not view: CUDA's SDPA kernels may return the rows in another memory layout (seen on the H200:
+        # the capture failed with a view error and TTFT stayed eager, 2026-12-02)
+        return out.reshape(b, heads, t, d).transpose(1, 2).contiguous(), None  # (B, T, H, D)
 
 
 def query_step(call: QueryCall, buffer: torch.Tensor, ids: torch.Tensor, positions: torch.Tensor,
