@@ -26,6 +26,13 @@ class TestQuality:
         assert "HotpotQA: 0.490 vs 0.450 — distillation wins" in text
         assert "83.3 % of the zero-shot gap closed — does not hold" in text
 
+    def test_no_zero_shot_ppl_gap_is_said_not_divided_by(self):
+        data = quality([row("full", 0.5), row("zero-shot block", 0.3, delta_ppl=-0.01), row("distilled", 0.4,
+                                                                                           delta_ppl=-0.2)])
+        verdicts = paper_tables.quality_verdicts(data)
+        assert any("no gap to close" in v for v in verdicts)
+        assert not any("of the zero-shot gap closed" in v for v in verdicts)
+
     def test_block_ft_winning_and_free_ablation_are_said(self):
         data = quality([row("full", 0.50), row("distilled", 0.30), row("block-FT", 0.40),
                         row("distilled -sinks", 0.31), row("distilled -rag", 0.10)])

@@ -17,6 +17,7 @@ import math
 
 GOAL_PCT_OF_FULL = 95.0  # issue 11/12: distilled ≥ 95 % of full on HotpotQA and planted facts
 GOAL_GAP_CLOSED = 90.0  # issue 11: ΔPPL, ≥ 90 % of the zero-shot gap closed
+MIN_PPL_GAP = 0.05  # a zero-shot ΔPPL at or below this is no gap to close (a ratio of noise)
 FACT_COUNTS = ("4", "8", "16")
 ABLATIONS = {"distilled -sinks": "block sink tokens", "distilled -dropout": "block dropout",
              "distilled -weighting": "token weighting", "distilled -rag": "the RAG-shaped data"}
@@ -106,7 +107,11 @@ def quality_verdicts(data: dict) -> list[str]:
             out.append(f"Planted facts, {count} documents: distilled {p:.1f} % of full — "
                        f"{'holds' if p >= GOAL_PCT_OF_FULL else 'does not hold'} the {GOAL_PCT_OF_FULL:.0f} % goal.")
     gap_zs, gap_d = _get(zs, "delta_ppl"), _get(dist, "delta_ppl")
-    if gap_zs and gap_d is not None:
+    if gap_zs is not None and gap_d is not None and gap_zs <= MIN_PPL_GAP:
+        # a zero-shot gap of ~0 (or below: block mode already as good as full) leaves no gap to close
+        out.append(f"ΔPPL: zero-shot block mode is already within {MIN_PPL_GAP} of full ({gap_zs:+.3f}): no gap to "
+                   f"close on this text (distilled {gap_d:+.3f}); KL is the measure here.")
+    elif gap_zs and gap_d is not None:
         closed = 100.0 * (gap_zs - gap_d) / gap_zs
         out.append(f"ΔPPL: {closed:.1f} % of the zero-shot gap closed — "
                    f"{'holds' if closed >= GOAL_GAP_CLOSED else 'does not hold'} the {GOAL_GAP_CLOSED:.0f} % goal.")
