@@ -116,3 +116,32 @@ class TestResume:
         for a, b in zip(resumed, straight):
             for key in ("loss", "kl", "grad_norm", "lr", "tokens"):
                 assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), (a["step"], key)
+
+
+class TestWarmStart:
+    def test_a_run_continues_from_an_earlier_adapter_and_counts_its_tokens(self, tiny_config, tmp_path):
+        first = run(tiny_config(), "distill", tmp_path / "a", progress=False)
+        adapter = tmp_path / "a" / "adapter"
+        fresh = BlockTrainingRecipe(tiny_config(), "distill", tmp_path / "fresh", progress=False).setup()
+        warm = BlockTrainingRecipe(tiny_config(f"adapter.init_from={adapter}"), "distill", tmp_path / "b",
+                                   progress=False).setup()
+        from safetensors.torch import load_file
+        saved = load_file(str(adapter / "block_sinks.safetensors"))["per_block"]
+        assert torch.equal(warm.student.sinks.per_block.detach().cpu(), saved)
+        assert not torch.equal(fresh.student.sinks.per_block.detach().cpu(), saved)
+        lora = {k: v for k, v in warm.student.trainable_state().items() if "lora_B" in k}
+        assert lora and any(v.abs().sum() > 0 for v in lora.values())  # fresh LoRA B starts at zero
+        assert warm.tokens_seen == first["tokens"] and warm.warm_start["steps"] == first["steps"]
+        summary = run(tiny_config(f"adapter.init_from={adapter}"), "distill", tmp_path / "c", progress=False)
+        assert summary["steps"] == 6 and summary["tokens"] > first["tokens"]  # its own steps, tokens carried on
+        assert summary["warm_start"]["tokens"] == first["tokens"]
+
+    def test_a_mismatched_adapter_is_refused(self, tiny_config, tmp_path):
+        run(tiny_config(), "distill", tmp_path / "a", progress=False)
+        with pytest.raises(UserError, match="sinks_per_block"):
+            BlockTrainingRecipe(tiny_config(f"adapter.init_from={tmp_path / 'a' / 'adapter'}",
+                                            "adapter.sinks_per_block=3"), "distill", tmp_path / "b",
+                                progress=False).setup()
+        with pytest.raises(UserError, match="not a blockattn adapter"):
+            BlockTrainingRecipe(tiny_config(f"adapter.init_from={tmp_path}"), "distill", tmp_path / "c",
+                                progress=False).setup()

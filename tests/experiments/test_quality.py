@@ -95,3 +95,14 @@ def ship_app():
     app = typer.Typer()
     app.command()(main)
     return app
+
+
+def test_init_from_is_refused_with_ablations_or_without_the_adapter(pack, tmp_path):
+    common = ["--model", "tiny", "--pack", str(pack), "--out", str(tmp_path / "out"), "--init-from", str(tmp_path)]
+    def said(result) -> str:  # the error box's text, unwrapped
+        return " ".join(result.output.replace("│", " ").split())
+
+    with_ablations = CliRunner().invoke(quality.app, [*common, "--ablations", "rag"])
+    assert with_ablations.exit_code == 2 and "equal tokens" in said(with_ablations)
+    missing = CliRunner().invoke(quality.app, [*common, "--methods", "distill"])
+    assert missing.exit_code == 2 and "no distilled/ adapter" in said(missing)

@@ -50,6 +50,9 @@ class AdapterSection:
     # before training): 4 per-block sinks raise the KL to full attention from 0.0036 (no sinks) to 0.0049
     # with random init but to 0.026 with BOS init (a BOS mid-sequence reads as "a new document starts")
     sink_init: str = "random"
+    # a block adapter directory of an earlier run to start from (its LoRA and sinks, same rank and sink counts):
+    # training continues across sessions; its tokens and seconds are carried into this run's counts
+    init_from: str = ""
 
 
 @dataclass

@@ -114,6 +114,7 @@ class BlockTrainingRecipe:
         self.rows_consumed = 0  # global data position (rows of the RowStream)
         self.tokens_seen = 0  # content tokens trained on, all processes
         self.train_seconds = 0.0  # training wall time, summed over (resumed) sessions
+        self.warm_start: dict | None = None  # what `adapter.init_from` carried in (steps, tokens, seconds)
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> "BlockTrainingRecipe":
@@ -143,6 +144,8 @@ class BlockTrainingRecipe:
 
             ids = [self.world.device.index] if self.world.device.type == "cuda" else None
             self.trained = DistributedDataParallel(self.student, device_ids=ids)
+        if cfg.adapter.init_from and load_checkpoint(self.out) is None:  # a checkpoint of this run wins
+            self._warm_start(Path(cfg.adapter.init_from))
         self.optimizer = self._optimizer()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(
             s, cfg.optim.warmup_steps, cfg.train.steps, cfg.optim.schedule, cfg.optim.min_lr_ratio))
@@ -189,6 +192,40 @@ class BlockTrainingRecipe:
         fused = self.world.device.type == "cuda"
         return torch.optim.AdamW(groups, betas=tuple(o.betas), fused=fused)
 
+    def _warm_start(self, path: Path) -> None:
+        """Start from the block adapter at `path` (an earlier session's run): its LoRA and sink weights. Its
+        tokens and training seconds are carried on, so rows and curves count everything the adapter was trained
+        on; this run's step count, schedule and `max_minutes` budget start afresh."""
+        from peft import set_peft_model_state_dict
+        from peft.utils import load_peft_weights
+        from safetensors.torch import load_file
+
+        from blockattn.adapter import META_FILE, SINKS_FILE
+
+        if not (path / META_FILE).is_file():
+            raise UserError(f"adapter.init_from={path}: not a blockattn adapter directory (no {META_FILE})")
+        meta = json.loads((path / META_FILE).read_text())
+        theirs, mine = meta.get("recipe", {}).get("adapter", {}), self.cfg.adapter
+        for key in ("lora_rank", "sinks_per_block", "shared_sink", "target_modules"):
+            if key in theirs and theirs[key] != getattr(mine, key):
+                raise UserError(f"adapter.init_from={path}: its {key} is {theirs[key]}, this run's "
+                                f"{getattr(mine, key)}; set adapter.{key} to match")
+        if meta.get("base") and meta["base"] != self.base_name:
+            raise UserError(f"adapter.init_from={path} was trained on {meta['base']}, not {self.base_name}")
+        if mine.lora_rank:
+            result = set_peft_model_state_dict(self.student.model, load_peft_weights(str(path), device="cpu"))
+            if result.unexpected_keys:
+                raise UserError(f"adapter.init_from={path}: {len(result.unexpected_keys)} LoRA tensors match "
+                                f"nothing in this model (e.g. {result.unexpected_keys[0]})")
+        state = load_file(str(path / SINKS_FILE)) if (path / SINKS_FILE).is_file() else {}
+        with torch.no_grad():
+            for name in ("per_block", "shared"):
+                if name in state and state[name].numel():
+                    getattr(self.student.sinks, name).copy_(state[name])
+        self.tokens_seen, self.train_seconds = int(meta.get("tokens", 0)), float(meta.get("train_seconds", 0.0))
+        self.warm_start = {"from": str(path), "steps": int(meta.get("steps", 0)), "tokens": self.tokens_seen,
+                           "train_seconds": self.train_seconds}
+
     def _resume(self) -> None:
         state = load_checkpoint(self.out)
         if state is None:
@@ -202,6 +239,7 @@ class BlockTrainingRecipe:
         self.step, self.rows_consumed = state["step"], state["rows_consumed"]
         self.tokens_seen, self.train_seconds = state["tokens_seen"], state["train_seconds"]
         self.probe_kl_start = state["probe_kl_start"]
+        self.warm_start = state.get("warm_start")
         if len(state["rng"]) == self.world.size:  # another world size continues with fresh RNG streams
             restore_rng(state["rng"][self.world.rank])
 
@@ -273,7 +311,8 @@ class BlockTrainingRecipe:
                         self.metrics.write(record)
                     progress.update(task, stats=self._stats_text(record))
                     mark_time, mark_tokens, local_tokens = now, self.tokens_seen, 0
-                    if cfg.train.max_minutes and self.train_seconds > 60 * cfg.train.max_minutes:
+                    carried = self.warm_start["train_seconds"] if self.warm_start else 0.0
+                    if cfg.train.max_minutes and self.train_seconds - carried > 60 * cfg.train.max_minutes:
                         break  # every process takes this branch: train_seconds is rank 0's, broadcast below
                 if cfg.train.checkpoint_every and self.step % cfg.train.checkpoint_every == 0:
                     self.save_checkpoint()
@@ -323,6 +362,7 @@ class BlockTrainingRecipe:
                 "objective": self.objective, "config_digest": self.cfg.digest(), "config": self.cfg.to_dict(),
                 "step": self.step, "rows_consumed": self.rows_consumed, "tokens_seen": self.tokens_seen,
                 "train_seconds": self.train_seconds, "probe_kl_start": self.probe_kl_start,
+                "warm_start": self.warm_start,
                 "trainable": self.student.trainable_state(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "rng": rng,
             })
@@ -344,7 +384,8 @@ class BlockTrainingRecipe:
         # makes them exact for snapshots
         info = {"base": self.base_name, "objective": self.objective, "steps": self.step,
                 "tokens": self.tokens_seen, "train_seconds": round(self.train_seconds, 1),
-                "command": " ".join(sys.argv), "recipe": self.cfg.to_dict(), **(meta or {})}
+                "command": " ".join(sys.argv), "recipe": self.cfg.to_dict(), "warm_start": self.warm_start,
+                **(meta or {})}
         return save_block_adapter(out, model, self.student.sinks, a.sinks_per_block, a.shared_sink, meta=info)
 
     @torch.no_grad()
@@ -376,7 +417,8 @@ class BlockTrainingRecipe:
                    "train_seconds": round(self.train_seconds, 2), "world_size": self.world.size,
                    "tokens_per_s": statistics.median(steady) if steady else None,
                    "tokens_per_s_per_process": statistics.median(steady) / self.world.size if steady else None,
-                   "device": str(self.world.device), "precision": self.cfg.train.precision}
+                   "device": str(self.world.device), "precision": self.cfg.train.precision,
+                   "warm_start": self.warm_start}
         if self.world.device.type == "cuda":
             summary["peak_memory_gb"] = round(torch.cuda.max_memory_allocated(self.world.device) / 2**30, 2)
         if self.world.is_main:

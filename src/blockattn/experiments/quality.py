@@ -237,6 +237,9 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
             snapshot_every: int = typer.Option(40, help="Adapter snapshot every N steps (efficiency curves)."),
             curve_hotpot_limit: int = typer.Option(100, help="HotpotQA questions per curve point."),
             batch_size: int = typer.Option(16, help="Evaluation batch size."),
+            init_from: Path = typer.Option(None, help="Continue training from an earlier run's adapters: a "
+                                           "directory holding distilled/ (and block-FT/ when block_ft runs), e.g. "
+                                           "an unpacked adapters_<model>.tar.gz. Not with --ablations."),
             overrides: list[str] = typer.Option([], "--set", help="Config override section.field=value."),
             seed: int = typer.Option(0)) -> None:
     """Teacher pre-pass, distillation, block-FT, ablations, evaluation and curves for one model."""
@@ -259,6 +262,16 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
         raise typer.BadParameter("--methods: a subset of distill,block_ft")
     if chosen and "distill" not in trains:
         raise typer.BadParameter("ablations need distill in --methods (they train at its steps)")
+    warm = {}  # run label → the adapter it continues from
+    if init_from is not None:
+        if chosen:
+            raise typer.BadParameter("--init-from continues distill/block-FT only: the ablations would no longer "
+                                     "be at equal tokens; run them without --init-from")
+        for label, sub in (("distill", "distilled"), ("block_ft", "block-FT")):
+            if label in trains:
+                if not (init_from / sub).is_dir():
+                    raise typer.BadParameter(f"--init-from {init_from}: no {sub}/ adapter for {label}")
+                warm[label] = init_from / sub
     name = safe_name(model)
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
@@ -332,6 +345,8 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
         budget = [f"train.max_minutes={minutes:.2f}"] + ([f"train.steps={distill_steps}"] if i else [])
         if label == "ablation_rag" or not rag_ok:
             extra = [*extra, "data.rag_fraction=0.0"]
+        if label in warm:
+            extra = [*extra, f"adapter.init_from={warm[label]}"]
         run_cfg = load_config(config, base + rag_set + extra + budget)
         shutil.rmtree(work / label, ignore_errors=True)  # a fresh run: never resume another session's state
         result = phase(label, lambda: run_training(run_cfg, objective, work / label))
