@@ -5,7 +5,8 @@ import gzip
 import pytest
 
 from blockattn.errors import UserError
-from blockattn.eval.hotpotqa import load_items, normalize, on_subset, score
+from blockattn.data.hotpotqa import load_items
+from blockattn.eval.hotpotqa import normalize, on_subset, score
 
 
 def test_normalize_drops_case_punctuation_and_articles():

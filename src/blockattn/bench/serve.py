@@ -81,7 +81,7 @@ class Corpus:
 def load_corpus(tokenizer, path: str | None = None) -> Corpus:
     """The unique paragraphs and the questions of a HotpotQA file, each paragraph's block length counted."""
     from blockattn.engine.prompt import encode_documents
-    from blockattn.eval.hotpotqa import load_items
+    from blockattn.data.hotpotqa import load_items
 
     items = load_items(path)
     documents = list(dict.fromkeys(p for item in items for p in item.paragraphs))

@@ -237,7 +237,7 @@ def serve(
     """Serving like real use: block-mode server vs full-mode server vs plain `generate`, RAG requests over
     HotpotQA paragraphs (Zipf popularity), 1/8/64 concurrent clients: TTFT, tokens/s, hit rate, memory."""
     from blockattn.bench.serve import MODES, ServeBenchConfig, run, table
-    from blockattn.eval.hotpotqa import default_path
+    from blockattn.data.hotpotqa import default_path
 
     device = bench_device(device)
     chosen = [m.strip() for m in modes.split(",") if m.strip()]

@@ -27,7 +27,8 @@ def hotpotqa(
     from blockattn.cli.evaluate import _variant
     from blockattn.engine.service import resolve_adapter
     from blockattn.errors import UserError
-    from blockattn.eval.hotpotqa import evaluate, load_items
+    from blockattn.data.hotpotqa import load_items
+    from blockattn.eval.hotpotqa import evaluate
 
     if limit < 1:
         raise UserError("--limit must be >= 1")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from blockattn.engine.prompt import build_prompt
 from blockattn.eval.blockkl import token_kl
-from blockattn.eval.hotpotqa import load_items
+from blockattn.data.hotpotqa import load_items
 from blockattn.eval.variants import Variant
 
 

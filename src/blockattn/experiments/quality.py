@@ -247,7 +247,7 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
 
     from blockattn.distill.config import load_config
     from blockattn.distill.pack import load_pack
-    from blockattn.eval.hotpotqa import load_items
+    from blockattn.data.hotpotqa import load_items
     from blockattn.data.needles import NeedleItem, first_per_count
 
     started = time.perf_counter()
