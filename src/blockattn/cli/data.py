@@ -67,7 +67,7 @@ def levels(
 
     if per_category < 1:
         raise typer.BadParameter("--per-category must be at least 1")
-    print_levels(root, out, per_category, seed)
+    print_levels(root, out, per_category, seed, command=_command_line())
 
 
 @app.command("categories")

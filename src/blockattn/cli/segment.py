@@ -147,12 +147,22 @@ def train(
     seed: int = typer.Option(0, help="Random seed."),
     work: Path = typer.Option(Path("runs/segmenter"), help="Cache of features and checkpoints (resumable)."),
     device: str = typer.Option("cpu", help="cpu | cuda."),
+    heading_share: float = typer.Option(0.0, help="Also train on this share of the headingless prose rows "
+                                                  "with synthetic headings (one markup style per row)."),
+    cross_category: int = typer.Option(0, help="Also train on this many concatenations of blocks from "
+                                               "documents of different categories."),
+    embeddings_from: Optional[Path] = typer.Option(None, help="Take the static token embeddings from this "
+                                                              "weights file instead of distilling MiniLM."),
 ) -> None:
     """Train the learned segmenter on the train split, select on validation, export numpy weights."""
     from blockattn.segment.learned.train import train as run_training
 
     command = (f"blockattn segment train --data {data} --steps {steps} --batch-size {batch_size} "
                f"--eval-every {eval_every}" + (f" --train-per-category {train_per_category}" if train_per_category else "")
-               + f" --seed {seed} --work {work} --device {device}" + (f" --out {out}" if out else ""))
+               + f" --seed {seed} --work {work} --device {device}" + (f" --out {out}" if out else "")
+               + (f" --heading-share {heading_share}" if heading_share else "")
+               + (f" --cross-category {cross_category}" if cross_category else "")
+               + (f" --embeddings-from {embeddings_from}" if embeddings_from else ""))
     run_training(data, out=out, steps=steps, batch_size=batch_size, eval_every=eval_every,
-                 train_per_category=train_per_category, seed=seed, work=work, device=device, command=command)
+                 train_per_category=train_per_category, seed=seed, work=work, device=device, command=command,
+                 heading_share=heading_share, cross_category=cross_category, embeddings_from=embeddings_from)

@@ -67,11 +67,11 @@ def level_report(root: Path, per_category: int = 100, seed: int = 0) -> dict:
     return report
 
 
-def print_levels(root: Path, out: Path | None, per_category: int, seed: int) -> None:
+def print_levels(root: Path, out: Path | None, per_category: int, seed: int, command: str = "") -> None:
     from rich.console import Console
     from rich.table import Table
 
-    report = level_report(root, per_category, seed)
+    report = {"command": command, **level_report(root, per_category, seed)}
     table = Table(title=f"{root}: gold levels (block tokens: median [q1–q3] on {per_category} instances/category)")
     for col in ("category", "instances", "coarse≠fine", "3 distinct", *LEVEL_NAMES):
         table.add_column(col, justify="left" if col == "category" else "right")

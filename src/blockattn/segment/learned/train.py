@@ -24,6 +24,7 @@ import numpy as np
 from blockattn.segment.document import Document
 from blockattn.segment.evaluate import distinct_levels, gold_levels, score_cuts
 from blockattn.segment.labels import snap
+from blockattn.segment.learned.augment import cross_category_concat, heading_variants
 from blockattn.segment.learned import config as cfg
 from blockattn.segment.learned.calibrate import calibration_rows, level_mean_tokens
 from blockattn.segment.learned.embeddings import StaticEmbeddings, distill
@@ -43,7 +44,7 @@ def _rows(data: Path, split: str, per_category: int | None = None) -> list[dict]
     from blockattn.data import iter_split
 
     rows, taken = [], defaultdict(int)
-    for row in iter_split(data, split, columns=["id", "category", "text", "boundaries"]):
+    for row in iter_split(data, split, columns=["id", "category", "text", "boundaries", "markup"]):
         if per_category is None or taken[row["category"]] < per_category:
             taken[row["category"]] += 1
             rows.append(row)
@@ -63,11 +64,20 @@ def labels_for(doc: Document, boundaries: dict) -> np.ndarray:
     return labels
 
 
-def embeddings(work: Path, train_rows: list[dict], log) -> StaticEmbeddings:
+def embeddings(work: Path, train_rows: list[dict], log, reuse: Path | None = None) -> StaticEmbeddings:
+    """The static token table: cached in WORK, else taken from the weights file `reuse`, else distilled
+    from MiniLM with rarity weights counted on `train_rows`."""
     path = work / "embeddings.npz"
     if path.is_file():
         with np.load(path) as f:
             return StaticEmbeddings(f["codes"], f["scales"])
+    if reuse is not None:
+        from blockattn.segment.learned.segmenter import load_weights
+
+        emb = load_weights(reuse)[0]
+        log(f"static embeddings taken from {reuse}")
+        np.savez(path, codes=emb.codes, scales=emb.scales)
+        return emb
     tokenizer = load_tokenizer()
     counts = np.zeros(tokenizer.get_vocab_size(), dtype=np.float64)
     for row in train_rows:
@@ -204,9 +214,14 @@ def _single_level_cut(segmenter: LearnedSegmenter, doc: Document, level: str) ->
 
 def train(data: Path, out: Path | None = None, steps: int = 3000, seed: int = 0, work: Path = Path("runs/segmenter"),
           device: str = "cpu", batch_size: int = 32, lr: float = 1e-3, eval_every: int = 500,
-          val_per_category: int = 8, train_per_category: int | None = None, command: str = "") -> Path:
+          val_per_category: int = 8, train_per_category: int | None = None, command: str = "",
+          heading_share: float = 0.0, cross_category: int = 0, embeddings_from: Path | None = None) -> Path:
     """Train, select on validation, tune decoding, export; returns the weights path. WORK/train_report.json
-    records `command` and this call's wall seconds (a resumed run counts only its own)."""
+    records `command` and this call's wall seconds (a resumed run counts only its own).
+
+    heading_share, cross_category: the augmentations of augment.py (that share of the headingless prose
+    rows again with synthetic headings; that many cross-category concatenations), added to the train
+    rows; validation stays plain SemanticSeg."""
     import torch
     from rich.console import Console
 
@@ -222,8 +237,12 @@ def train(data: Path, out: Path | None = None, steps: int = 3000, seed: int = 0,
     out = Path(out) if out else Path(str(asset(WEIGHTS_ASSET)))
 
     train_rows = _rows(data, "train", train_per_category)
+    rng = np.random.default_rng(seed)
+    augmented = heading_variants(train_rows, heading_share, rng) + cross_category_concat(train_rows, cross_category, rng)
+    log(f"train: {len(train_rows)} rows + {len(augmented)} augmented")
+    train_rows += augmented
     val_rows = _rows(data, "validation")
-    emb = embeddings(work, train_rows, log)
+    emb = embeddings(work, train_rows, log, embeddings_from)
     train_data = featurize(work, "train", train_rows, emb, log)
     level_tokens, level_sigma = level_stats(train_rows)
     del train_rows
@@ -288,7 +307,9 @@ def train(data: Path, out: Path | None = None, steps: int = 3000, seed: int = 0,
     save_weights(out, emb, best[1], tagger_config, decoding)
     (work / "train_report.json").write_text(json.dumps({
         "command": command, "wall_s": time.time() - called, "data": str(data),
-        "train_documents": len(train_data["offsets"]) - 1, "steps": steps, "seed": seed,
+        "train_documents": len(train_data["offsets"]) - 1, "augmented_documents": len(augmented),
+        "augmentations": {"heading_share": heading_share, "cross_category": cross_category},
+        "embeddings_from": str(embeddings_from) if embeddings_from else None, "steps": steps, "seed": seed,
         "best_step": best[2], "best_val_windowdiff": best[0],
         "tagger_parameters": n_params, "embedding_parameters": int(emb.codes.size), "history": history,
         "decoding": asdict(decoding), "weights": str(out), "weights_bytes": out.stat().st_size}, indent=1))
