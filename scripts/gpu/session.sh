@@ -3,6 +3,7 @@
 # calls follow each other; it goes back ~30 s after the last one, or 30 minutes after the first).
 #
 #   bash scripts/gpu/session.sh stage PART            copy one carried GGUF part to /tmp/stage
+#   bash scripts/gpu/session.sh stage-gpu FILE        copy one carried .gpu/ file (a pack) to /tmp/stage/gpu
 #   bash scripts/gpu/session.sh assemble NAME SHA256  join /tmp/stage/NAME.p?? into /tmp/stage/NAME.gguf, check it
 #   bash scripts/gpu/session.sh start                 start the orchestrator below, detached (setsid)
 #   bash scripts/gpu/session.sh wait SECONDS          hold the machine up to SECONDS; finished reports -> $OUT
@@ -12,8 +13,10 @@
 # The orchestrator (`run`): the speed benchmarks first, alone on the GPU (scripts/gpu/speed.sh, issue 10);
 # then the quality runs of the three models side by side (python -m blockattn.experiments.quality, issue 11):
 # SmolLM2 with the ablations, Qwen2.5-Coder-0.5B (distill vs block-FT), Qwen2.5-Coder-1.5B (what its time
-# allows). Models come from GGUFs staged in /tmp/stage (made here with `split -b 40000000`, carried one part
-# a call: the working tree travels with every call and the limit is 64 MiB), packs from .gpu/ (carried once).
+# allows). Models come from GGUFs staged in /tmp/stage, carried one part a call: the working tree travels with
+# every call and the limit is 64 MiB. The tracked tree is ~40 MB since three adapters ship (2026-12-02), so
+# parts must be <= ~25 MB (`split -b 25000000 -d -a 2`), and the packs (~11 MB each) go one a call with
+# `stage-gpu` (start copies .gpu/ and /tmp/stage/gpu/ together).
 set -u
 BA=/tmp/ba
 RES=$BA/results
@@ -80,11 +83,12 @@ run() {
 
 case "${1:-}" in
     stage) mkdir -p /tmp/stage && cp "$2" /tmp/stage/ && ls /tmp/stage | wc -l ;;
+    stage-gpu) mkdir -p /tmp/stage/gpu && cp "$2" /tmp/stage/gpu/ && ls /tmp/stage/gpu ;;
     assemble)
         cat /tmp/stage/"$2".p?? > /tmp/stage/"$2".gguf && echo "$3  /tmp/stage/$2.gguf" | sha256sum -c - \
             && rm -f /tmp/stage/"$2".p?? && touch /tmp/stage/"$2".ready ;;
     start)
-        mkdir -p $BA/gpu "$RES" && cp .gpu/* $BA/gpu/ 
+        mkdir -p $BA/gpu "$RES" && cp .gpu/* /tmp/stage/gpu/* $BA/gpu/ 2>/dev/null; ls $BA/gpu
         python3 -m pip install -q --no-index --no-deps --target /tmp/site .devcache/whl/*.whl
         setsid nohup bash "$0" run > $BA/orchestrator.txt 2>&1 < /dev/null &
         sleep 2; cat $BA/orchestrator.txt ;;
@@ -113,5 +117,5 @@ case "${1:-}" in
         ls -l $BA/results.tgz*; sha256sum $BA/results.tgz
         for ((i = $2; i < $2 + $3; i++)); do [ -e $BA/results.tgz.p$i ] && cp $BA/results.tgz.p$i "$OUT/"; done
         ls -l "$OUT" ;;
-    *) echo "usage: session.sh stage PART | assemble NAME SHA | start | status | collect" >&2; exit 2 ;;
+    *) echo "usage: session.sh stage PART | stage-gpu FILE | assemble NAME SHA | start | status | collect" >&2; exit 2 ;;
 esac
