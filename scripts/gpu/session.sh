@@ -67,7 +67,7 @@ run() {
         --ablations sinks,dropout,weighting,rag $(rank 8)
     wait "$convert"  # the 0.5B conversion (started above)
     quality qwen2.5-coder-0.5b-instruct "$BA/gpu/pack-qwen.npz" \
-        "$(python3 -c "print(round(($end - $(date +%s)) / 60, 2))")" --eval-minutes 5.5 $(rank 8)
+        "$(python3 -c "print(round(($end - $(date +%s)) / 60, 2))")" --eval-minutes 6.5 --recut-limit 100 $(rank 8)
     if wait_for /tmp/stage/q15.ready 120; then
         python3 -m blockattn models prepare qwen2.5-coder-1.5b-instruct > "$RES/prepare_q15.txt" 2>&1
         quality qwen2.5-coder-1.5b-instruct "$BA/gpu/pack-qwen.npz" \

@@ -22,13 +22,13 @@ FACT_COUNTS = ("4", "8", "16")
 ABLATIONS = {"distilled -sinks": "block sink tokens", "distilled -dropout": "block dropout",
              "distilled -weighting": "token weighting", "distilled -rag": "the RAG-shaped data"}
 
-# (table, report prefix, what produces it) -- the index at the top of the results page
+# (table, report prefix, what produces it[, a key the report must hold]) -- the index at the top of the page
 EXPECTED = [
     ("T1 segmentation", "segmentation", "produced by `blockattn segment eval`, README: Segmentation"),
     ("T2 block-attention quality", "quality_", "produced by the GPU run `python -m blockattn.experiments.quality`"),
     ("T3 does segmentation matter (SemanticSeg KL)", "segkl_", "produced by `blockattn eval all`"),
-    ("T3 does segmentation matter (HotpotQA re-cut)", "hotpotqa_recut_",
-     "the HotpotQA re-cut evaluation is not built yet"),
+    ("T3 does segmentation matter (HotpotQA re-cut)", "quality_",
+     "produced by the GPU run `python -m blockattn.experiments.quality ... --recut-limit N`", "recut"),
     ("T4 efficiency", "quality_", "the curves of the T2 GPU run"),
     ("F1 block sensitivity", "sensitivity_", "produced by `blockattn eval all`"),
     ("T5 speed: TTFT", "bench_ttft", "produced by `blockattn bench ttft`"),
@@ -59,11 +59,12 @@ def _provenance(name: str, data: dict) -> list[str]:
     return ["  \n".join(fields + ([" · ".join(extra)] if extra else [])), ""]
 
 
-def index(report_names: list[str]) -> list[str]:
-    """One line per paper table: the reports behind it, or that it has not been run."""
+def index(reports: dict[str, dict]) -> list[str]:
+    """One line per paper table (from report name → its JSON): the reports behind it, or that it has not been
+    run."""
     out = ["## The paper's tables", ""]
-    for table, prefix, producer in EXPECTED:
-        found = [n for n in report_names if n.startswith(prefix)]
+    for table, prefix, producer, *needs in EXPECTED:
+        found = [n for n, d in reports.items() if n.startswith(prefix) and all(d.get(k) for k in needs)]
         if found:
             out.append(f"- **{table}**: " + ", ".join(f"`reports/{n}`" for n in found))
         else:
@@ -163,7 +164,31 @@ def render_quality(name: str, data: dict) -> list[str]:
     verdicts = quality_verdicts(data)
     if verdicts:
         out += [""] + [f"- {v}" for v in verdicts]
-    return out + [""] + render_efficiency(name, data)
+    return out + [""] + render_efficiency(name, data) + render_recut(name, data)
+
+
+def render_recut(name: str, data: dict) -> list[str]:
+    """T3 (HotpotQA re-cut) from the same report's "recut", when the run made one."""
+    recut = data.get("recut") or {}
+    methods = recut.get("methods") or {}
+    if not methods:
+        return []
+    model = data.get("model", name)
+    ref = (methods.get("paragraph") or {}).get("contains")
+    out = ["", f"### T3 Does segmentation matter (HotpotQA re-cut) — {model}", "",
+           f"From `reports/{name}` (\"recut\"): each question's paragraphs joined and cut again into as many "
+           f"blocks by each method, answered by the {recut.get('variant', 'distilled')} model in block mode "
+           f"({recut.get('n')} questions). `paragraph` recovers the given paragraphs.", "",
+           "| method | HotpotQA | EM | vs paragraph | blocks | segmenting s |", "|---|---:|---:|---:|---:|---:|"]
+    for method, r in methods.items():
+        diff = None if ref is None or r.get("contains") is None else r["contains"] - ref
+        out.append(f"| {method} | {_f(r.get('contains'))} | {_f(r.get('em'))} | {_f(diff, '{:+.3f}')} | "
+                   f"{_f(r.get('blocks_mean'), '{:.1f}')} | {_f(r.get('segment_seconds'), '{:.2f}')} |")
+    others = {m: r.get("contains") for m, r in methods.items() if m != "paragraph" and r.get("contains") is not None}
+    if others and ref is not None:
+        best = max(others, key=others.get)
+        out += ["", f"- Best re-cut: {best} ({others[best]:.3f}) against the given paragraphs' {ref:.3f}."]
+    return out
 
 
 def render_efficiency(name: str, data: dict) -> list[str]:

@@ -33,7 +33,7 @@ def test_entry_point_runs_every_phase_and_writes_the_contract(pack, mini_hotpotq
         "--model", "tiny", "--pack", str(pack), "--out", str(out), "--work", str(tmp_path / "work"),
         "--steps", "4", "--ablations", "rag", "--hotpot-limit", "3", "--hotpotqa", str(mini_hotpotqa),
         "--facts-per-count", "1", "--ppl-rows", "2", "--query-tokens", "32", "--snapshot-every", "2",
-        "--curve-hotpot-limit", "2", "--rag-items", "6", "--answer-tokens", "6", "--batch-size", "4",
+        "--curve-hotpot-limit", "2", "--recut-limit", "2", "--rag-items", "6", "--answer-tokens", "6", "--batch-size", "4",
         "--deadline-minutes", "30", "--eval-minutes", "1", *sets])
     assert (out / "quality_tiny.json").is_file(), (result.output, repr(result.exception))
     data = json.loads((out / "quality_tiny.json").read_text())
@@ -41,6 +41,8 @@ def test_entry_point_runs_every_phase_and_writes_the_contract(pack, mini_hotpotq
     assert [r["method"] for r in data["rows"]] == ["full", "zero-shot block", "distilled", "block-FT",
                                                    "distilled -rag"]
     assert data["teacher"]["answered"] == 6
+    assert set(data["recut"]["methods"]) == {"paragraph", "learned", "fixed", "sentence"}
+    assert data["recut"]["n"] == 2 and all(r["n"] == 2 for r in data["recut"]["methods"].values())
     rows = {r["method"]: r for r in data["rows"]}
     assert rows["full"]["train_tokens"] is None and rows["full"]["kl"] is None
     assert rows["distilled"]["train_tokens"] > 0 and rows["distilled"]["kl"] >= 0

@@ -13,6 +13,8 @@ Phases, in order (each failure is recorded with its traceback; later phases stil
     eval       every variant: HotpotQA (first --hotpot-limit questions), planted facts with distractors at
                4/8/16 documents, ΔPPL and KL(full ‖ block) on held-out SemanticSeg text
     curves     snapshots of distill and block-FT: held-out KL and HotpotQA on --curve-hotpot-limit questions
+    recut      (--recut-limit N) T3: the distilled model on HotpotQA joined and re-cut by paragraph / learned /
+               fixed / sentence segmentation at each question's paragraph count
 
 Under --out (≤ 4 files): quality_<model>.json (schema: see rows/curves below; rewritten after every phase),
 quality_<model>.png, adapters_<model>.tar.gz (distilled/ and block-FT/ adapters, LoRA weights in bfloat16; the
@@ -128,6 +130,25 @@ def eval_variant(name: str, adapter: Path | None, cfg, pack, hotpot_items, fact_
     return out
 
 
+def recut_variant(adapter: Path, cfg, hotpot_items, batch_size: int) -> dict:
+    """T3: the distilled model on HotpotQA re-cut by each segmentation method (`eval.recut`)."""
+    import torch
+
+    from blockattn.distill.recipe import load_base
+    from blockattn.eval.recut import evaluate_recut
+    from blockattn.eval.variants import with_adapter
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    base = load_base(cfg, device)
+    variant = with_adapter(base.model, adapter, "distilled")
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
+        methods = evaluate_recut(variant, base.tokenizer, hotpot_items, batch_size=batch_size, backend=EVAL_BACKEND)
+    del base, variant
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return {"variant": "distilled", "n": len(hotpot_items), "methods": methods}
+
+
 def row_of(method: str, ev: dict | None, train: dict | None, full_correct: list[str] | None) -> dict:
     """One row of the contract (missing measurements are null)."""
     from blockattn.eval.hotpotqa import on_subset
@@ -237,6 +258,8 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
             snapshot_every: int = typer.Option(40, help="Adapter snapshot every N steps (efficiency curves)."),
             curve_hotpot_limit: int = typer.Option(100, help="HotpotQA questions per curve point."),
             batch_size: int = typer.Option(16, help="Evaluation batch size."),
+            recut_limit: int = typer.Option(0, help="T3: HotpotQA questions re-cut by each segmentation method "
+                                            "and answered by the distilled model (0 = skip)."),
             init_from: Path = typer.Option(None, help="Continue training from an earlier run's adapters: a "
                                            "directory holding distilled/ (and block-FT/ when block_ft runs), e.g. "
                                            "an unpacked adapters_<model>.tar.gz. Not with --ablations."),
@@ -413,6 +436,14 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
 
     if adapters:
         phase("curves", curves)
+
+    # ---------------------------------------------------------------- T3: does segmentation matter
+    if recut_limit > 0 and "distill" in adapters and hotpot_items:
+        if left() < 0.2:
+            data["phases"]["recut"] = {"status": "skipped", "error": "deadline reached"}
+        else:
+            data["recut"] = phase("recut", lambda: recut_variant(adapters["distill"], eval_cfg,
+                                                                 hotpot_items[:recut_limit], batch_size))
 
     # ---------------------------------------------------------------- files
     keep = {m: adapters[k] for k, m in (("distill", "distilled"), ("block_ft", "block-FT")) if k in adapters}
