@@ -86,10 +86,11 @@ class TestOtherTables:
         data = quality([row("full", 0.5)])
         data["recut"] = {"variant": "distilled", "n": 10, "methods": {
             "paragraph": {"contains": 0.4, "em": 0.2, "n": 10, "blocks_mean": 10.0, "segment_seconds": 0.1},
-            "learned": {"contains": 0.35, "em": 0.2, "n": 10, "blocks_mean": 10.0, "segment_seconds": 0.5},
+            "learned": {"contains": 0.35, "em": 0.2, "n": 10, "blocks_mean": 10.0, "same_as_given": 0.9,
+                        "segment_seconds": 0.5},
             "fixed": {"contains": 0.2, "em": 0.1, "n": 10, "blocks_mean": 10.0, "segment_seconds": 0.0}}}
         (tmp_path / "quality_m.json").write_text(json.dumps(data))
         text = reports.build(tmp_path)
         assert "**T3 does segmentation matter (HotpotQA re-cut)**: `reports/quality_m.json`" in text
-        assert "| learned | 0.350 | 0.200 | -0.050 | 10.0 | 0.50 |" in text
+        assert "| learned | 0.350 | 0.200 | -0.050 | 10.0 | 0.90 | 0.50 |" in text
         assert "Best re-cut: learned (0.350) against the given paragraphs' 0.400." in text

@@ -179,11 +179,13 @@ def render_recut(name: str, data: dict) -> list[str]:
            f"From `reports/{name}` (\"recut\"): each question's paragraphs joined and cut again into as many "
            f"blocks by each method, answered by the {recut.get('variant', 'distilled')} model in block mode "
            f"({recut.get('n')} questions). `paragraph` recovers the given paragraphs.", "",
-           "| method | HotpotQA | EM | vs paragraph | blocks | segmenting s |", "|---|---:|---:|---:|---:|---:|"]
+           "| method | HotpotQA | EM | vs paragraph | blocks | same as given | segmenting s |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
     for method, r in methods.items():
         diff = None if ref is None or r.get("contains") is None else r["contains"] - ref
         out.append(f"| {method} | {_f(r.get('contains'))} | {_f(r.get('em'))} | {_f(diff, '{:+.3f}')} | "
-                   f"{_f(r.get('blocks_mean'), '{:.1f}')} | {_f(r.get('segment_seconds'), '{:.2f}')} |")
+                   f"{_f(r.get('blocks_mean'), '{:.1f}')} | {_f(r.get('same_as_given'), '{:.2f}')} | "
+                   f"{_f(r.get('segment_seconds'), '{:.2f}')} |")
     others = {m: r.get("contains") for m, r in methods.items() if m != "paragraph" and r.get("contains") is not None}
     if others and ref is not None:
         best = max(others, key=others.get)

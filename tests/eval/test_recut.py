@@ -31,3 +31,4 @@ def test_scores_per_method(smollm2_tokenizer):
     assert set(result) == {"paragraph", "fixed"}
     for row in result.values():
         assert row["n"] == 2 and 0.0 <= row["contains"] <= 1.0 and row["blocks_mean"] == 5.0
+    assert result["paragraph"]["same_as_given"] == 1.0 and result["fixed"]["same_as_given"] == 0.0
