@@ -41,6 +41,25 @@ def test_a_corrupted_entry_is_detected_dropped_and_never_used(tmp_path, damage):
     assert disk.stats.corrupt == 1 and not path.exists()
 
 
+def test_an_entry_evicted_and_rewritten_during_a_read_is_a_miss_not_corrupt(tmp_path, monkeypatch):
+    """Another process unlinks the file between the existence check and the open, a third writes the key
+    again: the read is a plain miss, and the fresh entry stays."""
+    import safetensors
+
+    disk = DiskTier(tmp_path)
+    kv = torch.randn(2, 2, 2, 5, 16)
+    disk.write(KEY, kv)
+
+    def vanished(*args, **kwargs):
+        raise FileNotFoundError("evicted meanwhile")
+
+    monkeypatch.setattr(safetensors, "safe_open", vanished)
+    assert disk.read(KEY) is None
+    assert disk.stats.corrupt == 0 and disk.path(KEY).exists()
+    monkeypatch.undo()
+    assert torch.equal(disk.read(KEY), kv)
+
+
 def test_engine_recomputes_a_corrupted_block_with_identical_output(tmp_path):
     model = tiny_model()
     blocks, query = [[5, 6, 7, 8, 9], [10, 11, 12]], [13, 14]

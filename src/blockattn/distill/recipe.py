@@ -210,13 +210,15 @@ class BlockTrainingRecipe:
             if key in theirs and theirs[key] != getattr(mine, key):
                 raise UserError(f"adapter.init_from={path}: its {key} is {theirs[key]}, this run's "
                                 f"{getattr(mine, key)}; set adapter.{key} to match")
+        if not mine.lora_rank:
+            raise UserError("adapter.init_from continues a LoRA adapter; under full fine-tuning (lora_rank=0) "
+                            "start from the saved model directory instead")
         if meta.get("base") and meta["base"] != self.base_name:
             raise UserError(f"adapter.init_from={path} was trained on {meta['base']}, not {self.base_name}")
-        if mine.lora_rank:
-            result = set_peft_model_state_dict(self.student.model, load_peft_weights(str(path), device="cpu"))
-            if result.unexpected_keys:
-                raise UserError(f"adapter.init_from={path}: {len(result.unexpected_keys)} LoRA tensors match "
-                                f"nothing in this model (e.g. {result.unexpected_keys[0]})")
+        result = set_peft_model_state_dict(self.student.model, load_peft_weights(str(path), device="cpu"))
+        if result.unexpected_keys:
+            raise UserError(f"adapter.init_from={path}: {len(result.unexpected_keys)} LoRA tensors match "
+                            f"nothing in this model (e.g. {result.unexpected_keys[0]})")
         state = load_file(str(path / SINKS_FILE)) if (path / SINKS_FILE).is_file() else {}
         with torch.no_grad():
             for name in ("per_block", "shared"):
