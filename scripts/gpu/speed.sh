@@ -5,7 +5,8 @@
 #   OUT=/some/dir scripts/gpu/speed.sh [--budget SECONDS] [--device cuda|cpu] [--smoke]
 #
 # Writes to $OUT: speed_log.txt (phases, exit codes, durations, the benchmark tables), gpu_tests.txt,
-# bench_decode.json + .png, bench_ttft.json + .png, bench_serve.json + .png, bench_decode_compiled.json + .png. Every phase has its own time cap taken from
+# bench_decode.json + .png, bench_ttft.json + .png, bench_serve.json + .png, bench_decode_compiled.json + .png,
+# profile_decode.json. Every phase has its own time cap taken from
 # what is left of the budget, so a slow phase cannot eat the rest; a failed phase is logged and the next one
 # runs. SmolLM2 comes from $BLOCKATTN_SMOLLM2_GGUF (default: the staged /tmp/stage copy, as in
 # scripts/gpu/session.sh); without it the SmolLM2 rows are recorded as skipped and the 8B shape still runs.
@@ -102,5 +103,10 @@ CMP_CAP=$(cap 80)
 phase "bench decode (compiled)" "$CMP_CAP" "$LOG" $PY -m blockattn bench decode --device "$DEVICE" \
     --models "${MODELS_DEC%%,*}" --variants engine_compiled --streams 64 $DEC_ARGS \
     --time-budget $(( CMP_CAP * 2 / 3 )) --out "$OUT/bench_decode_compiled.json"
+
+# where a decode step's time goes (kernels per step, the top kernels, GPU vs wall time): random-weight shapes
+if [ "$SMOKE" = 0 ]; then
+    phase "profile decode" "$(cap 100)" "$LOG" $PY scripts/gpu/profile_decode.py --out "$OUT/profile_decode.json"
+fi
 
 log "done; files: $(cd "$OUT" && ls | tr '\n' ' ')"

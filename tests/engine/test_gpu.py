@@ -86,6 +86,25 @@ def test_query_graphs_serve_requests_of_every_length():
     assert info["error"] is None and info["replays"] >= 3 and info["captures"] <= 2, info
 
 
+def test_block_prefill_graphs_equal_the_eager_prefill():
+    """New documents every request (every block a miss), in one padded shape bucket: captured on the second
+    request, replayed after; the logits equal an engine without graphs."""
+    from types import SimpleNamespace
+
+    model = tiny_model().cuda()
+    sinks = BlockSinks(model.config.hidden_size, per_block=2, shared=1).cuda()
+    adapter = SimpleNamespace(model=model, sinks=sinks, sinks_per_block=2, shared_sink=1, identity="sinks")
+    eager = BlockEngine(model, "tiny", adapter, EngineConfig(cuda_graphs=False))
+    graphed = BlockEngine(model, "tiny", adapter)
+    for seed in range(4):
+        *blocks, query = _blocks([40 + seed, 33, 50 - seed, 9], seed=10 + seed)
+        expected = eager.prefill(blocks, query, keep_logits=3).logits
+        got = graphed.prefill(blocks, query, keep_logits=3).logits
+        assert (got - expected).abs().max() <= TOL, seed
+    info = graphed.prefill_graphs.info()
+    assert info["error"] is None and info["captures"] >= 1 and info["replays"] >= 2, info
+
+
 def test_flash_lower_right_attention_in_bf16():
     q = torch.randn(1, 32, 64, 128, device="cuda", dtype=torch.bfloat16)
     k = torch.randn(1, 8, 4096 + 64, 128, device="cuda", dtype=torch.bfloat16)

@@ -39,6 +39,7 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache
 from blockattn.engine.decodegraph import compiled_step
 from blockattn.engine.kvbuffer import SequenceKV, bucket_capacity
+from blockattn.engine.staticops import masked_attention, scatter_into
 
 
 # model(ids (b, 1), positions (b, 1), cache, attention_fn) -> logits (b, V) of each row's next token
@@ -64,8 +65,8 @@ class _ArenaLayer(CacheLayerMixin):
         if t != 1 or b != self.keys_view.shape[0]:
             raise ValueError("an arena step writes exactly one token per row")
         index = self.positions.view(b, 1, 1, 1).expand(b, heads, 1, d)
-        self.keys_view.scatter_(2, index, key_states)
-        self.values_view.scatter_(2, index, value_states)
+        scatter_into(self.keys_view, 2, index, key_states)
+        scatter_into(self.values_view, 2, index, value_states)
         return self.keys_view, self.values_view
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
@@ -101,7 +102,7 @@ class RowMaskedAttention:
             raise ValueError("an arena step attends with exactly one query token per row")
         # the G query heads of a KV head are G query rows of it: grouped-query attention without a K/V copy
         rows = query.reshape(b, kv_heads, heads // kv_heads, d)  # (b, H_kv, G, D)
-        out = nn.functional.scaled_dot_product_attention(rows, key, value, attn_mask=self.visible, scale=scaling)
+        out = masked_attention(rows, key, value, self.visible, scaling)
         return out.reshape(b, 1, heads, d), None  # (b, 1, H, D)
 
 

@@ -14,8 +14,9 @@ with none that change from token to token:
                                                      finite: 0 × garbage could be NaN)
 
 Grouped-query attention without a K/V copy or `enable_gqa`: with one query token, the G query heads sharing a
-KV head are G query *rows* of that head, `(1, H, 1, D) → (1, H_kv, G, D)`, one plain masked SDPA call
-(efficient kernel on CUDA; flash takes no mask). On the CPU -- or when capture fails -- the same step runs
+KV head are G query *rows* of that head, `(1, H, 1, D) → (1, H_kv, G, D)`, one masked attention over them
+(`staticops.masked_attention`: two matmuls, which spread the key axis over the GPU; a masked SDPA kernel did
+not, and took 60 % of the step). On the CPU -- or when capture fails -- the same step runs
 eagerly: one code path, which tests compare with the plain eager decode.
 
 Graphs are keyed by (buffer address, capacity, mode): the engine allocates buffers from a `kvbuffer.BufferPool`
@@ -34,6 +35,7 @@ from transformers.cache_utils import Cache, CacheLayerMixin
 
 from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache
 from blockattn.engine.kvbuffer import SequenceKV
+from blockattn.engine.staticops import index_copy_into, masked_attention
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +63,8 @@ class _StaticLayer(CacheLayerMixin):
         if key_states.shape[0] != 1 or key_states.shape[2] != self.position.shape[0]:
             raise ValueError("a static step writes the tokens of one request, one position each")
         # slots `position` ← (H_kv, T, D): one token when decoding, a padded query block (`graphs`)
-        self.keys_buffer.index_copy_(1, self.position, key_states[0])
-        self.values_buffer.index_copy_(1, self.position, value_states[0])
+        index_copy_into(self.keys_buffer, 1, self.position, key_states[0])
+        index_copy_into(self.values_buffer, 1, self.position, value_states[0])
         return self.keys_buffer.unsqueeze(0), self.values_buffer.unsqueeze(0)  # (1, H_kv, capacity, D)
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
@@ -99,7 +101,7 @@ class LengthMaskedAttention:
         if t != 1:
             raise ValueError("a static decode step attends with exactly one query token")
         rows = query.reshape(b, kv_heads, heads // kv_heads, d)  # (B, H_kv, G, D): head h = kv * G + g
-        out = nn.functional.scaled_dot_product_attention(rows, key, value, attn_mask=self.visible, scale=scaling)
+        out = masked_attention(rows, key, value, self.visible, scaling)
         return out.reshape(b, 1, heads, d), None  # (B, 1, H, D)
 
 

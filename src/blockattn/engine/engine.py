@@ -49,7 +49,7 @@ from blockattn.attention.rope import RopeSpec
 from blockattn.engine.assemble import BlockPlacer
 from blockattn.engine.attention import cached_attention, sdpa_backends
 from blockattn.engine.batchgraph import BatchDecoder
-from blockattn.engine.blockprefill import prefill_blocks
+from blockattn.engine.blockprefill import PrefillGraphs, prefill_blocks
 from blockattn.engine.disk import DiskTier
 from blockattn.engine.decodegraph import DecodeGraphs
 from blockattn.engine.graphs import QueryGraphs
@@ -79,7 +79,8 @@ class EngineConfig:
     max_batch_tokens: int = 16384  # padded tokens per batched block prefill (bounds activation memory)
     compile_rotation: bool | None = None  # fuse the key re-rotation with torch.compile; None: on CUDA only
     fused_assemble: bool = True  # place blocks with one Triton kernel where it runs (CUDA + Triton; `assemble`)
-    cuda_graphs: bool | None = None  # the query-block forward as a static step over the whole buffer, padded to
+    cuda_graphs: bool | None = None  # the query-block forward (and small batched block prefills, `blockprefill`)
+    #                                  as a static step over the whole buffer, padded to
     #                                  a bucketed length, replayed from CUDA graphs (`graphs`); None: on CUDA only
     decode_graphs: bool | None = None  # single-token decode as a static step (`decodegraph`), graph-replayed on
     #                                    CUDA; None: on CUDA only (on the CPU the plain step is cheaper)
@@ -92,7 +93,8 @@ class EngineConfig:
     #                                   replayed on CUDA; None: on CUDA only
     decode_arena_tokens: int = 8192  # positions per arena slot (longer requests decode on the eager batched path)
     decode_arena_slots: int = 64  # most requests decoded together from an arena
-    decode_arena_bytes: int | None = None  # per mode's arena (slots shrink to fit); None: 10 % of the GPU's memory
+    decode_arena_bytes: int | None = None  # per mode's arena; None: 15 % of the GPU's memory. Where the slots do
+    #                                        not fit it, slots get shorter first (`arena_shape`), then fewer
 
 
 @dataclass
@@ -113,6 +115,20 @@ def model_dims(config) -> tuple[int, int, int]:
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     return config.num_hidden_layers, kv_heads, head_dim
+
+
+MIN_ARENA_TOKENS = 2048
+
+
+def arena_shape(dims: tuple[int, int, int], dtype: torch.dtype, capacity: int, slots: int,
+                budget: int) -> tuple[int, int]:
+    """(positions per slot, slots) of a decode arena within `budget` bytes. Concurrency first: slots are halved
+    in length (not below MIN_ARENA_TOKENS) until `slots` of them fit, and only then become fewer. Seen on the
+    H200: the Llama-8B shape's 8192-position slots (1 GiB each) fit 13 times in 10 % of the GPU, so 64 streams
+    fell back to the eager batched step; at 2048 positions 64 slots fit."""
+    while capacity > MIN_ARENA_TOKENS and slots * BatchDecoder.slot_bytes(dims, capacity, dtype) > budget:
+        capacity //= 2
+    return capacity, min(slots, budget // BatchDecoder.slot_bytes(dims, capacity, dtype))
 
 
 class BlockEngine:
@@ -150,6 +166,7 @@ class BlockEngine:
         self.placer = BlockPlacer(RopeSpec.from_model(model), compiled, self.config.fused_assemble)
         query_graphs = on_cuda if self.config.cuda_graphs is None else self.config.cuda_graphs
         self.graphs = QueryGraphs(use_graphs=on_cuda) if query_graphs else None
+        self.prefill_graphs = PrefillGraphs(use_graphs=on_cuda) if query_graphs else None
         static = on_cuda if self.config.decode_graphs is None else self.config.decode_graphs
         self.decode_graphs = DecodeGraphs(use_graphs=on_cuda, compile_step=self.config.compile_decode) if static else None
         self.pool = BufferPool(self.config.buffer_pool_bytes) if static else None
@@ -164,8 +181,8 @@ class BlockEngine:
                                                                                   self.max_positions)
         budget = cfg.decode_arena_bytes
         if budget is None:
-            budget = torch.cuda.get_device_properties(self.device).total_memory // 10 if on_cuda else 1 * GiB
-        slots = min(cfg.decode_arena_slots, budget // BatchDecoder.slot_bytes(self.dims, capacity, self.dtype))
+            budget = int(torch.cuda.get_device_properties(self.device).total_memory * 0.15) if on_cuda else 1 * GiB
+        capacity, slots = arena_shape(self.dims, self.dtype, capacity, cfg.decode_arena_slots, budget)
         return BatchDecoder(self.dims, self.dtype, self.device, capacity, slots, use_graphs=on_cuda,
                             compile_step=cfg.compile_decode) if slots else None
 
@@ -243,7 +260,7 @@ class BlockEngine:
         with self._lock, self._mode("block"):
             entries = dict(zip(block_keys, prefill_blocks(
                 self.block_model, [tokens_of[k] for k in block_keys], self.sinks, self.n_sinks, self.n_shared,
-                self.config.max_batch_tokens)))
+                self.config.max_batch_tokens, self.prefill_graphs)))
             if shared_key in keys:
                 shared = prefill_shared_sink(self.block_model, self.sinks)
                 layers = [torch.stack((k[0], v[0])) for k, v in zip(shared.keys, shared.values)]  # (2, H_kv, s, D)
@@ -393,6 +410,7 @@ class BlockEngine:
                 "compiled_rotation": self.placer.compiled,
                 "fused_assemble": self.placer.fused, "fused_assemble_error": self.placer.fused_error,
                 "cuda_graphs": self.graphs.info() if self.graphs is not None else None,
+                "prefill_graphs": self.prefill_graphs.info() if self.prefill_graphs is not None else None,
                 "decode_graphs": self.decode_graphs.info() if self.decode_graphs is not None else None,
                 "batch_graphs": self.batch_decoder.info() if self.batch_decoder is not None else None,
                 "merged_adapter": self.merged,

@@ -32,6 +32,7 @@ from torch import nn
 from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache
 from blockattn.engine.decodegraph import StaticStepKV, zero_tail
 from blockattn.engine.kvbuffer import SequenceKV
+from blockattn.engine.staticops import masked_attention
 
 MAX_QUERY_TOKENS = 2048  # longer query blocks run eagerly (see the module docstring)
 
@@ -60,9 +61,9 @@ class RowsMaskedAttention:
         groups = heads // kv_heads
         rows = query.reshape(b, kv_heads, groups * t, d)  # head h = kv * G + g: rows (g, i) of KV head kv
         mask = self.visible.repeat(groups, 1).view(1, 1, groups * t, -1)
-        out = nn.functional.scaled_dot_product_attention(rows, key, value, attn_mask=mask, scale=scaling)
-        # reshape, not view: CUDA's SDPA kernels may return the rows in another memory layout (seen on the H200:
-        # the capture failed with a view error and TTFT stayed eager, 2026-12-02)
+        out = masked_attention(rows, key, value, mask, scaling)  # (B, H_kv, G·T, D)
+        # reshape, not view: a fused kernel may return the rows in another memory layout (seen on the H200 with
+        # SDPA: the capture failed with a view error and TTFT stayed eager, 2026-12-02)
         return out.reshape(b, heads, t, d).transpose(1, 2).contiguous(), None  # (B, T, H, D)
 
 

@@ -1,0 +1,49 @@
+"""The two operations every static (graph-captured) step shares: masked attention over a whole buffer, and the
+K/V write into it. Used by the single-token decode step (`decodegraph`), the batched arena step (`batchgraph`)
+and the query-block step (`graphs`).
+
+Attention as two matmuls, not SDPA. Measured on the H200 (scripts/gpu/profile_decode.py, 2026-12-02): the
+masked memory-efficient SDPA kernel took 100 µs per layer for one SmolLM2 decode token over a 2k-slot buffer,
+3.1 of the step's 5.3 ms. Its grid is (heads × query tiles): a decode step has 3 KV heads and one tile, so 3
+thread blocks walk 2048 keys one after another while the GPU's 132 SMs idle. A matmul spreads the key axis
+over the whole GPU instead:
+
+    scores = rows · Kᵀ      (B, H_kv, R, D) × (B, H_kv, D, L) → (B, H_kv, R, L), fp32
+    scores[~visible] = -inf;  P = softmax(scores)                           fp32
+    out = P · V             P cast to V's dtype (what a fused kernel does with its tile of P)
+
+The scores are computed from fp32 copies of the rows and keys: a bf16 score rounds a logit of 20 by up to 0.06,
+i.e. 6 % on its softmax weight; the copy costs one pass over the keys.
+
+The K/V write is kept out of torch.compile (`torch.compiler.disable`): functionalization turns an in-place
+write into a slice of one big buffer into a copy of the whole buffer (seen on the H200: 190 µs per layer for
+the Llama-8B shape, which made the compiled step slower than the eager one). The write runs as one eager
+kernel between two compiled regions, all inside the same CUDA graph.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def masked_attention(rows: torch.Tensor, key: torch.Tensor, value: torch.Tensor, visible: torch.Tensor,
+                     scale: float | None) -> torch.Tensor:
+    """rows (B, H_kv, R, D) over key/value (B, H_kv, L, D); `visible` (bool) broadcasts to (B, H_kv, R, L) and
+    marks the keys each row sees (at least one per row) → (B, H_kv, R, D) in value's dtype."""
+    scale = rows.shape[-1] ** -0.5 if scale is None else scale
+    scores = torch.matmul(rows.float(), key.float().transpose(-1, -2)) * scale
+    scores = scores.masked_fill(~visible, float("-inf"))
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    return torch.matmul(probs, value)
+
+
+@torch.compiler.disable
+def index_copy_into(dest: torch.Tensor, dim: int, index: torch.Tensor, src: torch.Tensor) -> None:
+    """dest.index_copy_(dim, index, src), never traced by torch.compile (see the module docstring)."""
+    dest.index_copy_(dim, index, src)
+
+
+@torch.compiler.disable
+def scatter_into(dest: torch.Tensor, dim: int, index: torch.Tensor, src: torch.Tensor) -> None:
+    """dest.scatter_(dim, index, src), never traced by torch.compile (see the module docstring)."""
+    dest.scatter_(dim, index, src)
