@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -74,7 +75,9 @@ def run_setting(model, label, setting: dict, steps: int) -> dict:
     out: dict = {"setting": setting}
     state = _prefill(engine, rng)
     out["prefill_timings_ms"] = state.timings_ms
+    started = time.perf_counter()
     _decode_times(engine, state, 8)  # warm-up: captures (and compiles)
+    out["warmup_s"] = time.perf_counter() - started
     out["wall_ms"], out["gpu_ms"] = _decode_times(engine, state, steps)
     queries = []
     for _ in range(4):
@@ -98,8 +101,11 @@ def main() -> None:
     args = parser.parse_args()
     configs = {"smollm2-shape": smollm2_config, "llama8b": llama8b_config}
     settings = [{"compile_decode": False}, {"compile_decode": True}]
-    report = {"command": "python scripts/gpu/profile_decode.py", "gpu": torch.cuda.get_device_name(),
-              "torch": torch.__version__, "models": {}}
+    import transformers
+
+    report = {"command": "python scripts/gpu/profile_decode.py", "commit": os.environ.get("BLOCKATTN_COMMIT"),
+              "env": {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+                      "transformers": transformers.__version__}, "models": {}}
     for name in args.models.split(","):
         model = _random_model(configs[name](), torch.bfloat16, torch.device("cuda"))
         report["models"][name] = rows = []

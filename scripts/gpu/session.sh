@@ -27,7 +27,7 @@ export BLOCKATTN_GGUF_QWEN2_5_CODER_0_5B_INSTRUCT=/tmp/stage/q05.gguf
 export BLOCKATTN_GGUF_QWEN2_5_CODER_1_5B_INSTRUCT=/tmp/stage/q15.gguf
 export BLOCKATTN_HOTPOTQA=$BA/gpu/dev500.jsonl.gz
 export BLOCKATTN_COMMIT=$(cat $BA/gpu/commit 2>/dev/null || echo unknown)
-SPEED_BUDGET=${SPEED_BUDGET:-520}
+SPEED_BUDGET=${SPEED_BUDGET:-600}
 QUALITY_MINUTES=${QUALITY_MINUTES:-14}
 log() { echo "[$(date +%T)] $*" | tee -a "$RES/session.txt"; }
 
@@ -83,7 +83,8 @@ run() {
 
 case "${1:-}" in
     stage) mkdir -p /tmp/stage && cp "$2" /tmp/stage/ && ls /tmp/stage | wc -l ;;
-    stage-gpu) mkdir -p /tmp/stage/gpu && cp "$2" /tmp/stage/gpu/ && ls /tmp/stage/gpu ;;
+    # also straight into $BA/gpu: a pack staged after `start` (which copies /tmp/stage/gpu once) still arrives
+    stage-gpu) mkdir -p /tmp/stage/gpu $BA/gpu && cp "$2" /tmp/stage/gpu/ && cp "$2" $BA/gpu/ && ls /tmp/stage/gpu ;;
     assemble)
         cat /tmp/stage/"$2".p?? > /tmp/stage/"$2".gguf && echo "$3  /tmp/stage/$2.gguf" | sha256sum -c - \
             && rm -f /tmp/stage/"$2".p?? && touch /tmp/stage/"$2".ready ;;

@@ -1,0 +1,57 @@
+"""Bring one GPU session's reports into reports/ (after `session.sh wait` brought back small.tgz, unpacked).
+
+    python scripts/gpu/import_results.py RESULTS_DIR [--date 2026-12-02]
+
+RESULTS_DIR is the unpacked `results/` folder: speed/ (speed.sh's files) and one folder per quality run. Each
+speed JSON becomes reports/<name>_h200.json (its PNG beside it) with a "where" field naming the machine, the
+date, the commit and the software it ran with; each quality_*.json (and its PNG) is copied as is (it names its
+own command, commit and machine). Nothing is overwritten silently: every file written is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+from pathlib import Path
+
+REPORTS = Path(__file__).resolve().parents[2] / "reports"
+SPEED_FILES = ("bench_decode", "bench_decode_compiled", "bench_ttft", "bench_serve", "profile_decode")
+
+
+def _where(data: dict, date: str) -> str:
+    env = data.get("env", {})
+    software = ", ".join(f"{k} {env[k]}" for k in ("torch", "transformers") if k in env)
+    commit = str(data.get("commit", "unknown"))[:7]
+    return (f"lent NVIDIA H200 via the device tool, {date}, commit {commit}"
+            + (f" ({software})" if software else "") + ", alone on the GPU (speed phase of scripts/gpu/session.sh)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", type=Path)
+    parser.add_argument("--date", default=datetime.date.today().isoformat())
+    args = parser.parse_args()
+    speed = args.results / "speed"
+    for name in SPEED_FILES:
+        src = speed / f"{name}.json"
+        if not src.is_file():
+            print(f"missing: {src}")
+            continue
+        data = json.loads(src.read_text())
+        data["where"] = _where(data, args.date)
+        dest = REPORTS / f"{name}_h200.json"
+        dest.write_text(json.dumps(data, indent=1) + "\n")
+        print(f"wrote {dest}")
+        png = src.with_suffix(".png")
+        if png.is_file():
+            shutil.copy(png, dest.with_suffix(".png"))
+            print(f"wrote {dest.with_suffix('.png')}")
+    for report in sorted(args.results.glob("*/quality_*.json")) + sorted(args.results.glob("*/quality_*.png")):
+        shutil.copy(report, REPORTS / report.name)
+        print(f"wrote {REPORTS / report.name}")
+
+
+if __name__ == "__main__":
+    main()
