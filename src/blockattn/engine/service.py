@@ -175,9 +175,11 @@ class Generation:
         self._text = TextStream(self.service.decode, self.stop)
         return self.advance(self.state.logits[-1])
 
-    def advance(self, logits: torch.Tensor) -> str:
-        """Choose the next token from `logits` (V,) -- the model's prediction after the last token."""
-        token = self._sampler(logits)
+    def advance(self, logits: torch.Tensor, greedy_token: int | None = None) -> str:
+        """Choose the next token from `logits` (V,) -- the model's prediction after the last token.
+        `greedy_token`: argmax(logits) when the caller already has it (a batch's argmax is one kernel and one
+        device sync for every row, instead of one each); used only by a greedy sampler."""
+        token = greedy_token if greedy_token is not None and self.sampling.greedy else self._sampler(logits)
         if token in self.service.stop_ids:
             return self._finish("stop")
         if not self.tokens:
@@ -231,8 +233,10 @@ def decode_step(generations: list[Generation]) -> list[str]:
     for rows in by_mode.values():
         group = [generations[i] for i in rows]
         logits = group[0].service.engine.decode_batch([g.state for g in group], [g.tokens[-1] for g in group])
-        for i, g, row in zip(rows, group, logits):
-            deltas[i] = g.advance(row)
+        # greedy rows: one argmax for the batch (64 streams: one sync per step, not 64)
+        greedy = logits.argmax(dim=-1).tolist() if any(g.sampling.greedy for g in group) else [None] * len(group)
+        for i, g, row, token in zip(rows, group, logits, greedy):
+            deltas[i] = g.advance(row, token)
     return deltas
 
 
