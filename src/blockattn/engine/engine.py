@@ -118,6 +118,7 @@ def model_dims(config) -> tuple[int, int, int]:
 
 
 MIN_ARENA_TOKENS = 2048
+PREFILL_GRAPH_BYTES = 256 << 20
 
 
 def arena_shape(dims: tuple[int, int, int], dtype: torch.dtype, capacity: int, slots: int,
@@ -166,7 +167,12 @@ class BlockEngine:
         self.placer = BlockPlacer(RopeSpec.from_model(model), compiled, self.config.fused_assemble)
         query_graphs = on_cuda if self.config.cuda_graphs is None else self.config.cuda_graphs
         self.graphs = QueryGraphs(use_graphs=on_cuda) if query_graphs else None
-        self.prefill_graphs = PrefillGraphs(use_graphs=on_cuda) if query_graphs else None
+        # a graph's K/V output stays allocated with it: at most PREFILL_GRAPH_BYTES each (SmolLM2: ~11k padded
+        # tokens, the misses of a whole 8k-token request; Llama-8B: 2k)
+        n_layers, kv_heads, head_dim = self.dims
+        per_token = n_layers * 2 * kv_heads * head_dim * weight.element_size()
+        graph_tokens = max(512, PREFILL_GRAPH_BYTES // per_token)
+        self.prefill_graphs = PrefillGraphs(on_cuda, graph_tokens, max_graphs=16) if query_graphs else None
         static = on_cuda if self.config.decode_graphs is None else self.config.decode_graphs
         self.decode_graphs = DecodeGraphs(use_graphs=on_cuda, compile_step=self.config.compile_decode) if static else None
         self.pool = BufferPool(self.config.buffer_pool_bytes) if static else None
