@@ -138,5 +138,8 @@ def prefill_blocks(model: nn.Module, blocks: list[list[int]], sinks: BlockSinks 
         if kv is None:
             kv = _forward(model, ids.to(device), prefix_of())  # (n_layers, 2, B, H_kv, N, D)
         for row, i in enumerate(batch):
-            out[i] = kv[:, :, row, :, n_shared:n_shared + n_sinks + len(blocks[i])].contiguous()
+            # always a copy (never `.contiguous()`, which hands back a view when the slice happens to be
+            # contiguous): a graph's output is overwritten by its next replay
+            out[i] = kv[:, :, row, :, n_shared:n_shared + n_sinks + len(blocks[i])].clone(
+                memory_format=torch.contiguous_format)
     return out
