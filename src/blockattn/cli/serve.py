@@ -33,6 +33,9 @@ def serve(
     cpu_cache_gb: float = typer.Option(4.0, help="CPU tier budget for block KV (GB)."),
     cuda_graphs: bool = typer.Option(True, help="Replay query blocks (padded to bucketed lengths) and decode "
                                                 "steps from CUDA graphs (CUDA only; ignored on the CPU)."),
+    compile_decode: bool = typer.Option(False, help="torch.compile the graph-captured decode steps: fewer, fused "
+                                                    "kernels per token; the first request of each new shape "
+                                                    "waits for a compilation (tens of seconds)."),
     max_queue: int = typer.Option(256, help="Most generations waiting for the model; more get HTTP 429."),
     max_batch: int = typer.Option(32, help="Most running generations decoded in one forward."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
@@ -55,7 +58,7 @@ def serve(
     service = Service.load(model, adapter=adapter, cache_dir=cache_dir, cache_dir_max_gb=cache_dir_max_gb,
                            kv_store=kv_store, kv_store_gb=kv_store_gb,
                            device=device, dtype=dtype, gpu_cache_gb=gpu_cache_gb, cpu_cache_gb=cpu_cache_gb,
-                           cuda_graphs=None if cuda_graphs else False, mode=mode)
+                           cuda_graphs=None if cuda_graphs else False, mode=mode, compile_decode=compile_decode)
     bound_host, bound_port = sock.getsockname()[:2]
     typer.echo(f"blockattn: serving {service.model_name} ({mode} mode, adapter: {service.adapter_name or 'none'}) on "
                f"http://{bound_host}:{bound_port}/v1", err=True)

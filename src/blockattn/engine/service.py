@@ -260,9 +260,11 @@ class Service:
              device: str = "auto", dtype: str = "auto", gpu_cache_gb: float = 8.0, cpu_cache_gb: float = 4.0,
              cuda_graphs: bool | None = None, default_max_tokens: int = DEFAULT_MAX_TOKENS,
              cache_dir_max_gb: float | None = None, kv_store: str | None = None,
-             kv_store_gb: float = 4.0, mode: str = "block") -> "Service":
+             kv_store_gb: float = 4.0, mode: str = "block", compile_decode: bool = False) -> "Service":
         """Load a model (name or HF directory), its tokenizer, optionally a block adapter; build the engine.
-        `mode="full"`: every request in full attention, so no adapter is loaded (it would never run)."""
+        `mode="full"`: every request in full attention, so no adapter is loaded (it would never run).
+        `compile_decode`: torch.compile the static decode steps (fewer kernels per token; the first request of
+        each new shape waits for a compilation)."""
         from blockattn.models import load
 
         device = resolve_device(device)
@@ -292,7 +294,8 @@ class Service:
         config = EngineConfig(gpu_cache_bytes=int(gpu_cache_gb * GiB), cpu_cache_bytes=int(cpu_cache_gb * GiB),
                               cache_dir=str(cache_dir) if cache_dir else None, cuda_graphs=cuda_graphs,
                               cache_dir_max_bytes=int(cache_dir_max_gb * GiB) if cache_dir_max_gb else None,
-                              kv_store=kv_store or None, kv_store_bytes=int(kv_store_gb * GiB))
+                              kv_store=kv_store or None, kv_store_bytes=int(kv_store_gb * GiB),
+                              compile_decode=compile_decode)
         engine = BlockEngine(loaded.model, loaded.identity, block_adapter, config)
         return Service(engine, loaded.tokenizer, loaded.name, adapter_name, default_max_tokens, mode)
 
