@@ -105,6 +105,22 @@ def test_block_prefill_graphs_equal_the_eager_prefill():
     assert info["error"] is None and info["captures"] >= 1 and info["replays"] >= 2, info
 
 
+@pytest.mark.parametrize("rows,length", [(3, 2048), (96, 8192)])
+def test_static_masked_attention_in_bf16(rows, length):
+    """The static steps' matmul attention (fp32 scores from bf16 inputs) against fp32 SDPA."""
+    from blockattn.engine import staticops
+
+    staticops.probe_fp32_scores(torch.device("cuda"))
+    q = torch.randn(2, 4, rows, 128, device="cuda", dtype=torch.bfloat16)
+    k = torch.randn(2, 4, length, 128, device="cuda", dtype=torch.bfloat16)
+    v = torch.randn_like(k)
+    visible = torch.arange(length, device="cuda").view(1, 1, 1, -1) < torch.randint(1, length, (2, 1, rows, 1),
+                                                                                       device="cuda")
+    out = staticops.masked_attention(q, k, v, visible, None)
+    ref = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=visible)
+    assert (out.float() - ref).abs().max() <= 2e-2
+
+
 def test_flash_lower_right_attention_in_bf16():
     q = torch.randn(1, 32, 64, 128, device="cuda", dtype=torch.bfloat16)
     k = torch.randn(1, 8, 4096 + 64, 128, device="cuda", dtype=torch.bfloat16)

@@ -55,6 +55,7 @@ from blockattn.engine.decodegraph import DecodeGraphs
 from blockattn.engine.graphs import QueryGraphs
 from blockattn.engine.keys import KeySpace
 from blockattn.engine.kvbuffer import BatchKV, BufferPool, SequenceKV, bucket_capacity
+from blockattn.engine import staticops
 from blockattn.engine.remote import RedisTier
 from blockattn.engine.sampling import Sampler, SamplingParams
 from blockattn.engine.store import BlockStore, MemoryTier
@@ -153,6 +154,7 @@ class BlockEngine:
         self.n_shared = adapter.shared_sink if adapter is not None else 0
         weight = model.get_input_embeddings().weight
         self.device, self.dtype = weight.device, weight.dtype
+        staticops.probe_fp32_scores(self.device)
         self.vocab_size = weight.shape[0]
         self.dims = model_dims(model.config)
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
@@ -419,7 +421,7 @@ class BlockEngine:
                 "prefill_graphs": self.prefill_graphs.info() if self.prefill_graphs is not None else None,
                 "decode_graphs": self.decode_graphs.info() if self.decode_graphs is not None else None,
                 "batch_graphs": self.batch_decoder.info() if self.batch_decoder is not None else None,
-                "merged_adapter": self.merged,
+                "merged_adapter": self.merged, "fp32_scores_bmm": staticops.FP32_SCORES_BMM,
                 "max_positions": self.max_positions}
 
 

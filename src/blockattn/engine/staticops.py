@@ -12,8 +12,10 @@ over the whole GPU instead:
     scores[~visible] = -inf;  P = softmax(scores)                           fp32
     out = P · V             P cast to V's dtype (what a fused kernel does with its tile of P)
 
-The scores are computed from fp32 copies of the rows and keys: a bf16 score rounds a logit of 20 by up to 0.06,
-i.e. 6 % on its softmax weight; the copy costs one pass over the keys.
+The scores are fp32: a bf16 score rounds a logit of 20 by up to 0.06, i.e. 6 % on its softmax weight. On CUDA
+they come straight out of a bf16 matmul with fp32 output (`torch.bmm(..., out_dtype=torch.float32)`, probed
+once by `probe_fp32_scores`); elsewhere, or where that is missing, from fp32 copies of the rows and keys (one
+more pass over the keys: for the Llama-8B shape at 64 streams × 2k positions, 0.5 GB per layer).
 
 The K/V write is kept out of torch.compile (`torch.compiler.disable`): functionalization turns an in-place
 write into a slice of one big buffer into a copy of the whole buffer (seen on the H200: 190 µs per layer for
@@ -26,12 +28,40 @@ from __future__ import annotations
 import torch
 
 
+# Whether CUDA's bmm takes out_dtype=float32 for half-precision inputs (set by `probe_fp32_scores`, which the
+# engine calls once, outside any capture or compilation: a module constant is what torch.compile can bake in).
+FP32_SCORES_BMM = False
+
+
+def probe_fp32_scores(device: torch.device) -> bool:
+    """Try a tiny bf16 bmm with fp32 output on `device` (CUDA); remember whether it runs."""
+    global FP32_SCORES_BMM
+    if torch.device(device).type == "cuda":
+        try:
+            a = torch.ones(1, 2, 8, dtype=torch.bfloat16, device=device)
+            FP32_SCORES_BMM = torch.bmm(a, a.transpose(1, 2), out_dtype=torch.float32).dtype == torch.float32
+        except (TypeError, RuntimeError, NotImplementedError):
+            FP32_SCORES_BMM = False
+    return FP32_SCORES_BMM
+
+
+def _scores(rows: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """rows · keyᵀ in fp32: (B, H_kv, R, D) × (B, H_kv, L, D) → (B, H_kv, R, L)."""
+    b, h, r, d = rows.shape
+    length = key.shape[2]
+    if FP32_SCORES_BMM and rows.is_cuda and rows.dtype in (torch.bfloat16, torch.float16):
+        flat = torch.bmm(rows.reshape(b * h, r, d), key.reshape(b * h, length, d).transpose(1, 2),
+                         out_dtype=torch.float32)
+        return flat.view(b, h, r, length)
+    return torch.matmul(rows.float(), key.float().transpose(-1, -2))
+
+
 def masked_attention(rows: torch.Tensor, key: torch.Tensor, value: torch.Tensor, visible: torch.Tensor,
                      scale: float | None) -> torch.Tensor:
     """rows (B, H_kv, R, D) over key/value (B, H_kv, L, D); `visible` (bool) broadcasts to (B, H_kv, R, L) and
     marks the keys each row sees (at least one per row) → (B, H_kv, R, D) in value's dtype."""
     scale = rows.shape[-1] ** -0.5 if scale is None else scale
-    scores = torch.matmul(rows.float(), key.float().transpose(-1, -2)) * scale
+    scores = _scores(rows, key) * scale
     scores = scores.masked_fill(~visible, float("-inf"))
     probs = torch.softmax(scores, dim=-1).to(value.dtype)
     return torch.matmul(probs, value)
