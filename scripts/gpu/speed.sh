@@ -99,14 +99,14 @@ phase "bench serve" "$SERVE_CAP" "$LOG" $PY -m blockattn bench serve --device "$
     --time-budget "$SERVE_BUDGET" --out "$OUT/bench_serve.json"
 
 # torch.compile'd steps last and apart: each shape is a compilation (tens of seconds), its own JSON
-CMP_CAP=$(cap 80)
+CMP_CAP=$(cap 130)
 phase "bench decode (compiled)" "$CMP_CAP" "$LOG" $PY -m blockattn bench decode --device "$DEVICE" \
-    --models "${MODELS_DEC%%,*}" --variants engine_compiled --streams 64 $DEC_ARGS \
+    --models "$MODELS_DEC" --variants engine_compiled --streams 64 $DEC_ARGS \
     --time-budget $(( CMP_CAP * 2 / 3 )) --out "$OUT/bench_decode_compiled.json"
 
 # where a decode step's time goes (kernels per step, the top kernels, GPU vs wall time): random-weight shapes
 if [ "$SMOKE" = 0 ]; then
-    phase "profile decode" "$(cap 100)" "$LOG" $PY scripts/gpu/profile_decode.py --out "$OUT/profile_decode.json"
+    phase "profile decode" "$(cap 90)" "$LOG" $PY scripts/gpu/profile_decode.py --out "$OUT/profile_decode.json"
 fi
 
 log "done; files: $(cd "$OUT" && ls | tr '\n' ' ')"
