@@ -7,7 +7,7 @@ from blockattn.data.facts import distractor_items
 from blockattn.distill.corpus import BlockCorpus
 from blockattn.distill.loader import BatchLoader
 from blockattn.distill.ragset import RagSet, load_ragset, rag_choice
-from blockattn.experiments.ragdata import KINDS, rag_requests
+from blockattn.experiments.ragdata import SCHEDULE, rag_requests
 
 POOL = [f"Passage {i} opens here.\nIts second line talks about topic {i}.\nA third line ends it.\n" for i in range(30)]
 
@@ -27,10 +27,10 @@ def test_train_template_shares_no_wording_with_eval():
     assert all("tracking number" in it.question for it in train)
 
 
-def test_requests_cover_every_kind():
-    reqs = rag_requests(POOL, 9, seed=1)
-    assert [r["kind"] for r in reqs] == list(KINDS) * 3
-    assert all(3 <= len(r["documents"]) <= 10 and r["question"] for r in reqs)
+def test_requests_follow_the_schedule():
+    reqs = rag_requests(POOL, 3 * len(SCHEDULE), seed=1)
+    assert [r["kind"] for r in reqs] == list(SCHEDULE) * 3
+    assert all(2 <= len(r["documents"]) <= 12 and r["question"] for r in reqs)
 
 
 def test_loss_is_taken_on_the_answer_only(tmp_path):
