@@ -143,7 +143,7 @@ def quality_verdicts(data: dict) -> list[str]:
 
 
 def render_quality(name: str, data: dict) -> list[str]:
-    model = data.get("model", name)
+    model = data.get("model", name) + (f" ({data['report_tag']})" if data.get("report_tag") else "")
     rows = data.get("rows") or []
     full = _row(rows, "full")
     hq_full = _get(full, "hotpotqa", "contains")

@@ -48,8 +48,10 @@ import typer
 ABLATIONS = {"sinks": ["adapter.sinks_per_block=0", "adapter.shared_sink=0"],
              "dropout": ["data.block_dropout=0.0"], "weighting": ["loss.weighting=none"],
              "rag": ["data.rag_fraction=0.0"]}
-EVAL_MARGIN = 1.25  # the evaluation estimate times this, plus TAIL_SECONDS, is kept from the training time
-ADAPTER_COST = 1.4  # an adapter variant's evaluation over zero-shot/full's (measured 2026-12-02: 87 s vs 67 s)
+EVAL_MARGIN = 1.15  # the evaluation estimate times this, plus TAIL_SECONDS, is kept from the training time
+# an adapter variant's evaluation time over the slower of full / zero-shot (0.5B, 2026-12-02, three runs on one
+# H200: distilled 87 s, block-FT 72 s, full 67 s without the ~8 s of KL rows, zero-shot 38 s with them)
+ADAPTER_COST = 1.3
 TAIL_SECONDS = 30.0  # tarball, plot, last flushes
 EVAL_BACKEND = "dense"  # prompts vary in length: a Flex kernel per length would recompile every batch
 CONFIG = Path(__file__).resolve().parents[3] / "configs" / "quality-h200.yaml"
@@ -306,8 +308,10 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
             teacher_minutes: float = typer.Option(1.5, help="Most wall time of the teacher pre-pass."),
             rag_items: int = typer.Option(1500, help="RAG requests the teacher answers (pack holds up to 3000)."),
             rag_from: Path = typer.Option(None, help="Another run's teacher answers (its WORK/rag.npz; same model "
-                                          "and pack) instead of the teacher pre-pass; waits up to "
-                                          "--teacher-minutes + 1 for the file to appear."),
+                                          "and pack) instead of the teacher pre-pass; taken after the full / "
+                                          "zero-shot evaluations, waiting up to --teacher-minutes + 1 for it."),
+            report_tag: str = typer.Option("", help="Suffix of the result files' model name (a second run of one "
+                                           "model in the same session, e.g. 'ablations')."),
             answer_tokens: int = typer.Option(48, help="Cap on each teacher answer."),
             hotpot_limit: int = typer.Option(500, help="HotpotQA questions per variant."),
             hotpotqa: str = typer.Option("", help="dev500.jsonl.gz (default: $BLOCKATTN_HOTPOTQA or ../shared)."),
@@ -356,7 +360,7 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
                 if not (init_from / sub).is_dir():
                     raise typer.BadParameter(f"--init-from {init_from}: no {sub}/ adapter for {label}")
                 warm[label] = init_from / sub
-    name = safe_name(model)
+    name = safe_name(model) + (f"-{report_tag}" if report_tag else "")
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     loaded_pack = load_pack(pack)
@@ -368,7 +372,8 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
     rag_fraction = cfg.data.rag_fraction
     results = Results(out / f"quality_{name}.json", {
         "command": " ".join(["python -m blockattn.experiments.quality", *sys.argv[1:]]), "commit": commit(),
-        "machine": machine(), "seed": seed, "wall_seconds": 0.0, "model": model, "rows": [],
+        "machine": machine(), "seed": seed, "wall_seconds": 0.0, "model": model, "report_tag": report_tag,
+        "rows": [],
         "curves": {"distilled": [], "block-FT": []}, "examples": [], "phases": {},
         "config": cfg.to_dict(), "rag_fraction": rag_fraction, "pack": loaded_pack.meta,
         "note": "gpu_seconds = training wall seconds of a process that may share its GPU with other runs"})
@@ -421,18 +426,14 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
         return {"answered": load_ragset(rag_path).n, "from": str(rag_from)}
 
     wants_rag = rag_fraction > 0 and bool(trains)
-    if wants_rag:
-        info = phase("teacher", teacher_from if rag_from is not None else teacher)
+
+    def take_teacher(fn) -> None:
+        info = phase("teacher", fn)
         data["teacher"] = {k: v for k, v in (info or {}).items() if k != "examples"}
-    rag_ok = wants_rag and rag_path.is_file()
-    if rag_fraction > 0 and not rag_ok:
-        data["rag_fraction"] = 0.0  # no teacher answers: every run trains on continuation only (and says so)
-    rag_set = [] if rag_ok else ["data.rag_fraction=0.0"]
-    # the mix, stated (issue 11): the share of RAG rows, the kinds' shares in the requests, what was answered
-    data["mix"] = {"rag_fraction": data["rag_fraction"], "continuation": "SemanticSeg train text, query blocks",
-                   "rag_kinds": (loaded_pack.meta.get("rag_mix") or {}).get("shares"),
-                   "rag_shapes": {k: v for k, v in (loaded_pack.meta.get("rag_mix") or {}).items() if k != "shares"},
-                   "answered_kinds": (data.get("teacher") or {}).get("answered_kinds")}
+
+    rag_path.unlink(missing_ok=True)  # never train on an earlier run's answers left in --work
+    if wants_rag and rag_from is None:
+        take_teacher(teacher)
 
     # ---------------------------------------------------------------- evaluation items; the untrained variants
     fact_items = first_per_count([NeedleItem.from_dict(d) for d in loaded_pack.facts], facts_per_count)
@@ -469,13 +470,25 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
 
     for method in ("full", "zero-shot block"):
         evaluate_one(method, None)
+    if wants_rag and rag_from is not None:  # the other run's teacher answered meanwhile
+        take_teacher(teacher_from)
+    rag_ok = wants_rag and rag_path.is_file()
+    if rag_fraction > 0 and not rag_ok:
+        data["rag_fraction"] = 0.0  # no teacher answers: every run trains on continuation only (and says so)
+    rag_set = [] if rag_ok else ["data.rag_fraction=0.0"]
+    # the mix, stated (issue 11): the share of RAG rows, the kinds' shares in the requests, what was answered
+    data["mix"] = {"rag_fraction": data["rag_fraction"], "continuation": "SemanticSeg train text, query blocks",
+                   "rag_kinds": (loaded_pack.meta.get("rag_mix") or {}).get("shares"),
+                   "rag_shapes": {k: v for k, v in (loaded_pack.meta.get("rag_mix") or {}).items() if k != "shares"},
+                   "answered_kinds": (data.get("teacher") or {}).get("answered_kinds")}
 
     # ---------------------------------------------------------------- training runs
     runs = [("distill", "distill", [])] if "distill" in trains else []
     runs += [("block_ft", "block_ft", [])] if "block_ft" in trains else []
     runs += [(f"ablation_{a}", "distill", ABLATIONS[a]) for a in chosen]
+    curve_runs = ("distill" in trains) + ("block_ft" in trains)
     estimate = eval_estimate({m: evaluated[m] for m in ("full", "zero-shot block") if m in evaluated}, len(runs),
-                             len(hotpot_items), curve_points * (("distill" in trains) + ("block_ft" in trains)),
+                             len(hotpot_items), (curve_points + bool(warm)) * curve_runs,
                              min(curve_hotpot_limit, len(hotpot_items)),
                              min(recut_limit, len(hotpot_items)) if "distill" in trains else 0)
     reserve = estimate["reserve_minutes"] if estimate else eval_minutes
@@ -520,7 +533,9 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
             if zero:
                 points.append({"tokens": 0, "gpu_seconds": 0.0, "kl": (zero.get("ppl") or {}).get("kl"),
                                "hotpotqa": None})
-            for snap in snapshots(work / label, curve_points):
+            # a continued run's curve starts at the adapter it continued (its tokens carried on)
+            start = [warm[label]] if label in warm and label in adapters else []
+            for snap in start + snapshots(work / label, curve_points):
                 if 60 * left() < point_need + 5:
                     data["curves_cut"] = f"deadline: {60 * left():.0f} s left at {label} {snap.name}"
                     break

@@ -17,9 +17,9 @@ WINDOW = 8  # batches sorted by length together
 
 def teacher_answers(model, tokenizer, requests: Sequence[dict], max_new_tokens: int, batch_size: int,
                     deadline: float | None = None, backend: str = "dense") -> tuple[RagSet, list[dict], dict]:
-    """(RAG set of the answered requests, a few examples, answered requests per kind). Greedy; an answer that stopped keeps its stop token
-    (the student learns where to stop), a capped one ends at the cap. Stops early at `deadline`
-    (time.perf_counter() value), keeping what is answered."""
+    """(RAG set of the answered requests, a few examples, answered requests per kind). Greedy; an answer that
+    stopped keeps its stop token (the student learns where to stop), a capped one ends at the cap. Stops early at
+    `deadline` (time.perf_counter() value), keeping what is answered."""
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stops = stop_token_ids(tokenizer, model.config)
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else min(stops)
@@ -28,8 +28,9 @@ def teacher_answers(model, tokenizer, requests: Sequence[dict], max_new_tokens: 
     # deadline then keeps a prefix of the requests, whose kinds follow the mix (ragdata.SCHEDULE), instead of
     # the longest requests of every kind
     window = WINDOW * batch_size
+    size = lambda i: sum(len(b) for b in prompts[i])  # noqa: E731
     order = [i for at in range(0, len(prompts), window)
-             for i in sorted(range(at, min(at + window, len(prompts))), key=lambda i: -sum(len(b) for b in prompts[i]))]
+             for i in sorted(range(at, min(at + window, len(prompts))), key=lambda i: -size(i))]
     answered, examples, kinds = [], [], {}
     for at in range(0, len(order), batch_size):
         if deadline is not None and time.perf_counter() > deadline:
