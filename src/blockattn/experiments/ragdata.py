@@ -64,7 +64,7 @@ def short_passages(texts: Sequence[str], seed: int, min_words: int = HOTPOT_WORD
             if n > max_words:
                 current, size = [], 0
                 continue
-            if size + n > max_words or size >= target:
+            if size + n > max_words or (size >= min_words and size + n > target):
                 if size >= min_words:
                     out.append("".join(current))
                 current, size, target = [], 0, draw()
