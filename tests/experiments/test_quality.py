@@ -94,6 +94,21 @@ def test_entry_point_runs_every_phase_and_writes_the_contract(pack, mini_hotpotq
         with torch.no_grad():
             logits.append(block_forward(adapter.model, ids, layout, sinks=adapter.sinks).logits)
     assert (logits[0] - logits[1]).abs().max() <= 1e-2 * logits[0].abs().max()
+    # the session's main run: continue the distilled adapter; its curve starts at the adapter it continued
+    init = tmp_path / "init"
+    init.mkdir()
+    (init / "distilled").symlink_to(tmp_path / "work" / "distill" / "adapter")
+    again = CliRunner().invoke(quality.app, [
+        "--model", "tiny", "--pack", str(pack), "--out", str(tmp_path / "out2"), "--work", str(tmp_path / "work2"),
+        "--methods", "distill", "--init-from", str(init), "--steps", "2", "--hotpot-limit", "2",
+        "--hotpotqa", str(mini_hotpotqa), "--facts-per-count", "1", "--ppl-rows", "2", "--query-tokens", "32",
+        "--snapshot-every", "0", "--curve-hotpot-limit", "2", "--rag-items", "3", "--answer-tokens", "4",
+        "--batch-size", "4", "--deadline-minutes", "30", *sets])
+    cont = json.loads((tmp_path / "out2" / "quality_tiny.json").read_text())
+    assert again.exit_code == 0, {k: v for k, v in cont["phases"].items() if v["status"] != "ok"}
+    before = data["distill"]["summary"]["tokens"]
+    assert [p["tokens"] for p in cont["curves"]["distilled"]][:2] == [0, before]
+    assert cont["curves"]["distilled"][-1]["tokens"] > before
 
 
 def ship_app():
