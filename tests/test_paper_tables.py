@@ -26,6 +26,17 @@ class TestQuality:
         assert "HotpotQA: 0.490 vs 0.450 — distillation wins" in text
         assert "83.3 % of the zero-shot gap closed — does not hold" in text
 
+    def test_two_hop_columns_and_verdicts(self):
+        hops = lambda *v: dict(zip(("4", "8", "16"), v))  # noqa: E731
+        data = quality([row("full", 0.5, multihop=hops(0.8, 0.6, 0.4)),
+                        row("distilled", 0.4, multihop=hops(0.8, 0.3, None)), row("block-FT", 0.4)])
+        data["report_tag"] = "ablations"
+        text = "\n".join(paper_tables.render_quality("quality_m-ablations.json", data))
+        assert "— m (ablations)" in text and "| 2-hop 4 | 2-hop 8 | 2-hop 16 | 2-hop % of full |" in text
+        assert "| 0.800 | 0.300 | n/a | 91.7 |" in text  # (0.8 + 0.3) / 2 over (0.8 + 0.6 + 0.4) / 3
+        assert "Two-hop chains, 8 documents: distilled 50.0 % of full — does not hold" in text
+        assert "Two-hop chains, 4 documents: distilled 100.0 % of full — holds" in text
+
     def test_no_zero_shot_ppl_gap_is_said_not_divided_by(self):
         data = quality([row("full", 0.5), row("zero-shot block", 0.3, delta_ppl=-0.01), row("distilled", 0.4,
                                                                                            delta_ppl=-0.2)])

@@ -29,6 +29,7 @@ export BLOCKATTN_HOTPOTQA=$BA/gpu/dev500.jsonl.gz
 export BLOCKATTN_COMMIT=$(cat $BA/gpu/commit 2>/dev/null || echo unknown)
 SPEED_BUDGET=${SPEED_BUDGET:-600}
 QUALITY_MINUTES=${QUALITY_MINUTES:-14}
+QUALITY_MARGIN_S=${QUALITY_MARGIN_S:-30}  # every quality process ends this long before the phase's end
 log() { echo "[$(date +%T)] $*" | tee -a "$RES/session.txt"; }
 
 wait_for() {  # wait_for FILE SECONDS: 0 once FILE exists
@@ -41,12 +42,15 @@ wait_for() {  # wait_for FILE SECONDS: 0 once FILE exists
 rank() { echo "--set adapter.lora_rank=$1 --set adapter.lora_alpha=$(( $1 * 2 ))"; }
 
 quality() {  # quality MODEL PACK MINUTES [extra options...]: one run in the background, its log under $RES
-    local model=$1 pack=$2 minutes=$3
+    # (a --work among the options overrides the default below: the last one given wins; --report-tag T names
+    # the out directory and log MODEL-T, for a second run of one model)
+    local model=$1 pack=$2 minutes=$3 tag=$1 prev="" a
     shift 3
-    log "quality $model (${minutes} min) $*"
+    for a in "$@"; do [ "$prev" = --report-tag ] && tag=$model-$a; prev=$a; done
+    log "quality $tag (${minutes} min) $*"
     timeout -k 10 "$(python3 -c "print(int($minutes * 60 + 60))")" python3 -m blockattn.experiments.quality \
-        --model "$model" --pack "$pack" --out "$RES/$model" --work "$BA/work/$model" \
-        --deadline-minutes "$minutes" "$@" > "$RES/log_$model.txt" 2>&1 &
+        --model "$model" --pack "$pack" --out "$RES/$tag" --work "$BA/work/$model" \
+        --deadline-minutes "$minutes" "$@" > "$RES/log_$tag.txt" 2>&1 &
 }
 
 run() {
@@ -59,23 +63,36 @@ run() {
     local convert=$!
     OUT=$RES/speed bash scripts/gpu/speed.sh --budget "$SPEED_BUDGET" > "$RES/speed_stdout.txt" 2>&1
     log "speed done rc=$?"
-    # 2. quality, side by side
+    # 2. quality, side by side (issues 11/12), QUALITY_MINUTES of wall time in all. Every process gets the
+    #    session's end minus QUALITY_MARGIN_S as its --deadline-minutes and trains for that deadline minus its own
+    #    measured evaluation estimate (the full / zero-shot evaluations run first and are timed; `budget` in the
+    #    JSON); `timeout` is only a backstop 60 s past the deadline. The 1.5B is not in this plan: three processes
+    #    fill the one H200, and a fourth would slow them all (do not stage its GGUF for this session).
+    #    q05 main        continue the shipped 0.5B adapter (--init-from) on the new mix (bridge/compare on
+    #                    HotpotQA-shaped documents + the old kinds, half the rows; SemanticSeg continuation the
+    #                    other half); HotpotQA-500, facts + two-hop at 4/8/16 (50 each), KL; curve of 6 snapshots
+    #                    (KL + HotpotQA on 50); T3 re-cut on 100. Its teacher answers for 2 minutes.
+    #    q05 ablations   from scratch at equal tokens: distilled, block-FT, -sinks, -dropout, -weighting, -rag, the
+    #                    training time split evenly; HotpotQA on 200, facts + two-hop (25 per count), KL on 16 rows;
+    #                    curves of 2 snapshots each (KL + HotpotQA on 50); it takes the main run's teacher answers
+    #                    (--rag-from: one teacher pass for both; it waits for them after its full / zero-shot evals).
+    #    SmolLM2         the same ablations on its own pack (its last run died before scoring -weighting/-rag).
     local t0 end
     t0=$(date +%s)
     end=$((t0 + QUALITY_MINUTES * 60))
-    quality smollm2-135m-instruct "$BA/gpu/pack-smollm2.npz" "$QUALITY_MINUTES" --eval-minutes 5 \
-        --ablations sinks,dropout,weighting,rag $(rank 8)
+    left() { python3 -c "print(round(($end - $(date +%s) - $QUALITY_MARGIN_S) / 60, 2))"; }
+    local abl=sinks,dropout,weighting,rag
+    local small="--hotpot-limit 200 --facts-per-count 25 --ppl-rows 16 --curve-points 2 --curve-hotpot-limit 50"
+    quality smollm2-135m-instruct "$BA/gpu/pack-smollm2.npz" "$(left)" --ablations $abl $small \
+        --set train.log_every=10 $(rank 8)
     wait "$convert"  # the 0.5B conversion (started above)
-    quality qwen2.5-coder-0.5b-instruct "$BA/gpu/pack-qwen.npz" \
-        "$(python3 -c "print(round(($end - $(date +%s)) / 60, 2))")" --eval-minutes 6.5 --recut-limit 100 $(rank 8)
-    if wait_for /tmp/stage/q15.ready 120; then
-        python3 -m blockattn models prepare qwen2.5-coder-1.5b-instruct > "$RES/prepare_q15.txt" 2>&1
-        quality qwen2.5-coder-1.5b-instruct "$BA/gpu/pack-qwen.npz" \
-            "$(python3 -c "print(round(($end - $(date +%s)) / 60, 2))")" --methods distill --eval-minutes 5 \
-            --hotpot-limit 300 --curve-hotpot-limit 50 $(rank 4)
-    else
-        log "the 1.5B GGUF never arrived: no 1.5B run"
-    fi
+    local q05=qwen2.5-coder-0.5b-instruct
+    mkdir -p "$BA/init/$q05" && ln -sfn "$PWD/src/blockattn/assets/adapters/$q05-block-distill" "$BA/init/$q05/distilled"
+    quality $q05 "$BA/gpu/pack-qwen.npz" "$(left)" --methods distill --init-from "$BA/init/$q05" \
+        --rag-items 2000 --teacher-minutes 2 --curve-points 6 --curve-hotpot-limit 50 --recut-limit 100 $(rank 8)
+    quality $q05 "$BA/gpu/pack-qwen.npz" "$(left)" --report-tag ablations --work "$BA/work/$q05-ablations" \
+        --ablations $abl --rag-from "$BA/work/$q05/rag.npz" --teacher-minutes 2 $small \
+        --set train.log_every=10 $(rank 8)
     wait
     log "orchestrator done"
     touch "$RES/DONE"

@@ -77,8 +77,8 @@ def _row(rows: list[dict], method: str) -> dict | None:
     return next((r for r in rows if r.get("method") == method), None)
 
 
-def _facts_mean(row: dict | None) -> float | None:
-    vals = [v for v in ((_get(row, "facts") or {}).get(c) for c in FACT_COUNTS) if v is not None]
+def _facts_mean(row: dict | None, key: str = "facts") -> float | None:
+    vals = [v for v in ((_get(row, key) or {}).get(c) for c in FACT_COUNTS) if v is not None]
     return sum(vals) / len(vals) if vals else None
 
 
@@ -102,11 +102,13 @@ def quality_verdicts(data: dict) -> list[str]:
     on_correct = _get(dist, "hotpotqa", "contains_on_full_correct")
     if on_correct is not None:
         out.append(f"On the questions full attention gets right, distilled block mode gets {on_correct:.3f} right.")
-    for count in FACT_COUNTS:
-        p = _pct(_get(dist, "facts", count), _get(full, "facts", count))
-        if p is not None:
-            out.append(f"Planted facts, {count} documents: distilled {p:.1f} % of full — "
-                       f"{'holds' if p >= GOAL_PCT_OF_FULL else 'does not hold'} the {GOAL_PCT_OF_FULL:.0f} % goal.")
+    for key, label in (("facts", "Planted facts"), ("multihop", "Two-hop chains")):
+        for count in FACT_COUNTS:
+            p = _pct(_get(dist, key, count), _get(full, key, count))
+            if p is not None:
+                out.append(f"{label}, {count} documents: distilled {p:.1f} % of full — "
+                           f"{'holds' if p >= GOAL_PCT_OF_FULL else 'does not hold'} the {GOAL_PCT_OF_FULL:.0f} % "
+                           "goal.")
     gap_zs, gap_d = _get(zs, "delta_ppl"), _get(dist, "delta_ppl")
     if gap_zs is not None and gap_d is not None and gap_zs <= MIN_PPL_GAP:
         # a zero-shot gap of ~0 (or below: block mode already as good as full) leaves no gap to close
@@ -141,26 +143,32 @@ def quality_verdicts(data: dict) -> list[str]:
 
 
 def render_quality(name: str, data: dict) -> list[str]:
-    model = data.get("model", name)
+    model = data.get("model", name) + (f" ({data['report_tag']})" if data.get("report_tag") else "")
     rows = data.get("rows") or []
     full = _row(rows, "full")
     hq_full = _get(full, "hotpotqa", "contains")
     out = [f"### T2 Block-attention quality — {model}", ""] + _provenance(name, data)
     out += ["| method | train tokens | GPU s | HotpotQA | EM | % of full | on full-correct | facts 4 | facts 8 | "
-            "facts 16 | facts % of full | ΔPPL | KL |", "|---|" + "---:|" * 12]
+            "facts 16 | facts % of full | 2-hop 4 | 2-hop 8 | 2-hop 16 | 2-hop % of full | ΔPPL | KL |",
+            "|---|" + "---:|" * 16]
     for r in rows:
         hq = r.get("hotpotqa") or {}
         facts = r.get("facts") or {}
+        hops = r.get("multihop") or {}
         out.append(
             f"| {r.get('method', '?')} | {_f(r.get('train_tokens'), '{:,}')} | {_f(r.get('gpu_seconds'), '{:.0f}')} | "
             f"{_f(hq.get('contains'))} | {_f(hq.get('em'))} | {_f(_pct(hq.get('contains'), hq_full), '{:.1f}')} | "
             f"{_f(hq.get('contains_on_full_correct'))} | "
             + " | ".join(_f(facts.get(c)) for c in FACT_COUNTS)
-            + f" | {_f(_pct(_facts_mean(r), _facts_mean(full)), '{:.1f}')} | {_f(r.get('delta_ppl'))} | "
-              f"{_f(r.get('kl'), '{:.4f}')} |")
+            + f" | {_f(_pct(_facts_mean(r), _facts_mean(full)), '{:.1f}')} | "
+            + " | ".join(_f(hops.get(c)) for c in FACT_COUNTS)
+            + f" | {_f(_pct(_facts_mean(r, 'multihop'), _facts_mean(full, 'multihop')), '{:.1f}')} | "
+              f"{_f(r.get('delta_ppl'))} | {_f(r.get('kl'), '{:.4f}')} |")
     n = _get(full, "hotpotqa", "n")
     out += ["", f"HotpotQA: normalised gold answer contained in the output, {n or 'n/a'} questions; % of full = "
-            "the method's score over full attention's; facts % of full over the mean of 4/8/16 documents."]
+            "the method's score over full attention's; facts % of full over the mean of 4/8/16 documents; 2-hop: "
+            "held-out two-hop chains (entity → person → city) with a distractor chain in every other pair of "
+            "documents, at 4/8/16 documents."]
     verdicts = quality_verdicts(data)
     if verdicts:
         out += [""] + [f"- {v}" for v in verdicts]

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 from blockattn.experiments import quality
 from blockattn.experiments.pack import add_quality_items
+from blockattn.experiments.ragdata import MIX
 from blockattn.distill.pack import build_pack
 
 pytestmark = pytest.mark.slow
@@ -47,6 +48,12 @@ def test_entry_point_runs_every_phase_and_writes_the_contract(pack, mini_hotpotq
     assert rows["full"]["train_tokens"] is None and rows["full"]["kl"] is None
     assert rows["distilled"]["train_tokens"] > 0 and rows["distilled"]["kl"] >= 0
     assert rows["distilled"]["hotpotqa"]["n"] == 3 and set(rows["distilled"]["facts"]) == {"4", "8", "16"}
+    # the held-out two-hop column (one item per count), the evaluation estimate, the stated mix
+    assert all(set(r["multihop"]) == {"4", "8", "16"} for r in data["rows"])
+    assert all(data["evaluation"][m]["multihop"]["items"] == 3 for m in rows)
+    assert data["budget"]["reserve_from"] == "measured" and data["budget"]["eval_estimate"]["total_seconds"] > 0
+    assert data["mix"]["rag_kinds"] == MIX and sum(data["teacher"]["answered_kinds"].values()) == 6
+    assert list(data["phases"])[:4] == ["teacher", "load_hotpotqa", "eval full", "eval zero-shot block"]
     assert data["distill"]["summary"]["steps"] == data["block_ft"]["summary"]["steps"] == 4
     assert data["ablation_rag"]["summary"]["steps"] == 4
     # snapshots at step 2, then the final adapter (and the zero-shot start of the curve)
@@ -87,6 +94,21 @@ def test_entry_point_runs_every_phase_and_writes_the_contract(pack, mini_hotpotq
         with torch.no_grad():
             logits.append(block_forward(adapter.model, ids, layout, sinks=adapter.sinks).logits)
     assert (logits[0] - logits[1]).abs().max() <= 1e-2 * logits[0].abs().max()
+    # the session's main run: continue the distilled adapter; its curve starts at the adapter it continued
+    init = tmp_path / "init"
+    init.mkdir()
+    (init / "distilled").symlink_to(tmp_path / "work" / "distill" / "adapter")
+    again = CliRunner().invoke(quality.app, [
+        "--model", "tiny", "--pack", str(pack), "--out", str(tmp_path / "out2"), "--work", str(tmp_path / "work2"),
+        "--methods", "distill", "--init-from", str(init), "--steps", "2", "--hotpot-limit", "2",
+        "--hotpotqa", str(mini_hotpotqa), "--facts-per-count", "1", "--ppl-rows", "2", "--query-tokens", "32",
+        "--snapshot-every", "0", "--curve-hotpot-limit", "2", "--rag-items", "3", "--answer-tokens", "4",
+        "--batch-size", "4", "--deadline-minutes", "30", *sets])
+    cont = json.loads((tmp_path / "out2" / "quality_tiny.json").read_text())
+    assert again.exit_code == 0, {k: v for k, v in cont["phases"].items() if v["status"] != "ok"}
+    before = data["distill"]["summary"]["tokens"]
+    assert [p["tokens"] for p in cont["curves"]["distilled"]][:2] == [0, before]
+    assert cont["curves"]["distilled"][-1]["tokens"] > before
 
 
 def ship_app():
@@ -108,3 +130,48 @@ def test_init_from_is_refused_with_ablations_or_without_the_adapter(pack, tmp_pa
     assert with_ablations.exit_code == 2 and "equal tokens" in said(with_ablations)
     missing = CliRunner().invoke(quality.app, [*common, "--methods", "distill"])
     assert missing.exit_code == 2 and "no distilled/ adapter" in said(missing)
+
+
+def test_snapshots_keeps_at_most_n_evenly_spaced_with_the_final_last(tmp_path):
+    for step in range(10, 110, 10):
+        (tmp_path / "snapshots" / f"step{step}").mkdir(parents=True)
+        (tmp_path / "snapshots" / f"step{step}" / "blockattn_adapter.json").write_text("{}")
+    (tmp_path / "adapter").mkdir()
+    (tmp_path / "adapter" / "blockattn_adapter.json").write_text("{}")
+    names = lambda most: [p.name for p in quality.snapshots(tmp_path, most)]  # noqa: E731
+    assert names(0) == [f"step{s}" for s in range(10, 110, 10)] + ["adapter"]
+    assert names(4) == ["step10", "step40", "step80", "adapter"] and names(1) == ["adapter"]
+
+
+def test_eval_estimate_scales_the_measured_evaluations():
+    base = {"full": {"seconds": 60.0, "hotpotqa": {"seconds": 40.0}},
+            "zero-shot block": {"seconds": 50.0, "hotpotqa": {"seconds": 30.0}, "ppl_seconds": 8.0}}
+    est = quality.eval_estimate(base, n_trained=2, hotpot_n=500, curve_points=5, curve_hotpot_n=100, recut_n=100)
+    assert est["variant_seconds"] == pytest.approx(quality.ADAPTER_COST * 60)
+    assert est["curve_point_seconds"] == pytest.approx(quality.ADAPTER_COST * (40 * 0.2 + 2), abs=0.1)
+    assert est["recut_seconds"] == pytest.approx(quality.ADAPTER_COST * 4 * 40 * 0.2, abs=0.1)
+    total = 2 * est["variant_seconds"] + 5 * est["curve_point_seconds"] + est["recut_seconds"]
+    assert est["total_seconds"] == pytest.approx(total, abs=0.3)
+    assert est["reserve_minutes"] == pytest.approx((quality.EVAL_MARGIN * total + quality.TAIL_SECONDS) / 60, abs=0.01)
+    assert quality.eval_estimate({}, 2, 500, 5, 100, 100) is None
+
+
+def test_rag_from_takes_another_runs_answers_after_the_untrained_evaluations(pack, tmp_path):
+    """The second 0.5B process of a session: no teacher of its own, the first run's rag.npz instead."""
+    from blockattn.distill.ragset import RagSet
+
+    answers = RagSet.from_requests([([[5, 6, 7], [8, 9, 10, 11], [12, 13]], [14, 15, 2])] * 3)
+    rag = answers.save(tmp_path / "other" / "rag.npz")
+    out = tmp_path / "out"
+    sets = [a for o in TINY for a in ("--set", o)]
+    result = CliRunner().invoke(quality.app, [
+        "--model", "tiny", "--pack", str(pack), "--out", str(out), "--work", str(tmp_path / "work"),
+        "--methods", "distill", "--steps", "2", "--hotpot-limit", "0", "--facts-per-count", "1", "--ppl-rows", "2",
+        "--query-tokens", "32", "--snapshot-every", "0", "--batch-size", "4", "--rag-from", str(rag),
+        "--report-tag", "ablations", "--deadline-minutes", "30", *sets])
+    data = json.loads((out / "quality_tiny-ablations.json").read_text())
+    assert result.exit_code == 0, {k: v for k, v in data["phases"].items() if v["status"] != "ok"}
+    assert list(data["phases"])[:3] == ["eval full", "eval zero-shot block", "teacher"]
+    assert data["teacher"] == {"answered": 3, "from": str(rag)} and data["mix"]["rag_fraction"] == 0.5
+    assert [r["method"] for r in data["rows"]] == ["full", "zero-shot block", "distilled"]
+    assert not (out / "teacher_tiny-ablations.json").exists()

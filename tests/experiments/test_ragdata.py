@@ -7,7 +7,7 @@ from blockattn.data.facts import distractor_items
 from blockattn.distill.corpus import BlockCorpus
 from blockattn.distill.loader import BatchLoader
 from blockattn.distill.ragset import RagSet, load_ragset, rag_choice
-from blockattn.experiments.ragdata import KINDS, rag_requests
+from blockattn.experiments.ragdata import SCHEDULE, rag_requests
 
 POOL = [f"Passage {i} opens here.\nIts second line talks about topic {i}.\nA third line ends it.\n" for i in range(30)]
 
@@ -27,10 +27,10 @@ def test_train_template_shares_no_wording_with_eval():
     assert all("tracking number" in it.question for it in train)
 
 
-def test_requests_cover_every_kind():
-    reqs = rag_requests(POOL, 9, seed=1)
-    assert [r["kind"] for r in reqs] == list(KINDS) * 3
-    assert all(3 <= len(r["documents"]) <= 10 and r["question"] for r in reqs)
+def test_requests_follow_the_schedule():
+    reqs = rag_requests(POOL, 3 * len(SCHEDULE), seed=1)
+    assert [r["kind"] for r in reqs] == list(SCHEDULE) * 3
+    assert all(2 <= len(r["documents"]) <= 12 and r["question"] for r in reqs)
 
 
 def test_loss_is_taken_on_the_answer_only(tmp_path):
@@ -60,3 +60,46 @@ def test_without_rag_rows_batches_are_unchanged():
     ragset = RagSet.from_requests([([[5, 6], [7]], [8])])
     mixed = BatchLoader(text, 64, 2, 0.3, 2, 0, 0, seed=0, rag=ragset, rag_fraction=0.0).batch(0)
     assert torch.equal(plain.student_ids, mixed.student_ids) and torch.equal(plain.labels, mixed.labels)
+
+
+class TestMultiHopKinds:
+    """The bridge / compare kinds: HotpotQA-shaped, from train passages, train templates only."""
+
+    HOTPOT = [f"Title words {j} here\n" + " ".join(f"w{j}x{k}" for k in range(30)) + f"\nMore on {j}.\n"
+              for j in range(60)]
+
+    def test_hotpot_kinds_have_titled_short_documents_within_the_budget(self):
+        from blockattn.experiments.ragdata import HOTPOT_DOCS, HOTPOT_KINDS, title_of
+
+        reqs = rag_requests(POOL, 2 * len(SCHEDULE), seed=3, hotpot_pool=self.HOTPOT, max_context_tokens=400)
+        shaped = [r for r in reqs if r["kind"] in HOTPOT_KINDS]
+        assert {r["kind"] for r in shaped} == set(HOTPOT_KINDS)
+        for r in shaped:
+            assert 2 <= len(r["documents"]) <= HOTPOT_DOCS[1]
+            assert sum(len(d.split()) for d in r["documents"]) <= 400
+            for doc in r["documents"]:
+                title, _, body = doc.partition("\n")
+                assert title == title_of(body.replace(next(
+                    (line + "\n" for line in body.splitlines() if " was " in line or " has " in line), ""), "", 1))
+            assert r["question"].endswith("Answer with a short phrase only, no explanation.")
+
+    def test_no_eval_template_or_name_reaches_a_training_request(self):
+        from blockattn.data.facts import CHAINS, TEMPLATES
+
+        held = CHAINS["eval"]
+        fixed = ["was established by", "grew up in", "the person who established", "access code",
+                 *TEMPLATES["eval"].first]
+        names = [*held.entities, *held.persons, *held.cities]
+        for r in rag_requests(POOL, 5 * len(SCHEDULE), seed=4, hotpot_pool=self.HOTPOT):
+            text = "\n".join([*r["documents"], r["question"]])
+            assert not [f for f in fixed if f in text] and not [n for n in names if n in text]
+
+    def test_short_passages_are_whole_lines_in_the_word_range(self):
+        from blockattn.experiments.ragdata import short_passages
+
+        texts = ["".join(f"line {i} of text {t} " + "word " * (i % 9) + "\n" for i in range(300)) for t in range(3)]
+        parts = short_passages(texts, seed=0, min_words=40, max_words=200)
+        assert len(parts) > 10
+        assert all(40 <= len(p.split()) <= 200 and p.endswith("\n") for p in parts)
+        assert all(p in texts[0] or p in texts[1] or p in texts[2] for p in parts)
+        assert len({len(p.split()) // 20 for p in parts}) > 2  # lengths vary

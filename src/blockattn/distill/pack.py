@@ -5,6 +5,7 @@ to carry to the GPU machine (≤ ~15 MB), so that run needs neither the dataset 
     heldout   SemanticSeg validation texts, the same way (ΔPPL)
     needles   planted-fact retrieval items built from SemanticSeg test texts (JSON)
     facts     the same with distractor facts in every document (JSON; `blockattn.experiments.pack` adds it)
+    multihop  two-hop chains with distractor chains, held-out template (JSON; `blockattn.experiments.pack`)
     rag       RAG-shaped training requests from train texts, documents + question, no answer yet (JSON;
               `blockattn.experiments.pack` adds them, the teacher answers them on the GPU)
     meta      how it was built (source, segmenter, tokenizer, sizes)
@@ -35,6 +36,7 @@ class DistillPack:
     meta: dict = field(default_factory=dict)
     facts: list[dict] = field(default_factory=list)  # NeedleItem.to_dict() records, distractor facts
     rag: list[dict] = field(default_factory=list)  # {"kind", "documents", "question"}
+    multihop: list[dict] = field(default_factory=list)  # NeedleItem.to_dict() records, two-hop chains
 
     def corpus(self, split: str) -> BlockCorpus:
         if split not in SPLITS:
@@ -45,7 +47,7 @@ class DistillPack:
         out = Path(path)
         out.parent.mkdir(parents=True, exist_ok=True)
         text = {"needles": json.dumps(self.needles), "meta": json.dumps(self.meta),
-                "facts": json.dumps(self.facts), "rag": json.dumps(self.rag)}
+                "facts": json.dumps(self.facts), "rag": json.dumps(self.rag), "multihop": json.dumps(self.multihop)}
         arrays = {**self.train.arrays("train"), **self.heldout.arrays("heldout"),
                   **{k: np.frombuffer(v.encode(), dtype=np.uint8) for k, v in text.items()}}
         tmp = out.with_name(out.name + ".tmp.npz")
@@ -63,8 +65,9 @@ def load_pack(path: str | Path) -> DistillPack:
             train=BlockCorpus.from_arrays(arrays, "train"), heldout=BlockCorpus.from_arrays(arrays, "heldout"),
             needles=json.loads(arrays["needles"].tobytes().decode()),
             meta=json.loads(arrays["meta"].tobytes().decode()),
-            # packs written before distractor facts and RAG requests existed hold neither
-            **{k: json.loads(arrays[k].tobytes().decode()) for k in ("facts", "rag") if k in arrays.files})
+            # packs written before distractor facts, RAG requests or multi-hop items existed lack them
+            **{k: json.loads(arrays[k].tobytes().decode()) for k in ("facts", "rag", "multihop")
+               if k in arrays.files})
 
 
 def _encoder(tokenizer):

@@ -4,23 +4,30 @@
         --out $OUT/qwen05 --deadline-minutes 14 [--ablations sinks,dropout,weighting,rag]
 
 Phases, in order (each failure is recorded with its traceback; later phases still run):
-    teacher    the base model answers the pack's RAG requests under full attention (batched greedy, capped)
+    teacher    the base model answers the pack's RAG requests under full attention (batched greedy, capped), or
+               --rag-from takes another run's answers (same model and pack: the GPU answers once)
+    eval full, eval zero-shot block   measured first: their times give the estimate of what every later
+               evaluation costs, and the training runs get the deadline minus that estimate (with margin)
     distill    block distillation: SemanticSeg continuation + RAG rows (data.rag_fraction of the rows; KL on
                the answer tokens of RAG rows), adapter snapshots every --snapshot-every steps
     block_ft   block fine-tuning on the same rows, for the steps distillation took (equal tokens)
     ablation_X "distilled -X", one run each at distillation's steps: -sinks (no sink tokens), -dropout (no block
                dropout), -weighting (uniform token weights), -rag (no RAG rows)
-    eval       every variant: HotpotQA (first --hotpot-limit questions), planted facts with distractors at
-               4/8/16 documents, ΔPPL and KL(full ‖ block) on held-out SemanticSeg text
-    curves     snapshots of distill and block-FT: held-out KL and HotpotQA on --curve-hotpot-limit questions
+    eval       every trained variant: HotpotQA (first --hotpot-limit questions), planted facts with distractors
+               at 4/8/16 documents, multi-hop chains with distractor chains at 4/8/16 documents (held-out
+               template), ΔPPL and KL(full ‖ block) on held-out SemanticSeg text; a variant the deadline
+               leaves no time for (by the estimate) is skipped and says so
+    curves     up to --curve-points snapshots of distill and block-FT (evenly spaced, the final adapter last):
+               held-out KL and HotpotQA on --curve-hotpot-limit questions
     recut      (--recut-limit N) T3: the distilled model on HotpotQA joined and re-cut by paragraph / learned /
                fixed / sentence segmentation at each question's paragraph count
 
 Under --out (≤ 4 files): quality_<model>.json (schema: see rows/curves below; rewritten after every phase),
 quality_<model>.png, adapters_<model>.tar.gz (distilled/ and block-FT/ adapters, LoRA weights in bfloat16; the
 scores were measured with the run's fp32 weights), teacher_<model>.json.
-Training time is split evenly between the training runs so that evaluation starts by --deadline-minutes
-minus --eval-minutes; a run cut short says so (its steps and tokens are in the JSON).
+Training time is split evenly between the training runs so that evaluation starts by --deadline-minutes minus
+the measured evaluation estimate ("budget" in the JSON; --eval-minutes when nothing was measured); a run cut
+short says so (its steps and tokens are in the JSON).
 """
 
 from __future__ import annotations
@@ -41,6 +48,11 @@ import typer
 ABLATIONS = {"sinks": ["adapter.sinks_per_block=0", "adapter.shared_sink=0"],
              "dropout": ["data.block_dropout=0.0"], "weighting": ["loss.weighting=none"],
              "rag": ["data.rag_fraction=0.0"]}
+EVAL_MARGIN = 1.15  # the evaluation estimate times this, plus TAIL_SECONDS, is kept from the training time
+# an adapter variant's evaluation time over the slower of full / zero-shot (0.5B, 2026-12-02, three runs on one
+# H200: distilled 87 s, block-FT 72 s, full 67 s without the ~8 s of KL rows, zero-shot 38 s with them)
+ADAPTER_COST = 1.3
+TAIL_SECONDS = 30.0  # tarball, plot, last flushes
 EVAL_BACKEND = "dense"  # prompts vary in length: a Flex kernel per length would recompile every batch
 CONFIG = Path(__file__).resolve().parents[3] / "configs" / "quality-h200.yaml"
 
@@ -76,6 +88,15 @@ class Results:
         tmp.replace(self.path)
 
 
+def wait_for_file(path: Path, seconds: float) -> bool:
+    end = time.perf_counter() + seconds
+    while not path.is_file():
+        if time.perf_counter() > end:
+            return False
+        time.sleep(2)
+    return True
+
+
 def safe_name(model: str) -> str:
     return Path(model).name.replace("/", "_")
 
@@ -89,7 +110,7 @@ def run_training(cfg, objective: str, work: Path) -> dict:
 
 
 def eval_variant(name: str, adapter: Path | None, cfg, pack, hotpot_items, fact_items, ppl_rows: int,
-                 query_tokens: int, batch_size: int) -> dict:
+                 query_tokens: int, batch_size: int, multihop_items=()) -> dict:
     """Every measurement of one variant, on a freshly loaded base (PEFT modifies the base in place)."""
     import torch
 
@@ -100,6 +121,7 @@ def eval_variant(name: str, adapter: Path | None, cfg, pack, hotpot_items, fact_
     from blockattn.eval.retrieval import needle_accuracy
     from blockattn.eval.variants import full_attention, with_adapter, zero_shot_block
 
+    started = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     base = load_base(cfg, device)
     if name == "full":
@@ -117,16 +139,22 @@ def eval_variant(name: str, adapter: Path | None, cfg, pack, hotpot_items, fact_
         if fact_items:
             out["facts"] = needle_accuracy(variant, base.tokenizer, fact_items, batch_size=batch_size,
                                            backend=EVAL_BACKEND)
+        if multihop_items:
+            out["multihop"] = needle_accuracy(variant, base.tokenizer, multihop_items, batch_size=batch_size,
+                                              max_new_tokens=24, backend=EVAL_BACKEND)
     if variant.mode == "block" and ppl_rows:
         rows = eval_rows(pack.heldout, *row_budget(cfg.data.seq_len, variant.sinks_per_block, variant.shared_sink),
                          query_tokens=query_tokens, max_rows=ppl_rows)
         if rows:
+            t0 = time.perf_counter()
             out["ppl"] = delta_perplexity(variant, pack.heldout, rows, cfg.data.seq_len, base.pad_id,
                                           batch_size=max(1, batch_size // 4), precision=cfg.train.precision,
                                           backend=EVAL_BACKEND, chunk_tokens=cfg.loss.chunk_tokens).to_dict()
+            out["ppl_seconds"] = round(time.perf_counter() - t0, 2)
     del base, variant
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    out["seconds"] = round(time.perf_counter() - started, 2)
     return out
 
 
@@ -156,6 +184,7 @@ def row_of(method: str, ev: dict | None, train: dict | None, full_correct: list[
     ev = ev or {}
     hp = ev.get("hotpotqa")
     facts = (ev.get("facts") or {}).get("by_docs", {})
+    multihop = (ev.get("multihop") or {}).get("by_docs", {})
     ppl = ev.get("ppl")
     summary = (train or {}).get("summary") or {}
     return {"method": method, "train_tokens": summary.get("tokens"), "gpu_seconds": summary.get("train_seconds"),
@@ -163,14 +192,41 @@ def row_of(method: str, ev: dict | None, train: dict | None, full_correct: list[
                          "n": hp["n"] if hp else 0,
                          "contains_on_full_correct": on_subset(hp, full_correct) if hp and full_correct else None},
             "facts": {d: (facts.get(d) or {}).get("accuracy") for d in ("4", "8", "16")},
+            "multihop": {d: (multihop.get(d) or {}).get("accuracy") for d in ("4", "8", "16")},
             "delta_ppl": ppl["delta_ppl"] if ppl else None, "kl": ppl["kl"] if ppl else None}
 
 
-def snapshots(run_dir: Path) -> list[Path]:
-    """Adapter snapshots of a run in step order, then its final adapter."""
+def snapshots(run_dir: Path, most: int = 0) -> list[Path]:
+    """Adapter snapshots of a run in step order, then its final adapter; with `most`, at most that many, evenly
+    spaced, the final adapter always last."""
     snaps = sorted((run_dir / "snapshots").glob("step*"), key=lambda p: int(p.name[4:]))
     final = run_dir / "adapter"
-    return [p for p in [*snaps, final] if (p / "blockattn_adapter.json").is_file()]
+    found = [p for p in [*snaps, final] if (p / "blockattn_adapter.json").is_file()]
+    if most <= 0 or len(found) <= most:
+        return found
+    if most == 1:
+        return found[-1:]
+    picks = sorted({round(i * (len(found) - 1) / (most - 1)) for i in range(most)})
+    return [found[i] for i in picks]
+
+
+def eval_estimate(base_evals: dict[str, dict], n_trained: int, hotpot_n: int, curve_points: int,
+                  curve_hotpot_n: int, recut_n: int) -> dict | None:
+    """Seconds the evaluations after training will take, from the measured full / zero-shot evaluations:
+    each trained variant ADAPTER_COST times the slower of the two, each curve point its share of HotpotQA (and
+    a quarter of the KL rows), the re-cut four HotpotQA passes of its questions. None when nothing was measured."""
+    secs = [e["seconds"] for e in base_evals.values() if e.get("seconds")]
+    if not secs:
+        return None
+    variant = ADAPTER_COST * max(secs)
+    hp = max([(e.get("hotpotqa") or {}).get("seconds", 0.0) for e in base_evals.values()] + [0.0])
+    ppl = max([e.get("ppl_seconds", 0.0) for e in base_evals.values()] + [0.0])
+    point = ADAPTER_COST * (hp * curve_hotpot_n / max(1, hotpot_n) + ppl / 4)
+    recut = ADAPTER_COST * 4 * hp * recut_n / max(1, hotpot_n)
+    total = n_trained * variant + curve_points * point + recut
+    return {"variant_seconds": round(variant, 1), "curve_point_seconds": round(point, 1),
+            "recut_seconds": round(recut, 1), "total_seconds": round(total, 1),
+            "reserve_minutes": round((EVAL_MARGIN * total + TAIL_SECONDS) / 60, 2)}
 
 
 def plot(data: dict, path: Path) -> None:
@@ -186,10 +242,11 @@ def plot(data: dict, path: Path) -> None:
     axes[0].set_title(f"HotpotQA contains ({data['model']})")
     axes[0].tick_params(axis="x", rotation=45)
     for r in rows:
-        pts = [(int(d), v) for d, v in r["facts"].items() if v is not None]
-        if pts:
-            axes[1].plot(*zip(*sorted(pts)), marker="o", label=r["method"])
-    axes[1].set_xlabel("documents (every one with a fact)")
+        for key, style, suffix in (("facts", "-", ""), ("multihop", "--", " (2-hop)")):
+            pts = [(int(d), v) for d, v in (r.get(key) or {}).items() if v is not None]
+            if pts:
+                axes[1].plot(*zip(*sorted(pts)), marker="o", linestyle=style, label=r["method"] + suffix)
+    axes[1].set_xlabel("documents (every one with a fact; dashed: two-hop chains)")
     axes[1].set_ylabel("planted-fact accuracy")
     axes[1].set_ylim(0, 1)
     for method, points in data.get("curves", {}).items():
@@ -246,9 +303,15 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
             methods: str = typer.Option("distill,block_ft", help="Training runs besides the ablations "
                                                                   "(empty: evaluate full and zero-shot only)."),
             deadline_minutes: float = typer.Option(14.0, help="Wall time of the whole run."),
-            eval_minutes: float = typer.Option(5.0, help="Wall time kept for evaluation and curves."),
+            eval_minutes: float = typer.Option(5.0, help="Wall time kept for evaluation and curves when the full / "
+                                               "zero-shot evaluations measured nothing (else the measured estimate)."),
             teacher_minutes: float = typer.Option(1.5, help="Most wall time of the teacher pre-pass."),
             rag_items: int = typer.Option(1500, help="RAG requests the teacher answers (pack holds up to 3000)."),
+            rag_from: Path = typer.Option(None, help="Another run's teacher answers (its WORK/rag.npz; same model "
+                                          "and pack) instead of the teacher pre-pass; taken after the full / "
+                                          "zero-shot evaluations, waiting up to --teacher-minutes + 1 for it."),
+            report_tag: str = typer.Option("", help="Suffix of the result files' model name (a second run of one "
+                                           "model in the same session, e.g. 'ablations')."),
             answer_tokens: int = typer.Option(48, help="Cap on each teacher answer."),
             hotpot_limit: int = typer.Option(500, help="HotpotQA questions per variant."),
             hotpotqa: str = typer.Option("", help="dev500.jsonl.gz (default: $BLOCKATTN_HOTPOTQA or ../shared)."),
@@ -256,6 +319,8 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
             ppl_rows: int = typer.Option(32, help="Held-out rows for ΔPPL and KL."),
             query_tokens: int = typer.Option(256, help="Query-block tokens per held-out row."),
             snapshot_every: int = typer.Option(40, help="Adapter snapshot every N steps (efficiency curves)."),
+            curve_points: int = typer.Option(6, help="Most snapshots per run on the curve (evenly spaced, the final "
+                                             "adapter last; 0 = all)."),
             curve_hotpot_limit: int = typer.Option(100, help="HotpotQA questions per curve point."),
             batch_size: int = typer.Option(16, help="Evaluation batch size."),
             recut_limit: int = typer.Option(0, help="T3: HotpotQA questions re-cut by each segmentation method "
@@ -295,7 +360,7 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
                 if not (init_from / sub).is_dir():
                     raise typer.BadParameter(f"--init-from {init_from}: no {sub}/ adapter for {label}")
                 warm[label] = init_from / sub
-    name = safe_name(model)
+    name = safe_name(model) + (f"-{report_tag}" if report_tag else "")
     out.mkdir(parents=True, exist_ok=True)
     work.mkdir(parents=True, exist_ok=True)
     loaded_pack = load_pack(pack)
@@ -307,7 +372,8 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
     rag_fraction = cfg.data.rag_fraction
     results = Results(out / f"quality_{name}.json", {
         "command": " ".join(["python -m blockattn.experiments.quality", *sys.argv[1:]]), "commit": commit(),
-        "machine": machine(), "seed": seed, "wall_seconds": 0.0, "model": model, "rows": [],
+        "machine": machine(), "seed": seed, "wall_seconds": 0.0, "model": model, "report_tag": report_tag,
+        "rows": [],
         "curves": {"distilled": [], "block-FT": []}, "examples": [], "phases": {},
         "config": cfg.to_dict(), "rag_fraction": rag_fraction, "pack": loaded_pack.meta,
         "note": "gpu_seconds = training wall seconds of a process that may share its GPU with other runs"})
@@ -341,30 +407,97 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
             raise ValueError("the pack holds no RAG requests (build it with blockattn.experiments.pack)")
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         b = load_base(cfg, device)
+        asked = loaded_pack.rag[:rag_items]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.precision == "bf16"):
-            ragset, examples = teacher_answers(b.model, b.tokenizer, loaded_pack.rag[:rag_items], answer_tokens,
-                                               batch_size, deadline=time.perf_counter() + 60 * teacher_minutes)
+            ragset, examples, kinds = teacher_answers(b.model, b.tokenizer, asked, answer_tokens, batch_size,
+                                                      deadline=time.perf_counter() + 60 * teacher_minutes)
         ragset.save(rag_path)
-        info = {"answered": ragset.n, "asked": min(rag_items, len(loaded_pack.rag)), "examples": examples}
+        info = {"answered": ragset.n, "asked": len(asked), "answered_kinds": kinds,
+                "asked_kinds": {k: sum(r["kind"] == k for r in asked) for k in kinds}, "examples": examples}
         (out / f"teacher_{name}.json").write_text(json.dumps(info, indent=2))
         return info
 
+    def teacher_from() -> dict:
+        from blockattn.distill.ragset import load_ragset
+
+        if not wait_for_file(rag_from, 60 * (teacher_minutes + 1)):
+            raise FileNotFoundError(f"--rag-from {rag_from}: not written within {teacher_minutes + 1} minutes")
+        shutil.copyfile(rag_from, rag_path)
+        return {"answered": load_ragset(rag_path).n, "from": str(rag_from)}
+
     wants_rag = rag_fraction > 0 and bool(trains)
-    if wants_rag:
-        info = phase("teacher", teacher)
+
+    def take_teacher(fn) -> None:
+        info = phase("teacher", fn)
         data["teacher"] = {k: v for k, v in (info or {}).items() if k != "examples"}
+
+    rag_path.unlink(missing_ok=True)  # never train on an earlier run's answers left in --work
+    if wants_rag and rag_from is None:
+        take_teacher(teacher)
+
+    # ---------------------------------------------------------------- evaluation items; the untrained variants
+    fact_items = first_per_count([NeedleItem.from_dict(d) for d in loaded_pack.facts], facts_per_count)
+    multihop_items = first_per_count([NeedleItem.from_dict(d) for d in loaded_pack.multihop], facts_per_count)
+    if not multihop_items:
+        data["phases"]["multihop"] = {"status": "skipped", "error": "the pack holds no multi-hop items (older pack)"}
+    hotpot_items = []
+    if hotpot_limit > 0:
+        hotpot_items = phase("load_hotpotqa", lambda: load_items(hotpotqa or None, hotpot_limit)) or []
+    eval_cfg = load_config(config, base)
+    methods_of = {"distill": "distilled", "block_ft": "block-FT", **{f"ablation_{a}": f"distilled -{a}" for a in ABLATIONS}}
+    run_of = {v: k for k, v in methods_of.items()}
+    evaluated: dict[str, dict] = {}
+    full_correct: list[str] | None = None
+
+    def evaluate_one(method: str, adapter: Path | None, need_seconds: float = 0.0) -> None:
+        nonlocal full_correct
+        if 60 * left() < need_seconds + 5:
+            data["phases"][f"eval {method}"] = {"status": "skipped", "error": f"deadline: {60 * left():.0f} s left, "
+                                                f"the estimate needs {need_seconds:.0f} s"}
+            return
+        ev = phase(f"eval {method}", lambda: eval_variant(method, adapter, eval_cfg, loaded_pack, hotpot_items,
+                                                          fact_items, ppl_rows, query_tokens, batch_size,
+                                                          multihop_items))
+        if ev is None:
+            return
+        evaluated[method] = ev
+        if method == "full" and ev.get("hotpotqa"):
+            full_correct = [q for q, (c, _) in ev["hotpotqa"]["per_item"].items() if c]
+        data["rows"] = [row_of(m, evaluated[m], trained.get(run_of.get(m, "")), full_correct) for m in evaluated]
+        data["evaluation"] = {m: {k: v for k, v in e.items() if k != "hotpotqa"} for m, e in evaluated.items()}
+        data["full_correct"] = len(full_correct) if full_correct is not None else None
+        results.flush()
+
+    for method in ("full", "zero-shot block"):
+        evaluate_one(method, None)
+    if wants_rag and rag_from is not None:  # the other run's teacher answered meanwhile
+        take_teacher(teacher_from)
     rag_ok = wants_rag and rag_path.is_file()
     if rag_fraction > 0 and not rag_ok:
         data["rag_fraction"] = 0.0  # no teacher answers: every run trains on continuation only (and says so)
     rag_set = [] if rag_ok else ["data.rag_fraction=0.0"]
+    # the mix, stated (issue 11): the share of RAG rows, the kinds' shares in the requests, what was answered
+    data["mix"] = {"rag_fraction": data["rag_fraction"], "continuation": "SemanticSeg train text, query blocks",
+                   "rag_kinds": (loaded_pack.meta.get("rag_mix") or {}).get("shares"),
+                   "rag_shapes": {k: v for k, v in (loaded_pack.meta.get("rag_mix") or {}).items() if k != "shares"},
+                   "answered_kinds": (data.get("teacher") or {}).get("answered_kinds")}
 
     # ---------------------------------------------------------------- training runs
     runs = [("distill", "distill", [])] if "distill" in trains else []
     runs += [("block_ft", "block_ft", [])] if "block_ft" in trains else []
     runs += [(f"ablation_{a}", "distill", ABLATIONS[a]) for a in chosen]
+    curve_runs = ("distill" in trains) + ("block_ft" in trains)
+    estimate = eval_estimate({m: evaluated[m] for m in ("full", "zero-shot block") if m in evaluated}, len(runs),
+                             len(hotpot_items), (curve_points + bool(warm)) * curve_runs,
+                             min(curve_hotpot_limit, len(hotpot_items)),
+                             min(recut_limit, len(hotpot_items)) if "distill" in trains else 0)
+    reserve = estimate["reserve_minutes"] if estimate else eval_minutes
+    data["budget"] = {"deadline_minutes": deadline_minutes, "eval_estimate": estimate, "reserve_minutes": reserve,
+                      "reserve_from": "measured" if estimate else "--eval-minutes",
+                      "train_minutes_left": round(left() - reserve, 2), "runs": len(runs)}
     distill_steps = steps
     for i, (label, objective, extra) in enumerate(runs):
-        minutes = max(0.3, (left() - eval_minutes) / (len(runs) - i))
+        minutes = max(0.3, (left() - reserve) / (len(runs) - i))
         budget = [f"train.max_minutes={minutes:.2f}"] + ([f"train.steps={distill_steps}"] if i else [])
         if label == "ablation_rag" or not rag_ok:
             extra = [*extra, "data.rag_fraction=0.0"]
@@ -381,32 +514,10 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
             adapters[label] = work / label / "adapter"
         results.flush()
 
-    # ---------------------------------------------------------------- evaluation
-    fact_items = first_per_count([NeedleItem.from_dict(d) for d in loaded_pack.facts], facts_per_count)
-    hotpot_items = []
-    if hotpot_limit > 0:
-        hotpot_items = phase("load_hotpotqa", lambda: load_items(hotpotqa or None, hotpot_limit)) or []
-    eval_cfg = load_config(config, base)
-    methods_of = {"distill": "distilled", "block_ft": "block-FT", **{f"ablation_{a}": f"distilled -{a}" for a in ABLATIONS}}
-    variants = [("full", None), ("zero-shot block", None)] + [(methods_of[k], p) for k, p in adapters.items()]
-    evaluated: dict[str, dict] = {}
-    full_correct: list[str] | None = None
-    for method, adapter in variants:
-        if left() < 0.2:
-            data["phases"][f"eval {method}"] = {"status": "skipped", "error": "deadline reached"}
-            continue
-        ev = phase(f"eval {method}", lambda: eval_variant(method, adapter, eval_cfg, loaded_pack, hotpot_items,
-                                                          fact_items, ppl_rows, query_tokens, batch_size))
-        if ev is None:
-            continue
-        evaluated[method] = ev
-        if method == "full" and ev.get("hotpotqa"):
-            full_correct = [q for q, (c, _) in ev["hotpotqa"]["per_item"].items() if c]
-        run_of = {v: k for k, v in methods_of.items()}
-        data["rows"] = [row_of(m, evaluated[m], trained.get(run_of.get(m, "")), full_correct) for m in evaluated]
-        data["evaluation"] = {m: {k: v for k, v in e.items() if k != "hotpotqa"} for m, e in evaluated.items()}
-        data["full_correct"] = len(full_correct) if full_correct is not None else None
-        results.flush()
+    # ---------------------------------------------------------------- evaluation of the trained variants
+    need = (estimate or {}).get("variant_seconds", 0.0)
+    for label, adapter in adapters.items():
+        evaluate_one(methods_of[label], adapter, need)
     hp = {m: e["hotpotqa"] for m, e in evaluated.items() if e.get("hotpotqa")}
     data["examples"] = [{"question": it.question, "gold": list(it.answers),
                          "outputs": {m: r["outputs"].get(it.qid) for m, r in hp.items()}} for it in hotpot_items[:5]]
@@ -415,14 +526,18 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
     # ---------------------------------------------------------------- efficiency curves
     def curves() -> None:
         subset = hotpot_items[:curve_hotpot_limit]
+        point_need = (estimate or {}).get("curve_point_seconds", 0.0)
         for label, method in (("distill", "distilled"), ("block_ft", "block-FT")):
             points = []
             zero = evaluated.get("zero-shot block")
             if zero:
                 points.append({"tokens": 0, "gpu_seconds": 0.0, "kl": (zero.get("ppl") or {}).get("kl"),
                                "hotpotqa": None})
-            for snap in snapshots(work / label):
-                if left() < 0.2:
+            # a continued run's curve starts at the adapter it continued (its tokens carried on)
+            start = [warm[label]] if label in warm and label in adapters else []
+            for snap in start + snapshots(work / label, curve_points):
+                if 60 * left() < point_need + 5:
+                    data["curves_cut"] = f"deadline: {60 * left():.0f} s left at {label} {snap.name}"
                     break
                 meta = json.loads((snap / "blockattn_adapter.json").read_text())
                 ev = eval_variant(method, snap, eval_cfg, loaded_pack, subset, [], max(4, ppl_rows // 4),
@@ -432,6 +547,9 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
                                "hotpotqa": (ev.get("hotpotqa") or {}).get("contains"), "snapshot": snap.name})
                 data["curves"][method] = points
                 results.flush()
+            kls = [p["kl"] for p in points if p.get("tokens") and p.get("kl") is not None]
+            if len(kls) >= 2:  # issue 11: stop when the held-out KL flattens -- how much the last stretch gained
+                data.setdefault("curves_last_kl_drop", {})[method] = round((kls[-2] - kls[-1]) / kls[-2], 4)
         data["curves_hotpot_n"] = len(subset)
 
     if adapters:
@@ -439,8 +557,8 @@ def quality(model: str = typer.Option(..., help="Model name (blockattn models li
 
     # ---------------------------------------------------------------- T3: does segmentation matter
     if recut_limit > 0 and "distill" in adapters and hotpot_items:
-        if left() < 0.2:
-            data["phases"]["recut"] = {"status": "skipped", "error": "deadline reached"}
+        if 60 * left() < (estimate or {}).get("recut_seconds", 0.0) + 5:
+            data["phases"]["recut"] = {"status": "skipped", "error": f"deadline: {60 * left():.0f} s left"}
         else:
             data["recut"] = phase("recut", lambda: recut_variant(adapters["distill"], eval_cfg,
                                                                  hotpot_items[:recut_limit], batch_size))
