@@ -28,7 +28,7 @@ export BLOCKATTN_GGUF_QWEN2_5_CODER_1_5B_INSTRUCT=/tmp/stage/q15.gguf
 export BLOCKATTN_HOTPOTQA=$BA/gpu/dev500.jsonl.gz
 export BLOCKATTN_COMMIT=$(cat $BA/gpu/commit 2>/dev/null || echo unknown)
 SPEED_BUDGET=${SPEED_BUDGET:-600}
-QUALITY_MINUTES=${QUALITY_MINUTES:-14}
+QUALITY_MINUTES=${QUALITY_MINUTES:-13}
 QUALITY_MARGIN_S=${QUALITY_MARGIN_S:-30}  # every quality process ends this long before the phase's end
 log() { echo "[$(date +%T)] $*" | tee -a "$RES/session.txt"; }
 
