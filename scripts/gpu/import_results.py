@@ -32,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path)
     parser.add_argument("--date", default=datetime.date.today().isoformat())
+    parser.add_argument("--commit", help="the session's commit, for reports that do not name one")
     args = parser.parse_args()
     speed = args.results / "speed"
     for name in SPEED_FILES:
@@ -40,6 +41,8 @@ def main() -> None:
             print(f"missing: {src}")
             continue
         data = json.loads(src.read_text())
+        if not data.get("commit") and args.commit:
+            data["commit"] = args.commit
         data["where"] = _where(data, args.date)
         dest = REPORTS / f"{name}_h200.json"
         dest.write_text(json.dumps(data, indent=1) + "\n")

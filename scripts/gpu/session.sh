@@ -83,14 +83,15 @@ run() {
     left() { python3 -c "print(round(($end - $(date +%s) - $QUALITY_MARGIN_S) / 60, 2))"; }
     local abl=sinks,dropout,weighting,rag
     local small="--hotpot-limit 200 --facts-per-count 25 --ppl-rows 16 --curve-points 2 --curve-hotpot-limit 50"
-    quality smollm2-135m-instruct "$BA/gpu/pack-smollm2.npz" "$(left)" --ablations $abl $small \
-        --set train.log_every=10 $(rank 8)
+    # QUALITY_PLAN=main: only the 0.5B continuation (a short lease)
+    [ "${QUALITY_PLAN:-all}" = all ] && quality smollm2-135m-instruct "$BA/gpu/pack-smollm2.npz" "$(left)" \
+        --ablations $abl $small --set train.log_every=10 $(rank 8)
     wait "$convert"  # the 0.5B conversion (started above)
     local q05=qwen2.5-coder-0.5b-instruct
     mkdir -p "$BA/init/$q05" && ln -sfn "$PWD/src/blockattn/assets/adapters/$q05-block-distill" "$BA/init/$q05/distilled"
     quality $q05 "$BA/gpu/pack-qwen.npz" "$(left)" --methods distill --init-from "$BA/init/$q05" \
         --rag-items 2000 --teacher-minutes 2 --curve-points 6 --curve-hotpot-limit 50 --recut-limit 100 $(rank 8)
-    quality $q05 "$BA/gpu/pack-qwen.npz" "$(left)" --report-tag ablations --work "$BA/work/$q05-ablations" \
+    [ "${QUALITY_PLAN:-all}" = all ] && quality $q05 "$BA/gpu/pack-qwen.npz" "$(left)" --report-tag ablations --work "$BA/work/$q05-ablations" \
         --ablations $abl --rag-from "$BA/work/$q05/rag.npz" --teacher-minutes 2 $small \
         --set train.log_every=10 $(rank 8)
     wait

@@ -107,7 +107,9 @@ def render_decode(name: str, data: dict) -> list[str]:
                    f"{_fmt(r.get('ms_per_token', r.get('ms_per_step')))} |")
     for s in data.get("skipped", []):
         out.append(f"\nSkipped: {s}")
-    goals = [f"{k}: goal ≥ {g['goal']}, measured {g['measured']}" for k, g in (data.get("goals") or {}).items()]
+    goals = [f"{k}: goal ≥ {g['goal']}, measured {_rounded(g['measured'])}"
+             + (f" (compiled steps: {_rounded(g['measured_compiled'])})" if g.get("measured_compiled") else "")
+             for k, g in (data.get("goals") or {}).items()]
     if goals:
         out += ["", "Goals (issue 10): " + "; ".join(goals) + "."]
     return out + _image(name, "decode speed") + [""]
@@ -316,7 +318,14 @@ def render_fuzz_server(name: str, data: dict) -> list[str]:
 
 
 def render_generic(name: str, data: dict) -> list[str]:
-    return [f"### {name}", ""] + _provenance(name, data)
+    """Provenance, then the report's own `note` and `summary` lines (derived from its data when it was
+    written), for reports without a renderer of their own."""
+    out = [f"### {name}", ""] + _provenance(name, data)
+    if data.get("note"):
+        out += ["", str(data["note"])]
+    if data.get("summary"):
+        out += [""] + [f"- {line}" for line in data["summary"]]
+    return out
 
 
 RENDERERS: dict[str, Renderer] = {
@@ -336,6 +345,15 @@ RENDERERS: dict[str, Renderer] = {
     "sensitivity_": paper_tables.render_sensitivity,  # F1
     "bench_serve": render_serve,  # T5 serving
 }
+
+
+def _rounded(value):
+    """A goal's measurement for the page: numbers to one decimal, mode dicts entry by entry."""
+    if isinstance(value, dict):
+        if not any(v is not None for v in value.values()):
+            return None
+        return {k: _rounded(v) for k, v in value.items()}
+    return round(value, 1) if isinstance(value, float) else value
 
 
 def renderer_for(name: str) -> Renderer:

@@ -32,8 +32,10 @@ def test_a_tiny_run_measures_every_variant_and_writes_json_and_plot(tmp_path):
 def test_goals_read_the_engine_rows_only():
     rows = [{"variant": "engine", "model": "smollm2", "mode": "block", "streams": 1, "tokens_per_s": 5.0},
             {"variant": "hf_generate", "model": "smollm2", "mode": "full", "streams": 1, "tokens_per_s": 9.0},
-            {"variant": "engine", "model": "smollm2", "mode": "block", "streams": 64, "total_tokens_per_s": 70.0}]
+            {"variant": "engine", "model": "smollm2", "mode": "block", "streams": 64, "total_tokens_per_s": 70.0},
+            {"variant": "engine_compiled", "model": "smollm2", "mode": "block", "streams": 1, "tokens_per_s": 8.0}]
     g = goals(rows)
+    assert g["smollm2_single_stream_tokens_s"]["measured_compiled"] == {"block": 8.0, "full": None}
     assert g["smollm2_single_stream_tokens_s"]["measured"] == {"block": 5.0, "full": None}
     assert g["smollm2_64_streams_total_tokens_s"]["measured"] == 70.0
     assert g["llama8b_single_stream_tokens_s"]["measured"] == {"block": None, "full": None}
