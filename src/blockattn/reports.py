@@ -229,6 +229,11 @@ def render_segmentation(name: str, data: dict) -> list[str]:
         out += ["", "Free `--level` decoding, block count / that level's gold count (median [quartiles], "
                 "documents): " + "; ".join(f"{lv} {r['median']:.2f} [{r['q1']:.2f}–{r['q3']:.2f}], {r['n_docs']}"
                                            for lv, r in ratios.items()) + "."]
+        asked = data.get("level_mean_tokens")
+        if asked and all("gold_block_tokens" in r for r in ratios.values()):
+            out += ["", "Tokens per block, what `--level` asks for (calibrated on SemanticSeg train + validation) "
+                    "against this data's gold (median): " + "; ".join(
+                        f"{lv} {asked[lv]:.0f} vs {r['gold_block_tokens']:.0f}" for lv, r in ratios.items()) + "."]
     return out + _image(name, "segmentation") + [""]
 
 
