@@ -286,6 +286,21 @@ def render_segmentation_train(name: str, data: dict) -> list[str]:
     return out + [""]
 
 
+def render_semanticseg_levels(name: str, data: dict) -> list[str]:
+    out = ["### SemanticSeg gold levels", ""] + _provenance(name, data)
+    if data.get("note"):
+        out += [data["note"], ""]
+    out += [f"Block tokens: median [quartiles] over the blocks of {data['sampled_per_category']} instances per "
+            "category (seed " f"{data['seed']}).", "",
+            "| category | instances | coarse ≠ fine | three distinct | coarse | medium | fine |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    for cat, c in data["categories"].items():
+        cells = [f"{q['median']:.0f} [{q['q1']:.0f}–{q['q3']:.0f}]" if q else "–" for q in c["block_tokens"].values()]
+        out.append(f"| {cat} | {c['instances']} | {100 * c['coarse_ne_fine']:.1f} % | "
+                   f"{100 * c['three_distinct']:.1f} % | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
 def render_kv_sharing(name: str, data: dict) -> list[str]:
     sh, down, disk = data["sharing"], data["outage"], data["disk"]
     out = ["### Replicas sharing one block store (Redis) and a budgeted disk tier", ""] + _provenance(name, data)
@@ -336,6 +351,7 @@ RENDERERS: dict[str, Renderer] = {
     "segmentation": render_segmentation,
     "segmentation_speed": render_segmentation_speed,
     "segmentation_train": render_segmentation_train,
+    "semanticseg_levels": render_semanticseg_levels,
     "quality_": paper_tables.render_quality,  # T2 + T4
     "segkl_": paper_tables.render_segkl,  # T3
     "sensitivity_": paper_tables.render_sensitivity,  # F1
