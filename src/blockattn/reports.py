@@ -287,7 +287,8 @@ def render_segmentation_train(name: str, data: dict) -> list[str]:
 
 
 def render_semanticseg_levels(name: str, data: dict) -> list[str]:
-    out = ["### SemanticSeg gold levels", ""] + _provenance(name, data)
+    where = f" of `{data['data']}`" if data.get("data") else ""
+    out = [f"### SemanticSeg gold levels{where}", ""] + _provenance(name, data)
     if data.get("note"):
         out += [data["note"], ""]
     out += [f"Block tokens: median [quartiles] over the blocks of {data['sampled_per_category']} instances per "
