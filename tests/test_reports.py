@@ -35,3 +35,12 @@ def test_the_decode_section_shows_every_measured_row_and_the_goals(tmp_path):
     assert text.count("| tiny | engine |") == 2  # block and full, one stream each
     assert text.count("| tiny | engine (batched) |") == 1  # 2 streams through decode_batch
     assert "smollm2_64_streams_total_tokens_s: goal ≥ 10000, measured None" in text
+
+
+def test_the_levels_section_shows_every_category():
+    q = {"median": 10.0, "q1": 5.0, "q3": 20.0}
+    data = {"command": "blockattn data levels DIR", "sampled_per_category": 5, "seed": 0,
+            "categories": {"a": {"instances": 3, "coarse_ne_fine": 2 / 3, "three_distinct": 0.0,
+                                 "block_tokens": {"coarse": q, "medium": q, "fine": None}}}}
+    text = "\n".join(reports.renderer_for("semanticseg_levels.json")("semanticseg_levels.json", data))
+    assert "| a | 3 | 66.7 % | 0.0 % | 10 [5–20] | 10 [5–20] | – |" in text

@@ -231,6 +231,11 @@ def render_segmentation(name: str, data: dict) -> list[str]:
         out += ["", "Free `--level` decoding, block count / that level's gold count (median [quartiles], "
                 "documents): " + "; ".join(f"{lv} {r['median']:.2f} [{r['q1']:.2f}–{r['q3']:.2f}], {r['n_docs']}"
                                            for lv, r in ratios.items()) + "."]
+        asked = data.get("level_mean_tokens")
+        if asked and all("gold_block_tokens" in r for r in ratios.values()):
+            out += ["", "Tokens per block, what `--level` asks for (calibrated on SemanticSeg train + validation) "
+                    "against this data's gold (median): " + "; ".join(
+                        f"{lv} {asked[lv]:.0f} vs {r['gold_block_tokens']:.0f}" for lv, r in ratios.items()) + "."]
     return out + _image(name, "segmentation") + [""]
 
 
@@ -280,6 +285,22 @@ def render_segmentation_train(name: str, data: dict) -> list[str]:
             f"validation WindowDiff {data['best_val_windowdiff']:.4f} at step {data['best_step']}; shipped weights "
             f"`{data['weights']}`: {data['weights_bytes'] / 1e6:.1f} MB, {data['total_parameters']:,} parameters "
             f"({data['tagger_parameters']:,} in the tagger). Machine: {data['machine']}."]
+    return out + [""]
+
+
+def render_semanticseg_levels(name: str, data: dict) -> list[str]:
+    where = f" of `{data['data']}`" if data.get("data") else ""
+    out = [f"### SemanticSeg gold levels{where}", ""] + _provenance(name, data)
+    if data.get("note"):
+        out += [data["note"], ""]
+    out += [f"Block tokens: median [quartiles] over the blocks of {data['sampled_per_category']} instances per "
+            "category (seed " f"{data['seed']}).", "",
+            "| category | instances | coarse ≠ fine | three distinct | coarse | medium | fine |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    for cat, c in data["categories"].items():
+        cells = [f"{q['median']:.0f} [{q['q1']:.0f}–{q['q3']:.0f}]" if q else "–" for q in c["block_tokens"].values()]
+        out.append(f"| {cat} | {c['instances']} | {100 * c['coarse_ne_fine']:.1f} % | "
+                   f"{100 * c['three_distinct']:.1f} % | " + " | ".join(cells) + " |")
     return out + [""]
 
 
@@ -340,6 +361,7 @@ RENDERERS: dict[str, Renderer] = {
     "segmentation": render_segmentation,
     "segmentation_speed": render_segmentation_speed,
     "segmentation_train": render_segmentation_train,
+    "semanticseg_levels": render_semanticseg_levels,
     "quality_": paper_tables.render_quality,  # T2 + T4
     "segkl_": paper_tables.render_segkl,  # T3
     "sensitivity_": paper_tables.render_sensitivity,  # F1

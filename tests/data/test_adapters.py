@@ -245,6 +245,16 @@ class TestConversations:
         root = package_tree({"chitchat_dataset/dataset.json": fixture_text("chitchat.json")})
         (doc,) = check(list(conversations.parse_chitchat([root])), "chitchat", "conversations")
         assert doc.text().startswith("A: Hello there how are you?\nB: Fine, thanks.")
+        assert doc.title == "chat c1"  # the fixture's chat has no prompt
+
+    def test_chitchat_title_carries_the_prompt(self, package_tree):
+        import json
+
+        data = json.loads(fixture_text("chitchat.json"))
+        data["c1"]["prompt"] = "Who is your  modern-day hero?"
+        root = package_tree({"chitchat_dataset/dataset.json": json.dumps(data)})
+        (doc,) = check(list(conversations.parse_chitchat([root])), "chitchat", "conversations")
+        assert doc.title == "chat c1: Who is your modern-day hero?" and doc.group == "chitchat:c1"
 
     def test_chatterbot_conversations_grouped_by_topic(self, package_tree):
         root = package_tree({"chatterbot_corpus/data/english/tiny.yml": fixture_text("chatterbot.yml")})

@@ -71,6 +71,14 @@ class TestBuild:
         assert dataset.num_rows == len(_rows(out, "train"))
         assert set(dataset.column_names) >= {"id", "category", "source", "text", "n_tokens", "boundaries", "markup"}
 
+    def test_card_says_why_a_category_has_no_hierarchy(self, home, tmp_path, monkeypatch):
+        from blockattn.data import hierarchy
+
+        monkeypatch.setitem(hierarchy.NO_HIERARCHY, "speeches", "no level below a speech.")
+        build_mod.build(tmp_path / "ds", 12, CATEGORIES, seed=1)
+        card = (tmp_path / "ds" / "README.md").read_text()
+        assert "- speeches levels: no level below a speech." in card and "quotes-poems levels" not in card
+
     def test_same_seed_same_bytes_any_worker_count(self, home, tmp_path):
         build_mod.build(tmp_path / "a", 12, CATEGORIES, seed=3)
         build_mod.build(tmp_path / "b", 12, CATEGORIES, seed=3, workers=2)

@@ -35,6 +35,18 @@ class TestDeepen:
         assert section_of(unseen) is None
 
 
+class TestSectionOf:
+    def test_a_chitchat_conversation_belongs_to_its_prompt(self):
+        chat = Document("chitchat/ab", "chitchat", "conversations", "chat ab: Who is your hero?", "chitchat:ab",
+                        (Piece("A: hi\n", COARSE),))
+        assert section_of(chat) == "Who is your hero?"
+        assert deepen(chat) == chat  # turns get no level of their own
+
+    def test_a_chitchat_conversation_without_a_prompt_has_no_section(self):
+        chat = Document("chitchat/cd", "chitchat", "conversations", "chat cd", "chitchat:cd", (Piece("A: hi\n", COARSE),))
+        assert section_of(chat) is None
+
+
 class TestSectionedConcat:
     def test_coarse_marks_a_new_section_and_medium_a_new_unit(self):
         # fortunes: one entry per document, grouped by fortune file (the document's group)

@@ -26,11 +26,16 @@ class TestLevelMeanTokens:
         # Pooled, the median document is a "big" one (500); per category, it is the middle category's.
         assert level_mean_tokens(many + one + third)["coarse"] == 2000
 
-    def test_documents_without_a_hierarchy_are_left_out(self):
+    def test_every_document_with_gold_at_a_level_counts(self):
+        # Documents whose levels coincide are measured too: the evaluation scores the free count on them.
         flat = [row("flat", 1000, [100 * i for i in range(1, 10)], [100 * i for i in range(1, 10)])] * 5
         deep = [row("deep", 1000, [500], [100, 500, 700])]
-        assert level_mean_tokens(flat + deep) == {"coarse": 500, "medium": 250, "fine": 250}
-        assert level_mean_tokens(flat)["coarse"] == 100  # no hierarchy anywhere: every document counts
+        third = [row("third", 1000, [250, 500, 750], [250, 500, 750])]
+        assert level_mean_tokens(flat + deep + third) == {"coarse": 250, "medium": 250, "fine": 250}
+
+    def test_a_row_without_medium_gold_is_left_out_of_medium_only(self):
+        rows = [row("a", 1000, [500], [250, 500, 750], medium=[]), row("b", 2000, [1000], [500, 1000, 1500])]
+        assert level_mean_tokens(rows) == {"coarse": 500, "medium": 500, "fine": 250}
 
     def test_weighted_median(self):
         assert weighted_median(np.array([3.0, 1.0, 2.0]), np.ones(3)) == 2.0

@@ -23,6 +23,8 @@ class TestEvaluate:
         assert saved["levels_rise_on_every_document"] is True
         assert set(saved["free_level_count_ratio"]) <= {"coarse", "medium", "fine"}
         assert all(r["median"] > 0 for r in saved["free_level_count_ratio"].values())
+        assert set(saved["level_mean_tokens"]) == {"coarse", "medium", "fine"}
+        assert all(r["gold_block_tokens"] > 0 for r in saved["free_level_count_ratio"].values())
         assert "learned_beats_all_baselines" in report
         assert "windowdiff" in capsys.readouterr().out
 
@@ -35,6 +37,17 @@ class TestEvaluate:
         assert set(ratios) == {"coarse", "fine"}  # no document has medium gold
         assert ratios["coarse"]["median"] == pytest.approx(0.75) and ratios["fine"]["n_docs"] == 2
         assert ratios["fine"]["median"] == pytest.approx(1.5)
+
+    def test_gold_block_tokens_say_what_a_level_means_in_the_data(self):
+        from blockattn.segment.evaluate import level_count_ratios
+
+        per_doc = [{"tokens": 1000, "level_counts": {"coarse": 2, "medium": 4, "fine": 8},
+                    "gold_counts": {"coarse": 2, "medium": 4, "fine": 4}},
+                   {"tokens": 3000, "level_counts": {"coarse": 3, "medium": 6, "fine": 9},
+                    "gold_counts": {"coarse": 3, "medium": 10, "fine": 10}}]
+        ratios = level_count_ratios(per_doc)
+        assert ratios["coarse"]["gold_block_tokens"] == pytest.approx(750)  # median of 500 and 1000
+        assert ratios["fine"]["gold_block_tokens"] == pytest.approx(275)  # median of 250 and 300
 
     def test_identical_levels_count_once(self):
         assert list(distinct_levels({"coarse": [5], "medium": [5], "fine": [5, 9]})) == ["coarse", "fine"]

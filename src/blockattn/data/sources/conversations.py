@@ -1,7 +1,8 @@
 """Conversations: the Chit-Chat dataset (PyPI `chitchat-dataset`, ~7k two-person chats) and the English
 ChatterBot corpus (PyPI `chatterbot-corpus`). One document per conversation, its turns as lines
 "A: ..." / "B: ..." (speakers are content, not markup). Chit-chat conversations are their own split
-groups; ChatterBot's are grouped by topic file.
+groups, titled with the prompt they were started from (36 prompts; `hierarchy.section_of` groups chats by
+it); ChatterBot's are grouped by topic file.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def parse_chitchat(roots: Sequence[Path]) -> Iterator[Document]:
         turns = [" ".join(m["text"] for m in turn) for turn in data[key]["messages"]]
         pieces = conversation_pieces(turns)
         if len(pieces) and sum(len(p.text) for p in pieces) > 200:
-            yield Document(f"chitchat/{key}", "chitchat", "conversations", f"chat {key[:8]}",
+            prompt = " ".join((data[key].get("prompt") or "").split())
+            title = f"chat {key[:8]}: {prompt}" if prompt else f"chat {key[:8]}"
+            yield Document(f"chitchat/{key}", "chitchat", "conversations", title,
                            group=f"chitchat:{key}", pieces=tuple(pieces))
 
 
@@ -51,7 +54,7 @@ def parse_chatterbot(roots: Sequence[Path]) -> Iterator[Document]:
 CHITCHAT = Source(
     name="chitchat", category="conversations", packages=(Package("pypi", "chitchat-dataset", "0.9.0"),),
     license="MIT (package); conversations collected by the Chit-Chat Challenge",
-    description="two-person chit-chat conversations", parse=parse_chitchat)
+    description="two-person chit-chat conversations", parse=parse_chitchat, version=2)
 CHATTERBOT = Source(
     name="chatterbot", category="conversations", packages=(Package("pypi", "chatterbot-corpus", "1.3.3"),),
     license="BSD-3-Clause", description="ChatterBot English dialogue corpus", parse=parse_chatterbot)
