@@ -88,3 +88,14 @@ def test_graph_results_survive_the_next_replay(monkeypatch):
     kept = [prefill_blocks(model, [b], graphs=graphs)[0] for b in blocks]  # seen, captured, replayed, replayed
     for block, kv in zip(blocks, kept):
         assert (kv - prefill_blocks(model, [block])[0]).abs().max() <= 1e-5
+
+
+def test_bucketed_batches_keep_lengths_together():
+    from blockattn.engine.blockprefill import batches_by_bucket, bucket_pow2
+
+    lengths = [400, 40, 35, 130, 33, 500, 60, 31]
+    batches = batches_by_bucket(lengths, 10_000)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        assert len({bucket_pow2(lengths[i], 32) for i in batch}) == 1
+    assert len(batches) == 4  # buckets 32 (31), 64 (40, 35, 33, 60), 256 (130), 512 (400, 500)

@@ -66,3 +66,21 @@ def test_rows_attention_accepts_a_non_contiguous_kernel_output(monkeypatch):
     monkeypatch.setattr(graphs.nn.functional, "scaled_dot_product_attention", strided_sdpa)
     got, _ = attention(None, query, key, value, None)
     torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_query_blocks_whose_scores_would_be_large_stay_eager(monkeypatch):
+    """Past MAX_SCORE_BYTES of fp32 scores the static step declines (None: the caller's eager forward runs)."""
+    from blockattn.engine import graphs
+
+    model = tiny_model()
+    engine = BlockEngine(model, "tiny", config=EngineConfig(cuda_graphs=True))
+    *blocks, query = random_blocks([9, 17, 6], seed=5)
+    calls = []
+    real = graphs.QueryGraphs._eager
+    monkeypatch.setattr(graphs.QueryGraphs, "_eager", lambda self, *a: calls.append(1) or real(self, *a))
+    expected = engine.prefill(blocks, query, keep_logits=2).logits
+    assert calls == [1]  # small: the static step ran
+    monkeypatch.setattr(graphs, "MAX_SCORE_BYTES", 1024)
+    got = engine.prefill(blocks, query, keep_logits=2).logits
+    assert calls == [1]  # over the limit: the plain forward ran instead, with the same logits
+    assert (got - expected).abs().max() <= TOL

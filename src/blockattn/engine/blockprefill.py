@@ -39,6 +39,20 @@ def batches_by_tokens(lengths: list[int], max_batch_tokens: int) -> list[list[in
     return batches
 
 
+def batches_by_bucket(lengths: list[int], max_batch_tokens: int, least: int = 32) -> list[list[int]]:
+    """`batches_by_tokens` within each length bucket (powers of two, at least `least`): a padded graph batch
+    pads every block to its bucket, so one long block no longer pads a dozen short ones to its length (the
+    serving benchmark's requests mix 32- and 400-token paragraphs)."""
+    groups: dict[int, list[int]] = {}
+    for i, n in enumerate(lengths):
+        groups.setdefault(bucket_pow2(n, least), []).append(i)
+    batches = []
+    for members in groups.values():
+        batches += [[members[j] for j in batch] for batch in batches_by_tokens([lengths[i] for i in members],
+                                                                               max_batch_tokens)]
+    return batches
+
+
 def stack_layers(cache) -> torch.Tensor:
     """A transformers cache → one tensor (n_layers, 2, B, H_kv, N, D)."""
     return torch.stack([torch.stack((layer.keys, layer.values)) for layer in cache.layers])
@@ -129,7 +143,9 @@ def prefill_blocks(model: nn.Module, blocks: list[list[int]], sinks: BlockSinks 
         return torch.cat((sinks.shared[:n_shared], sinks.per_block[:n_sinks])).to(embedding.weight.dtype)
 
     out: list[torch.Tensor | None] = [None] * len(blocks)
-    for batch in batches_by_tokens([len(b) for b in blocks], max_batch_tokens):
+    lengths = [len(b) for b in blocks]
+    grouped = graphs is not None and graphs.use_graphs
+    for batch in (batches_by_bucket if grouped else batches_by_tokens)(lengths, max_batch_tokens):
         longest = max(len(blocks[i]) for i in batch)
         ids = torch.zeros(len(batch), longest, dtype=torch.long)
         for row, i in enumerate(batch):

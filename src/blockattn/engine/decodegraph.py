@@ -126,8 +126,12 @@ def compiled_step(step: Callable) -> Callable:
     compilation per buffer capacity; should compiling fail, the step runs uncompiled from then on (logged)."""
     import torch._dynamo
 
-    # one compilation per shape (capacity bucket; batch × length bucket for the arena step): allow enough
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    # one compilation per shape (capacity bucket; batch × length bucket for the arena step), and per layer: the
+    # K/V write breaks the graph inside every attention forward, whose frame is specialised on its layer index.
+    # The Llama-8B shape (32 layers) hit a limit of 64 on the H200 and ran its remaining layers uncompiled.
+    config = torch._dynamo.config
+    config.cache_size_limit = max(config.cache_size_limit, 1024)
+    config.accumulated_cache_size_limit = max(config.accumulated_cache_size_limit, 16384)
     compiled = torch.compile(step, dynamic=False)
     state = {"failed": False}
 

@@ -168,7 +168,8 @@ class BlockEngine:
         compiled = on_cuda if self.config.compile_rotation is None else self.config.compile_rotation
         self.placer = BlockPlacer(RopeSpec.from_model(model), compiled, self.config.fused_assemble)
         query_graphs = on_cuda if self.config.cuda_graphs is None else self.config.cuda_graphs
-        self.graphs = QueryGraphs(use_graphs=on_cuda) if query_graphs else None
+        heads = model.config.num_attention_heads
+        self.graphs = QueryGraphs(use_graphs=on_cuda, query_heads=heads) if query_graphs else None
         # a graph's K/V output stays allocated with it: at most PREFILL_GRAPH_BYTES each (SmolLM2: ~11k padded
         # tokens, the misses of a whole 8k-token request; Llama-8B: 2k)
         n_layers, kv_heads, head_dim = self.dims
@@ -176,7 +177,8 @@ class BlockEngine:
         graph_tokens = max(512, PREFILL_GRAPH_BYTES // per_token)
         self.prefill_graphs = PrefillGraphs(on_cuda, graph_tokens, max_graphs=16) if query_graphs else None
         static = on_cuda if self.config.decode_graphs is None else self.config.decode_graphs
-        self.decode_graphs = DecodeGraphs(use_graphs=on_cuda, compile_step=self.config.compile_decode) if static else None
+        self.decode_graphs = (DecodeGraphs(use_graphs=on_cuda, compile_step=self.config.compile_decode)
+                              if static else None)
         self.pool = BufferPool(self.config.buffer_pool_bytes) if static else None
         self.batch_decoder = self._batch_decoder(on_cuda)
         self._lock = threading.RLock()

@@ -35,6 +35,11 @@ from blockattn.engine.kvbuffer import SequenceKV
 from blockattn.engine.staticops import masked_attention
 
 MAX_QUERY_TOKENS = 2048  # longer query blocks run eagerly (see the module docstring)
+# The static step's attention materialises fp32 scores (heads × T' × capacity); past this size one pass over
+# them costs more than the eager forward's launches. Measured on the H200 with the Llama-8B shape (2026-12-02,
+# bench ttft): at 16k context (84 MB of scores) the graph took 28.5 ms against 44.4 eager, at 32k (168 MB)
+# 43.1 against 29.1.
+MAX_SCORE_BYTES = 128 << 20
 
 # model(ids (1, T), positions (1, T), cache, attention_fn, keep_index (K,)) -> logits (K, V)
 QueryCall = Callable[[torch.Tensor, torch.Tensor, object, Callable, torch.Tensor], torch.Tensor]
@@ -87,10 +92,11 @@ class _Graph:
 
 
 class QueryGraphs:
-    def __init__(self, use_graphs: bool = True, max_graphs: int = 32, max_seen: int = 256):
+    def __init__(self, use_graphs: bool = True, max_graphs: int = 32, max_seen: int = 256, query_heads: int = 1):
         # use_graphs False (tests on the CPU): every eligible query block runs the static step eagerly
         self.use_graphs = use_graphs and SUPPORTS_CUDA_GRAPHS
         self.max_seen = max_seen
+        self.query_heads = query_heads  # the model's attention heads: the scores' size is heads × T' × capacity
         self._graphs: GraphCache[_Graph] = GraphCache(max_graphs, "query block")
         self._seen: OrderedDict[tuple, None] = OrderedDict()  # keys seen once (LRU, bounded)
         self.replays = 0
@@ -109,7 +115,7 @@ class QueryGraphs:
         padded = bucket_query(t)
         if start + padded > kv.capacity:
             padded = t  # no room for padding: an exact shape (still recurs when requests do)
-        if start + padded > kv.capacity:
+        if start + padded > kv.capacity or self.query_heads * padded * kv.capacity * 4 > MAX_SCORE_BYTES:
             return None
         if not (self.use_graphs and device.type == "cuda"):
             return self._eager(call, kv, tokens, padded, keep)
