@@ -17,6 +17,11 @@
 # every call and the limit is 64 MiB. The tracked tree is ~40 MB since three adapters ship (2026-12-02), so
 # parts must be <= ~25 MB (`split -b 25000000 -d -a 2`), and the packs (~11 MB each) go one a call with
 # `stage-gpu` (start copies .gpu/ and /tmp/stage/gpu/ together).
+#
+# Hold the machine: it goes back 30 s after a call ends, taking every detached run with it. Issue the `wait`
+# calls back to back and read results only after the last one (2026-12-02: four minutes spent reading the speed
+# results between two calls lost the machine and all three quality runs). QUALITY_PLAN=main runs only the 0.5B
+# continuation (a short lease); SPEED_BUDGET=5 skips the speed phase.
 set -u
 BA=/tmp/ba
 RES=$BA/results
