@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from blockattn.data.needles import ADJECTIVES, NOUNS, NeedleItem, plant
+from blockattn.data.needles import ADJECTIVES, NOUNS, NeedleItem, document_draws, plant
 
 
 @dataclass(frozen=True)
@@ -52,18 +52,15 @@ def distractor_items(pool: Sequence[str], doc_counts: Sequence[int], per_count: 
     rng = np.random.default_rng([seed, 0xD157, len(template)])
     names = [f"{a} {b}" for a in t.first for b in t.second]
     items = []
-    for n in doc_counts:
-        if n > len(pool) or n > len(names):
-            raise ValueError(f"{n} documents per item but only {len(pool)} passages / {len(names)} names")
-        for _ in range(per_count):
-            docs = [pool[int(i)] for i in rng.choice(len(pool), size=n, replace=False)]
-            picked = [names[int(i)] for i in rng.choice(len(names), size=n, replace=False)]
-            codes = [str(int(c)) for c in rng.choice(np.arange(t.low, t.high), size=n, replace=False)]
-            docs = [plant(doc, t.fact.format(name=name, code=code), rng)
-                    for doc, name, code in zip(docs, picked, codes)]
-            target = int(rng.integers(n))
-            items.append(NeedleItem(documents=docs, question=t.question.format(name=picked[target]),
-                                    answer=codes[target], needle_doc=target, n_docs=n))
+    for docs in document_draws(pool, doc_counts, per_count, rng, limit=len(names)):
+        n = len(docs)
+        picked = [names[int(i)] for i in rng.choice(len(names), size=n, replace=False)]
+        codes = [str(int(c)) for c in rng.choice(np.arange(t.low, t.high), size=n, replace=False)]
+        docs = [plant(doc, t.fact.format(name=name, code=code), rng)
+                for doc, name, code in zip(docs, picked, codes)]
+        target = int(rng.integers(n))
+        items.append(NeedleItem(documents=docs, question=t.question.format(name=picked[target]),
+                                answer=codes[target], needle_doc=target, n_docs=n))
     return items
 
 
@@ -195,11 +192,4 @@ def multihop_items(pool: Sequence[str], doc_counts: Sequence[int], per_count: in
                    template: str = "eval") -> list[NeedleItem]:
     """`per_count` bridge items per document count (the held-out multi-hop eval: "eval" template, test texts)."""
     rng = np.random.default_rng([seed, 0xB41D, len(template)])
-    items = []
-    for n in doc_counts:
-        if n > len(pool):
-            raise ValueError(f"{n} documents per item but only {len(pool)} passages")
-        for _ in range(per_count):
-            docs = [pool[int(i)] for i in rng.choice(len(pool), size=n, replace=False)]
-            items.append(bridge_item(docs, rng, template).needle())
-    return items
+    return [bridge_item(docs, rng, template).needle() for docs in document_draws(pool, doc_counts, per_count, rng)]

@@ -73,21 +73,30 @@ def plant(passage: str, sentence: str, rng: np.random.Generator) -> str:
     return head + sentence + "\n" + "".join(lines[at:])
 
 
+def document_draws(pool: Sequence[str], doc_counts: Sequence[int], per_count: int, rng: np.random.Generator,
+                   limit: int | None = None):
+    """`per_count` lists of documents per document count, each drawn from `pool` without replacement (an
+    item's documents are distinct). `limit`: another bound on the count (e.g. the names there are)."""
+    for n in doc_counts:
+        if n > len(pool) or (limit is not None and n > limit):
+            raise ValueError(f"{n} documents per item but only {len(pool)} passages"
+                             + (f" / {limit} names" if limit is not None else ""))
+        for _ in range(per_count):
+            yield [pool[int(i)] for i in rng.choice(len(pool), size=n, replace=False)]
+
+
 def make_items(pool: Sequence[str], doc_counts: Sequence[int], per_count: int, seed: int) -> list[NeedleItem]:
     """`per_count` items for each document count, documents drawn without replacement within an item."""
     rng = np.random.default_rng([seed, 0x4EED])
     items = []
-    for n in doc_counts:
-        if n > len(pool):
-            raise ValueError(f"{n} documents per item but only {len(pool)} passages")
-        for _ in range(per_count):
-            docs = [pool[int(i)] for i in rng.choice(len(pool), size=n, replace=False)]
-            name = f"the {ADJECTIVES[int(rng.integers(len(ADJECTIVES)))]} {NOUNS[int(rng.integers(len(NOUNS)))]}"
-            code = str(int(rng.integers(1000, 10000)))
-            needle = int(rng.integers(n))
-            docs[needle] = plant(docs[needle], f"The access code for {name} is {code}.", rng)
-            items.append(NeedleItem(documents=docs, question=f"What is the access code for {name}?",
-                                    answer=code, needle_doc=needle, n_docs=n))
+    for docs in document_draws(pool, doc_counts, per_count, rng):
+        n = len(docs)
+        name = f"the {ADJECTIVES[int(rng.integers(len(ADJECTIVES)))]} {NOUNS[int(rng.integers(len(NOUNS)))]}"
+        code = str(int(rng.integers(1000, 10000)))
+        needle = int(rng.integers(n))
+        docs[needle] = plant(docs[needle], f"The access code for {name} is {code}.", rng)
+        items.append(NeedleItem(documents=docs, question=f"What is the access code for {name}?",
+                                answer=code, needle_doc=needle, n_docs=n))
     return items
 
 
