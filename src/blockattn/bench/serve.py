@@ -348,6 +348,19 @@ def cache_counts(metrics: dict[str, float]) -> tuple[float, float]:
     return hits, metrics.get("blockattn_cache_misses_total", 0.0)
 
 
+def graph_counts(before: dict, after: dict) -> dict:
+    """CUDA-graph captures / replays / eager steps per kind during a phase, from two /metrics scrapes (empty
+    where the server exports none: the CPU, plain generate)."""
+    out: dict[str, dict[str, float]] = {}
+    for name, value in after.items():
+        for what in ("captures", "replays", "eager_steps"):
+            prefix = f"blockattn_graph_{what}_total{{kind=\""
+            if name.startswith(prefix):
+                kind = name[len(prefix):].split('"')[0]
+                out.setdefault(kind, {})[what] = value - before.get(name, 0.0)
+    return out
+
+
 def summarise(records: list[dict], elapsed: float, before: dict, after: dict) -> dict:
     ok = [r for r in records if r["ok"]]
     ttft = [r["first"] - r["start"] for r in ok]
@@ -379,6 +392,7 @@ def summarise(records: list[dict], elapsed: float, before: dict, after: dict) ->
         "cache": {"hits": hits, "computed": computed,
                   "hit_rate": round(hits / looked_up, 4) if looked_up else None},
         "gpu_max_allocated_gb": round(peak / 2**30, 3) if peak else None,
+        "graphs": graph_counts(before, after),
         "server_timings_ms_p50": {k: round(statistics.median(v), 3) for k, v in timings.items()},
     }
 

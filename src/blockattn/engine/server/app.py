@@ -133,7 +133,7 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
     """The FastAPI app. Model work runs on one worker thread (running generations decoded together, at most
     `max_batch` per forward), started here and stopped at shutdown."""
     worker = ModelWorker(max_queue, max_batch=max_batch)
-    metrics = Metrics(service.engine.store, lambda: worker.depth)
+    metrics = Metrics(service.engine.store, lambda: worker.depth, service.engine)
     model_names = (service.model_name, DEFAULT_ALIAS)
 
     @asynccontextmanager

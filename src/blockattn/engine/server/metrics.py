@@ -15,6 +15,10 @@
     blockattn_cache_remote_skipped_total           Redis calls skipped while the breaker was open
     blockattn_cache_remote_up                      0 while the breaker is open (Redis recently failed), else 1
     blockattn_gpu_max_allocated_bytes              torch.cuda.max_memory_allocated of this process (0 off CUDA)
+    blockattn_graph_captures_total{kind}           CUDA graphs captured: query, prefill, decode, batch
+    blockattn_graph_replays_total{kind}            steps replayed from a graph
+    blockattn_graph_eager_steps_total{kind}        static decode steps run without a graph (decode, batch)
+    blockattn_graph_failed{kind}                   1 once a capture failed (that kind stays eager)
 
 Cache numbers are read from the engine's store at scrape time, so they cannot drift from its own stats.
 """
@@ -68,6 +72,35 @@ class CacheCollector:
                                     value=0 if remote["breaker_open"] else 1)
 
 
+class GraphCollector:
+    """The engine's CUDA-graph counters (`BlockEngine.info()`), read at scrape time: whether requests are served
+    from graphs or eagerly, which the serving benchmark cannot tell from latencies alone."""
+
+    KINDS = {"query": "cuda_graphs", "prefill": "prefill_graphs", "decode": "decode_graphs",
+             "batch": "batch_graphs"}
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def collect(self):
+        info = self.engine.info()
+        captures = CounterMetricFamily("blockattn_graph_captures", "CUDA graphs captured", labels=["kind"])
+        replays = CounterMetricFamily("blockattn_graph_replays", "Steps replayed from a CUDA graph", labels=["kind"])
+        eager = CounterMetricFamily("blockattn_graph_eager_steps", "Static decode steps run without a graph",
+                                    labels=["kind"])
+        failed = GaugeMetricFamily("blockattn_graph_failed", "1 once a capture of this kind failed", labels=["kind"])
+        for kind, key in self.KINDS.items():
+            graphs = info.get(key)
+            if not graphs:
+                continue
+            captures.add_metric([kind], graphs.get("captures", 0))
+            replays.add_metric([kind], graphs.get("replays", 0))
+            if "eager_steps" in graphs:
+                eager.add_metric([kind], graphs["eager_steps"])
+            failed.add_metric([kind], 0 if graphs.get("error") is None else 1)
+        yield from (captures, replays, eager, failed)
+
+
 def gpu_max_allocated() -> int:
     """Peak bytes torch has allocated on the current CUDA device in this process; 0 without CUDA."""
     import torch
@@ -76,7 +109,7 @@ def gpu_max_allocated() -> int:
 
 
 class Metrics:
-    def __init__(self, store: BlockStore, queue_depth):
+    def __init__(self, store: BlockStore, queue_depth, engine=None):
         self.registry = CollectorRegistry()
         self.requests = Counter("blockattn_requests", "HTTP requests by endpoint and status code",
                                 ["endpoint", "status"], registry=self.registry)
@@ -92,3 +125,5 @@ class Metrics:
         Gauge("blockattn_gpu_max_allocated_bytes", "torch.cuda.max_memory_allocated of the server process",
               registry=self.registry).set_function(gpu_max_allocated)
         self.registry.register(CacheCollector(store))
+        if engine is not None:
+            self.registry.register(GraphCollector(engine))
