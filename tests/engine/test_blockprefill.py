@@ -99,3 +99,29 @@ def test_bucketed_batches_keep_lengths_together():
     for batch in batches:
         assert len({bucket_pow2(lengths[i], 32) for i in batch}) == 1
     assert len(batches) == 4  # buckets 32 (31), 64 (40, 35, 33, 60), 256 (130), 512 (400, 500)
+
+
+def test_a_graph_is_not_shared_by_two_sink_sets(monkeypatch):
+    """Same model, same shape, other sinks: a graph replays reads of the sinks it was captured with, so the
+    other sinks get their own graph (their K/V equal the eager ones)."""
+    from blockattn.engine import blockprefill
+    from blockattn.engine.cudagraph import GraphCache
+
+    def fake_capture(self, key, device, step, wrap):
+        output = step()
+        self._entries[key] = entry = wrap(_ReplayedEagerly(step, output), output)
+        return entry
+
+    monkeypatch.setattr(blockprefill, "SUPPORTS_CUDA_GRAPHS", True)
+    monkeypatch.setattr(GraphCache, "capture", fake_capture)
+    model = tiny_model()
+    graphs = blockprefill.PrefillGraphs(use_graphs=True)
+    g = torch.Generator().manual_seed(3)
+    blocks = [torch.randint(3, 500, (20,), generator=g).tolist()]
+    torch.manual_seed(0)
+    first, second = (BlockSinks(model.config.hidden_size, per_block=2) for _ in range(2))
+    for _ in range(2):  # seen, then captured with `first`
+        prefill_blocks(model, blocks, first, n_sinks=2, graphs=graphs)
+    for _ in range(2):
+        got = prefill_blocks(model, blocks, second, n_sinks=2, graphs=graphs)[0]
+        assert (got - prefill_blocks(model, blocks, second, n_sinks=2)[0]).abs().max() <= 1e-5

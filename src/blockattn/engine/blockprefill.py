@@ -77,17 +77,18 @@ class PrefillGraphs:
     def error(self) -> str | None:
         return self._graphs.error
 
-    def run(self, model: nn.Module, ids: torch.Tensor, prefix_of, n_prefix: int) -> torch.Tensor | None:
+    def run(self, model: nn.Module, ids: torch.Tensor, prefix_of, n_prefix: int, sinks=None) -> torch.Tensor | None:
         """K/V (n_layers, 2, B', H_kv, n_prefix + L', D) of the padded batch `ids` (B, L) (CPU), its first B
-        rows the real blocks; a view of the graph's static output (copy what you keep), or None: run eagerly."""
-        device = model.get_input_embeddings().weight.device
+        rows the real blocks; a view of the graph's static output (copy what you keep), or None: run eagerly.
+        `sinks`: whose parameters `prefix_of` reads (a graph replays reads of that very object)."""
         if not self.use_graphs or self.error is not None:
             return None
         b, length = ids.shape
         rows, cols = bucket_pow2(b, 1), bucket_pow2(length, 32)
         if rows * (cols + n_prefix) > self.max_tokens:
             return None
-        key = (id(model), n_prefix, rows, cols)
+        device = model.get_input_embeddings().weight.device
+        key = (id(model), id(sinks) if n_prefix else None, n_prefix, rows, cols)
         entry = self._graphs.get(key)
         if entry is None:
             if key not in self._seen:  # one-off shapes never pay for a capture
@@ -150,7 +151,7 @@ def prefill_blocks(model: nn.Module, blocks: list[list[int]], sinks: BlockSinks 
         ids = torch.zeros(len(batch), longest, dtype=torch.long)
         for row, i in enumerate(batch):
             ids[row, :len(blocks[i])] = torch.as_tensor(blocks[i], dtype=torch.long)
-        kv = graphs.run(model, ids, prefix_of, n_shared + n_sinks) if graphs is not None else None
+        kv = graphs.run(model, ids, prefix_of, n_shared + n_sinks, sinks) if graphs is not None else None
         if kv is None:
             kv = _forward(model, ids.to(device), prefix_of())  # (n_layers, 2, B, H_kv, N, D)
         for row, i in enumerate(batch):

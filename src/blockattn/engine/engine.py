@@ -80,9 +80,9 @@ class EngineConfig:
     max_batch_tokens: int = 16384  # padded tokens per batched block prefill (bounds activation memory)
     compile_rotation: bool | None = None  # fuse the key re-rotation with torch.compile; None: on CUDA only
     fused_assemble: bool = True  # place blocks with one Triton kernel where it runs (CUDA + Triton; `assemble`)
-    cuda_graphs: bool | None = None  # the query-block forward (and small batched block prefills, `blockprefill`)
-    #                                  as a static step over the whole buffer, padded to
-    #                                  a bucketed length, replayed from CUDA graphs (`graphs`); None: on CUDA only
+    cuda_graphs: bool | None = None  # the query-block forward as a static step over the whole buffer, padded to
+    #                                  a bucketed length (`graphs`), and small batches of missing blocks at
+    #                                  bucketed shapes (`blockprefill`), replayed from CUDA graphs; None: on CUDA
     decode_graphs: bool | None = None  # single-token decode as a static step (`decodegraph`), graph-replayed on
     #                                    CUDA; None: on CUDA only (on the CPU the plain step is cheaper)
     merge_adapter: bool | None = None  # block mode on a LoRA-merged copy of the weights (2× weight memory);
