@@ -41,23 +41,38 @@ def test_a_corrupted_entry_is_detected_dropped_and_never_used(tmp_path, damage):
     assert disk.stats.corrupt == 1 and not path.exists()
 
 
-def test_an_entry_evicted_and_rewritten_during_a_read_is_a_miss_not_corrupt(tmp_path, monkeypatch):
-    """Another process unlinks the file between the existence check and the open, a third writes the key
-    again: the read is a plain miss, and the fresh entry stays."""
-    import safetensors
+def test_an_entry_evicted_and_rewritten_during_a_read_is_read_whole(tmp_path, monkeypatch):
+    """Another process unlinks the file just after the reader opened it, a third writes the key again: the
+    read is served from the descriptor it holds (a hit), nothing is called corrupt and the fresh entry stays.
+    (The old read opened the file a second time by name inside safetensors, and under load in CI that second
+    open found the file gone and dropped the fresh entry as corrupt.)"""
+    import builtins
+
+    from blockattn.engine import disk as disk_module
 
     disk = DiskTier(tmp_path)
     kv = torch.randn(2, 2, 2, 5, 16)
     disk.write(KEY, kv)
+    other = DiskTier(tmp_path)
 
-    def vanished(*args, **kwargs):
-        raise FileNotFoundError("evicted meanwhile")
+    def open_then_evicted_and_rewritten(path, *args, **kwargs):
+        handle = builtins.open(path, *args, **kwargs)
+        disk.path(KEY).unlink()
+        other.write(KEY, kv)
+        return handle
 
-    monkeypatch.setattr(safetensors, "safe_open", vanished)
-    assert disk.read(KEY) is None
-    assert disk.stats.corrupt == 0 and disk.path(KEY).exists()
-    monkeypatch.undo()
+    monkeypatch.setattr(disk_module, "open", open_then_evicted_and_rewritten, raising=False)
     assert torch.equal(disk.read(KEY), kv)
+    monkeypatch.undo()
+    assert disk.stats.corrupt == 0 and disk.stats.hits == 1 and disk.path(KEY).exists()
+
+
+def test_an_entry_evicted_before_the_open_is_a_plain_miss(tmp_path):
+    disk = DiskTier(tmp_path)
+    disk.write(KEY, torch.randn(2, 2, 2, 5, 16))
+    disk.path(KEY).unlink()  # another process's eviction
+    assert disk.read(KEY) is None
+    assert disk.stats.corrupt == 0 and disk.stats.misses == 1
 
 
 def test_engine_recomputes_a_corrupted_block_with_identical_output(tmp_path):

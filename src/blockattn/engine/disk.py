@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
+import struct
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +31,16 @@ from blockattn.engine.keys import KV_FORMAT
 _TENSOR = "kv"
 _SUFFIX = ".safetensors"
 _LOCK = ".lock"
+
+
+def _parse_entry(data: bytes) -> tuple[dict, torch.Tensor]:
+    """(metadata, tensor "kv") of a safetensors file's bytes. The metadata is read from the format's header
+    (u64 little-endian length + JSON, its "__metadata__" member); the tensor by safetensors itself."""
+    from safetensors.torch import load
+
+    (size,) = struct.unpack_from("<Q", data, 0)
+    meta = json.loads(data[8:8 + size]).get("__metadata__") or {}
+    return meta, load(data)[_TENSOR]
 
 
 def tensor_sha256(tensor: torch.Tensor) -> str:
@@ -100,28 +112,25 @@ class DiskTier:
 
     def read(self, key: str) -> torch.Tensor | None:
         """The verified entry for `key` (on the CPU), or None when absent or corrupt."""
-        from safetensors import safe_open
-
         path = self.path(key)
-        if not path.is_file():
+        try:
+            # One open, whole file read through that descriptor. safetensors' `safe_open(...).get_tensor` opens
+            # the file a second time by name (torch's `UntypedStorage.from_file`): an entry evicted and written
+            # again by other processes between the two opens made a fresh, whole entry look corrupt and get
+            # dropped (seen in CI under load, test_diskstress).
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:  # absent, or evicted by another process: a plain miss
             self._count(misses=1)
+            return None
+        except OSError:
+            self._count(misses=1, corrupt=1)
             return None
         try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensor = f.get_tensor(_TENSOR)
+            meta, tensor = _parse_entry(data)
             ok = (meta.get("format") == KV_FORMAT and meta.get("key") == key
                   and meta.get("sha256") == tensor_sha256(tensor))
-        except FileNotFoundError:
-            # evicted by another process between the check and the open: a plain miss, even when a third process
-            # has already written the key again (the old `path.exists()` test then called the miss corrupt, and
-            # dropped the fresh entry: seen once in `make test` under load, test_diskstress)
-            self._count(misses=1)
-            return None
-        except Exception:  # noqa: BLE001 - any unreadable file is corrupt, whatever the parser raised
-            if not path.exists():  # evicted by another process between the check and the open: a plain miss
-                self._count(misses=1)
-                return None
+        except Exception:  # noqa: BLE001 - any unparsable file is corrupt, whatever the parser raised
             ok = False
         if not ok:
             self._drop(path)
