@@ -34,7 +34,7 @@ def test_the_decode_section_shows_every_measured_row_and_the_goals(tmp_path):
     assert "Command: `blockattn bench decode --models tiny`" in text
     assert text.count("| tiny | engine |") == 2  # block and full, one stream each
     assert text.count("| tiny | engine (batched) |") == 1  # 2 streams through decode_batch
-    assert "smollm2_64_streams_total_tokens_s: goal ≥ 10000, measured None" in text
+    assert "smollm2_64_streams_total_tokens_s ≥ 10000: not measured" in text
 
 
 def test_the_levels_section_shows_every_category():
@@ -44,3 +44,12 @@ def test_the_levels_section_shows_every_category():
                                  "block_tokens": {"coarse": q, "medium": q, "fine": None}}}}
     text = "\n".join(reports.renderer_for("semanticseg_levels.json")("semanticseg_levels.json", data))
     assert "| a | 3 | 66.7 % | 0.0 % | 10 [5–20] | 10 [5–20] | – |" in text
+
+
+def test_a_decode_goal_names_each_mode_and_never_counts_an_unmeasured_one_as_met():
+    line = reports._decode_goal("single", {"goal": 400, "measured": {"block": 296.8, "full": 282.8},
+                                           "measured_compiled": {"block": 605.0, "full": None}})
+    assert line == ("single ≥ 400: default steps: block 296.8 (not met), full 282.8 (not met); "
+                    "compiled steps: block 605.0 (met), full not measured")
+    assert reports._decode_goal("total", {"goal": 10000, "measured": 10531.3}) == \
+        "total ≥ 10000: default steps: 10531.3 (met)"

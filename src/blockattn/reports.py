@@ -11,6 +11,7 @@ Reports of a kind this module does not know are still listed, with their command
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Callable
@@ -63,7 +64,9 @@ def _image(name: str, alt: str) -> list[str]:
 
 def render_ttft(name: str, data: dict) -> list[str]:
     env = data.get("env", {})
-    out = [f"### Time to first token — {env.get('gpu', 'CPU')}", ""] + _provenance(name, data)
+    dated = re.search(r"_(\d{4}-\d{2}-\d{2})$", Path(name).stem)  # an earlier run kept beside the current one
+    earlier = f" (earlier run, {dated.group(1)})" if dated else ""
+    out = [f"### Time to first token — {env.get('gpu', 'CPU')}{earlier}", ""] + _provenance(name, data)
     out += ["Full prefill vs all blocks cached vs cold block prefill (median ms), blocks of "
             f"{data['config']['block_tokens']} tokens + a {data['config']['question_tokens']}-token question.", "",
             "| model | N | full | cold | cached | cached % of full | HF DynamicCache path | CUDA graph | "
@@ -86,9 +89,26 @@ def render_ttft(name: str, data: dict) -> list[str]:
     return out + _image(name, "TTFT") + [""]
 
 
+def _decode_goal(key: str, goal: dict) -> str:
+    """One decode goal on the page: what each kind of step measured against it, mode by mode, and whether
+    it was met (a mode left unmeasured is said so, never counted as met)."""
+    parts = []
+    for label, value in (("default steps", goal.get("measured")), ("compiled steps", goal.get("measured_compiled"))):
+        value = _rounded(value)
+        if value is None:
+            continue
+        modes = value if isinstance(value, dict) else {"": value}
+        shown = [f"{mode + ' ' if mode else ''}{v} ({'met' if v >= goal['goal'] else 'not met'})" if v is not None
+                 else f"{mode} not measured" for mode, v in modes.items()]
+        parts.append(f"{label}: " + ", ".join(shown))
+    return f"{key} ≥ {goal['goal']}: " + ("; ".join(parts) if parts else "not measured")
+
+
 def render_decode(name: str, data: dict) -> list[str]:
     cfg, env = data["config"], data.get("env", {})
-    out = [f"### Decode speed — {env.get('gpu', 'CPU')}", ""] + _provenance(name, data)
+    variants = set(cfg.get("variants") or {r["variant"] for r in data["rows"]})
+    kind = ", compiled steps (opt-in: `serve --compile-decode`)" if variants == {"engine_compiled"} else ""
+    out = [f"### Decode speed{kind} — {env.get('gpu', 'CPU')}", ""] + _provenance(name, data)
     if data.get("source"):  # a run cut short: where its rows come from
         out += [f"Rows: {data['source']}.", ""]
     out += [f"Greedy decoding after a {cfg['context_tokens']}-token context in blocks of {cfg['block_tokens']}, "
@@ -107,9 +127,7 @@ def render_decode(name: str, data: dict) -> list[str]:
                    f"{_fmt(r.get('ms_per_token', r.get('ms_per_step')))} |")
     for s in data.get("skipped", []):
         out.append(f"\nSkipped: {s}")
-    goals = [f"{k}: goal ≥ {g['goal']}, measured {_rounded(g['measured'])}"
-             + (f" (compiled steps: {_rounded(g['measured_compiled'])})" if g.get("measured_compiled") else "")
-             for k, g in (data.get("goals") or {}).items()]
+    goals = [_decode_goal(k, g) for k, g in (data.get("goals") or {}).items()]
     if goals:
         out += ["", "Goals (issue 10): " + "; ".join(goals) + "."]
     return out + _image(name, "decode speed") + [""]
@@ -341,12 +359,12 @@ def render_fuzz_server(name: str, data: dict) -> list[str]:
 def render_generic(name: str, data: dict) -> list[str]:
     """Provenance, then the report's own `note` and `summary` lines (derived from its data when it was
     written), for reports without a renderer of their own."""
-    out = [f"### {name}", ""] + _provenance(name, data)
+    out = [f"### {data.get('title') or name}", ""] + _provenance(name, data)
     if data.get("note"):
         out += ["", str(data["note"])]
     if data.get("summary"):
         out += [""] + [f"- {line}" for line in data["summary"]]
-    return out
+    return out + [""]
 
 
 RENDERERS: dict[str, Renderer] = {
