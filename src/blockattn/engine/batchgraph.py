@@ -33,13 +33,12 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-from torch import nn
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache
 from blockattn.engine.decodegraph import compiled_step
 from blockattn.engine.kvbuffer import SequenceKV, bucket_capacity
-from blockattn.engine.staticops import masked_attention, scatter_into
+from blockattn.engine.staticops import OneTokenAttention, scatter_into
 
 
 # model(ids (b, 1), positions (b, 1), cache, attention_fn) -> logits (b, V) of each row's next token
@@ -87,25 +86,6 @@ class ArenaStepKV(Cache):
                                  for i in range(arena.shape[0])])
 
 
-class RowMaskedAttention:
-    """One new token per row over that row's slot; `visible` (b, 1, 1, L) marks the keys each row sees (its own
-    included). Same signature as `engine.attention.cached_attention`."""
-
-    def __init__(self, visible: torch.Tensor):
-        self.visible = visible
-
-    def __call__(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                 attention_mask, scaling: float | None = None) -> tuple[torch.Tensor, None]:
-        b, heads, t, d = query.shape
-        kv_heads = key.shape[1]
-        if t != 1:
-            raise ValueError("an arena step attends with exactly one query token per row")
-        # the G query heads of a KV head are G query rows of it: grouped-query attention without a K/V copy
-        rows = query.reshape(b, kv_heads, heads // kv_heads, d)  # (b, H_kv, G, D)
-        out = masked_attention(rows, key, value, self.visible, scaling)
-        return out.reshape(b, 1, heads, d), None  # (b, 1, H, D)
-
-
 def arena_step(call: BatchCall, arena: torch.Tensor, ids: torch.Tensor, positions: torch.Tensor,
                length: int) -> torch.Tensor:
     """The step itself: ids (b, 1), positions (b,) device tensors, keys [0, length) → logits (b, V)."""
@@ -113,7 +93,7 @@ def arena_step(call: BatchCall, arena: torch.Tensor, ids: torch.Tensor, position
     slots = torch.arange(length, device=positions.device)
     visible = (slots.view(1, length) <= positions.view(b, 1)).view(b, 1, 1, length)
     cache = ArenaStepKV(arena, b, length, positions)
-    return call(ids, positions.view(b, 1), cache, RowMaskedAttention(visible))
+    return call(ids, positions.view(b, 1), cache, OneTokenAttention(visible))
 
 
 @dataclass

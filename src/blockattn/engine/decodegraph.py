@@ -30,12 +30,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from torch import nn
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache
 from blockattn.engine.kvbuffer import SequenceKV
-from blockattn.engine.staticops import index_copy_into, masked_attention
+from blockattn.engine.staticops import OneTokenAttention, index_copy_into
 
 log = logging.getLogger(__name__)
 
@@ -87,24 +86,6 @@ class StaticStepKV(Cache):
         super().__init__(layers=[_StaticLayer(buffer[i, 0], buffer[i, 1], position) for i in range(buffer.shape[0])])
 
 
-class LengthMaskedAttention:
-    """Attention of one new token over a whole static buffer; `visible` (1, 1, 1, capacity) marks the filled
-    slots (the new token's own included). Same signature as `engine.attention.cached_attention`."""
-
-    def __init__(self, visible: torch.Tensor):
-        self.visible = visible
-
-    def __call__(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                 attention_mask, scaling: float | None = None) -> tuple[torch.Tensor, None]:
-        b, heads, t, d = query.shape
-        kv_heads = key.shape[1]
-        if t != 1:
-            raise ValueError("a static decode step attends with exactly one query token")
-        rows = query.reshape(b, kv_heads, heads // kv_heads, d)  # (B, H_kv, G, D): head h = kv * G + g
-        out = masked_attention(rows, key, value, self.visible, scaling)
-        return out.reshape(b, 1, heads, d), None  # (B, 1, H, D)
-
-
 def zero_tail(kv: SequenceKV) -> None:
     """Zero [length, capacity) once: masked slots must hold finite numbers (softmax weight 0 × NaN = NaN)."""
     if not kv.tail_zeroed:
@@ -118,7 +99,7 @@ def static_step(call: ModelCall, buffer: torch.Tensor, ids: torch.Tensor, positi
     capacity = buffer.shape[3]
     slots = torch.arange(capacity, device=position.device)
     visible = (slots <= position).view(1, 1, 1, capacity)  # (1, 1, 1, capacity)
-    return call(ids, position.view(1, 1), StaticStepKV(buffer, position), LengthMaskedAttention(visible))
+    return call(ids, position.view(1, 1), StaticStepKV(buffer, position), OneTokenAttention(visible))
 
 
 def compiled_step(step: Callable) -> Callable:

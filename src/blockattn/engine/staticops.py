@@ -67,6 +67,26 @@ def masked_attention(rows: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     return torch.matmul(probs, value)
 
 
+class OneTokenAttention:
+    """One new token per row over that row's static K/V; `visible` (B or 1, 1, 1, L) marks the keys each row
+    sees (its own included). Used by the single-token decode step (one row over a whole buffer) and the
+    batched arena step (one row per slot). Same signature as `engine.attention.cached_attention`."""
+
+    def __init__(self, visible: torch.Tensor):
+        self.visible = visible
+
+    def __call__(self, module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                 attention_mask, scaling: float | None = None) -> tuple[torch.Tensor, None]:
+        b, heads, t, d = query.shape
+        kv_heads = key.shape[1]
+        if t != 1:
+            raise ValueError("a static decode step attends with exactly one query token per row")
+        # the G query heads of a KV head are G query rows of it: grouped-query attention without a K/V copy
+        rows = query.reshape(b, kv_heads, heads // kv_heads, d)  # (B, H_kv, G, D): head h = kv * G + g
+        out = masked_attention(rows, key, value, self.visible, scaling)
+        return out.reshape(b, 1, heads, d), None  # (B, 1, H, D)
+
+
 @torch.compiler.disable
 def index_copy_into(dest: torch.Tensor, dim: int, index: torch.Tensor, src: torch.Tensor) -> None:
     """dest.index_copy_(dim, index, src), never traced by torch.compile (see the module docstring)."""
