@@ -19,7 +19,7 @@ def test_round_trip_survives_a_new_instance(tmp_path):
     assert again.stats.hits == 1
 
 
-@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage", "other_key"])
+@pytest.mark.parametrize("damage", ["flip", "truncate", "garbage", "bad_header", "empty", "other_key"])
 def test_a_corrupted_entry_is_detected_dropped_and_never_used(tmp_path, damage):
     disk = DiskTier(tmp_path)
     kv = torch.randn(2, 2, 2, 5, 16)
@@ -32,6 +32,10 @@ def test_a_corrupted_entry_is_detected_dropped_and_never_used(tmp_path, damage):
         data = data[: len(data) // 2]
     elif damage == "garbage":
         data = bytearray(b"not a safetensors file")
+    elif damage == "bad_header":  # a right-sized length prefix before a header that is not JSON
+        data[8:17] = b"{not json"
+    elif damage == "empty":
+        data = bytearray()
     path.write_bytes(bytes(data))
     if damage == "other_key":  # a valid entry of another key, stored under this key's name
         other = "cd" + "2" * 62
@@ -104,3 +108,4 @@ def test_an_unwritable_directory_is_a_user_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(UserError, match="cannot create"):
         DiskTier(blocker / "cache")
+

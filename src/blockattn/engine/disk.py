@@ -33,14 +33,30 @@ _SUFFIX = ".safetensors"
 _LOCK = ".lock"
 
 
-def _parse_entry(data: bytes) -> tuple[dict, torch.Tensor]:
-    """(metadata, tensor "kv") of a safetensors file's bytes. The metadata is read from the format's header
-    (u64 little-endian length + JSON, its "__metadata__" member); the tensor by safetensors itself."""
-    from safetensors.torch import load
+_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64}
 
-    (size,) = struct.unpack_from("<Q", data, 0)
-    meta = json.loads(data[8:8 + size]).get("__metadata__") or {}
-    return meta, load(data)[_TENSOR]
+
+def _read_entry(f) -> tuple[dict, torch.Tensor]:
+    """(metadata, tensor "kv") of an open safetensors file, read once into one buffer (the tensor is a view
+    of it: no second copy). The format: u64 little-endian header length, a JSON header naming each tensor's
+    dtype, shape and byte range after the header, and "__metadata__"; anything else raises ValueError."""
+    size = os.fstat(f.fileno()).st_size
+    buffer = torch.empty(size, dtype=torch.uint8)
+    if f.readinto(memoryview(buffer.numpy())) != size or size < 8:
+        raise ValueError("short read")
+    (header_len,) = struct.unpack("<Q", bytes(buffer[:8].numpy()))
+    if 8 + header_len > size:
+        raise ValueError("header runs past the end of the file")
+    header = json.loads(bytes(buffer[8:8 + header_len].numpy()))
+    entry = header[_TENSOR]
+    dtype, shape = _DTYPES[entry["dtype"]], [int(n) for n in entry["shape"]]
+    start, end = (8 + header_len + int(o) for o in entry["data_offsets"])
+    numel = 1
+    for n in shape:
+        numel *= n
+    if not 8 + header_len <= start <= end <= size or end - start != numel * dtype.itemsize:
+        raise ValueError("tensor bytes out of place")
+    return header.get("__metadata__") or {}, buffer[start:end].view(dtype).view(shape)
 
 
 def tensor_sha256(tensor: torch.Tensor) -> str:
@@ -114,24 +130,20 @@ class DiskTier:
         """The verified entry for `key` (on the CPU), or None when absent or corrupt."""
         path = self.path(key)
         try:
-            # One open, whole file read through that descriptor. safetensors' `safe_open(...).get_tensor` opens
-            # the file a second time by name (torch's `UntypedStorage.from_file`): an entry evicted and written
-            # again by other processes between the two opens made a fresh, whole entry look corrupt and get
-            # dropped (seen in CI under load, test_diskstress).
+            # One open, the whole file read through that descriptor. safetensors' `safe_open(...).get_tensor`
+            # opens the file a second time by name (torch's `UntypedStorage.from_file`): an entry evicted and
+            # written again by other processes between the two opens made a fresh, whole entry look corrupt
+            # and get dropped (seen in CI under load, test_diskstress).
             with open(path, "rb") as f:
-                data = f.read()
+                meta, tensor = _read_entry(f)
         except FileNotFoundError:  # absent, or evicted by another process: a plain miss
             self._count(misses=1)
             return None
-        except OSError:
-            self._count(misses=1, corrupt=1)
-            return None
-        try:
-            meta, tensor = _parse_entry(data)
+        except Exception:  # noqa: BLE001 - any unreadable file is corrupt, whatever the parser raised
+            ok = False
+        else:
             ok = (meta.get("format") == KV_FORMAT and meta.get("key") == key
                   and meta.get("sha256") == tensor_sha256(tensor))
-        except Exception:  # noqa: BLE001 - any unparsable file is corrupt, whatever the parser raised
-            ok = False
         if not ok:
             self._drop(path)
             self._count(misses=1, corrupt=1)
