@@ -56,7 +56,13 @@ def test_sinks_on_cuda():
     assert (out - _reference(model, blocks, query, sinks, 3, 2)).abs().max() <= TOL
 
 
-def test_cuda_graph_replay_equals_eager():
+@pytest.mark.parametrize("fused", [False, True])
+def test_cuda_graph_replay_equals_eager(fused, monkeypatch):
+    """Both ways the captured query step attends: two matmuls, and masked SDPA (past MAX_SCORE_BYTES)."""
+    from blockattn.engine import graphs
+
+    if fused:
+        monkeypatch.setattr(graphs, "MAX_SCORE_BYTES", 16)
     model = tiny_model().cuda()
     *blocks, query = _blocks([40, 30, 16])
     eager = BlockEngine(model, "tiny", config=EngineConfig(cuda_graphs=False))

@@ -46,41 +46,54 @@ def test_query_buckets_and_the_cpu_default():
     assert BlockEngine(tiny_model(), "tiny").graphs is None  # CPU default: the plain forward
 
 
-def test_rows_attention_accepts_a_non_contiguous_kernel_output(monkeypatch):
+@pytest.mark.parametrize("fused", [False, True])
+def test_rows_attention_accepts_a_non_contiguous_kernel_output(monkeypatch, fused):
     """CUDA's SDPA kernels may hand back their output in another memory layout (the H200 capture failed on a
-    `view` of it): the grouped rows must be regrouped by logical order, whatever the strides."""
+    `view` of it): the grouped rows must be regrouped by logical order, whatever the strides. Both ways of
+    attending (two matmuls; SDPA past MAX_SCORE_BYTES) give the same rows."""
     from blockattn.engine import graphs
 
     b, heads, kv_heads, t, d, capacity = 1, 4, 2, 3, 8, 5
     query = torch.randn(b, heads, t, d)
     key, value = torch.randn(b, kv_heads, capacity, d), torch.randn(b, kv_heads, capacity, d)
-    visible = torch.ones(t, capacity, dtype=torch.bool)
-    attention = graphs.RowsMaskedAttention(visible)
-    expected, _ = attention(None, query, key, value, None)
-    sdpa = torch.nn.functional.scaled_dot_product_attention
+    visible = torch.arange(capacity).view(1, -1) <= torch.tensor([2, 3, 4]).view(-1, 1)  # causal rows
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        query, key.repeat_interleave(heads // kv_heads, 1), value.repeat_interleave(heads // kv_heads, 1),
+        attn_mask=visible).transpose(1, 2)  # (B, T, H, D), each query head over its KV head
+    sdpa, called = torch.nn.functional.scaled_dot_product_attention, []
 
     def strided_sdpa(*args, **kwargs):  # same values, (B, H, L, D) stored as (B, L, H, D)
+        called.append(1)
         out = sdpa(*args, **kwargs)
         return out.transpose(1, 2).contiguous().transpose(1, 2)
 
     monkeypatch.setattr(graphs.nn.functional, "scaled_dot_product_attention", strided_sdpa)
-    got, _ = attention(None, query, key, value, None)
-    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    if fused:
+        monkeypatch.setattr(graphs, "MAX_SCORE_BYTES", 16)
+    got, _ = graphs.RowsMaskedAttention(visible)(None, query, key, value, None)
+    assert called == ([1] if fused else [])
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_query_blocks_whose_scores_would_be_large_stay_eager(monkeypatch):
-    """Past MAX_SCORE_BYTES of fp32 scores the static step declines (None: the caller's eager forward runs)."""
+def test_query_blocks_whose_scores_would_be_large_attend_with_sdpa(monkeypatch):
+    """Past MAX_SCORE_BYTES of fp32 scores the static step still runs (it used to decline and leave long
+    contexts to the eager forward), attending with SDPA: the same logits, and decoding continues the same."""
     from blockattn.engine import graphs
 
     model = tiny_model()
     engine = BlockEngine(model, "tiny", config=EngineConfig(cuda_graphs=True))
+    plain = BlockEngine(model, "tiny", config=EngineConfig(cuda_graphs=False))
     *blocks, query = random_blocks([9, 17, 6], seed=5)
-    calls = []
-    real = graphs.QueryGraphs._eager
-    monkeypatch.setattr(graphs.QueryGraphs, "_eager", lambda self, *a: calls.append(1) or real(self, *a))
-    expected = engine.prefill(blocks, query, keep_logits=2).logits
-    assert calls == [1]  # small: the static step ran
+    expected = plain.prefill(blocks, query, keep_logits=2, max_new_tokens=2)
+    engine.prefill(blocks, query, keep_logits=2)  # the blocks' K/V cached: below, only the query block runs
+    calls, fused = [], []
+    real_eager, real_sdpa = graphs.QueryGraphs._eager, torch.nn.functional.scaled_dot_product_attention
+    monkeypatch.setattr(graphs.QueryGraphs, "_eager", lambda self, *a: calls.append(1) or real_eager(self, *a))
+    monkeypatch.setattr(graphs.nn.functional, "scaled_dot_product_attention",
+                        lambda *a, **k: fused.append(1) or real_sdpa(*a, **k))
     monkeypatch.setattr(graphs, "MAX_SCORE_BYTES", 1024)
-    got = engine.prefill(blocks, query, keep_logits=2).logits
-    assert calls == [1]  # over the limit: the plain forward ran instead, with the same logits
-    assert (got - expected).abs().max() <= TOL
+    got = engine.prefill(blocks, query, keep_logits=2, max_new_tokens=2)
+    assert calls == [1] and len(fused) == model.config.num_hidden_layers  # the static step, SDPA in every layer
+    assert (got.logits - expected.logits).abs().max() <= TOL
+    token = int(torch.argmax(expected.logits[-1]))
+    assert (engine.decode_one_token(got, token) - plain.decode_one_token(expected, token)).abs().max() <= TOL

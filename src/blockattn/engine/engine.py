@@ -168,8 +168,7 @@ class BlockEngine:
         compiled = on_cuda if self.config.compile_rotation is None else self.config.compile_rotation
         self.placer = BlockPlacer(RopeSpec.from_model(model), compiled, self.config.fused_assemble)
         query_graphs = on_cuda if self.config.cuda_graphs is None else self.config.cuda_graphs
-        heads = model.config.num_attention_heads
-        self.graphs = QueryGraphs(use_graphs=on_cuda, query_heads=heads) if query_graphs else None
+        self.graphs = QueryGraphs(use_graphs=on_cuda) if query_graphs else None
         # a graph's K/V output stays allocated with it: at most PREFILL_GRAPH_BYTES each (SmolLM2: ~11k padded
         # tokens, the misses of a whole 8k-token request; Llama-8B: 2k)
         n_layers, kv_heads, head_dim = self.dims

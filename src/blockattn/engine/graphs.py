@@ -35,10 +35,12 @@ from blockattn.engine.kvbuffer import SequenceKV
 from blockattn.engine.staticops import masked_attention
 
 MAX_QUERY_TOKENS = 2048  # longer query blocks run eagerly (see the module docstring)
-# The static step's attention materialises fp32 scores (heads × T' × capacity); past this size one pass over
-# them costs more than the eager forward's launches. Measured on the H200 with the Llama-8B shape (2026-12-02,
-# bench ttft): at 16k context (84 MB of scores) the graph took 28.5 ms against 44.4 eager, at 32k (168 MB)
-# 43.1 against 29.1.
+# The two-matmul attention of the static step materialises fp32 scores (heads × T' × capacity). Measured on
+# the H200 with the Llama-8B shape (2026-12-02, bench ttft): at 16k context (84 MB of scores) the graph took
+# 28.5 ms against 44.4 eager, at 32k (168 MB) 43.1 against 29.1 -- the passes over the scores cost more than
+# the launches the graph saves. Past this size the step attends with masked SDPA instead (the fused kernel
+# never writes the scores out; with T' ≥ 16 query rows per head its grid is not the decode step's 3 thread
+# blocks), still inside the graph. Not yet measured on the GPU.
 MAX_SCORE_BYTES = 128 << 20
 
 # model(ids (1, T), positions (1, T), cache, attention_fn, keep_index (K,)) -> logits (K, V)
@@ -54,7 +56,9 @@ class RowsMaskedAttention:
     """T query tokens over a whole static buffer; `visible` (T, capacity) marks the slots each row sees.
 
     Grouped-query attention without a K/V copy: the G query heads sharing a KV head become G × T query rows of
-    that head, `(1, H, T, D) → (1, H_kv, G·T, D)`, with the mask repeated per head group."""
+    that head, `(1, H, T, D) → (1, H_kv, G·T, D)`, with the mask repeated per head group. Two matmuls with fp32
+    scores (`staticops.masked_attention`) while the scores are small, masked SDPA past MAX_SCORE_BYTES (the
+    shapes are fixed at capture, so each graph takes one of the two)."""
 
     def __init__(self, visible: torch.Tensor):
         self.visible = visible
@@ -66,7 +70,10 @@ class RowsMaskedAttention:
         groups = heads // kv_heads
         rows = query.reshape(b, kv_heads, groups * t, d)  # head h = kv * G + g: rows (g, i) of KV head kv
         mask = self.visible.repeat(groups, 1).view(1, 1, groups * t, -1)
-        out = masked_attention(rows, key, value, mask, scaling)  # (B, H_kv, G·T, D)
+        if b * heads * t * key.shape[2] * 4 > MAX_SCORE_BYTES:
+            out = nn.functional.scaled_dot_product_attention(rows, key, value, attn_mask=mask, scale=scaling)
+        else:
+            out = masked_attention(rows, key, value, mask, scaling)  # (B, H_kv, G·T, D)
         # reshape, not view: a fused kernel may return the rows in another memory layout (seen on the H200 with
         # SDPA: the capture failed with a view error and TTFT stayed eager, 2026-12-02)
         return out.reshape(b, heads, t, d).transpose(1, 2).contiguous(), None  # (B, T, H, D)
@@ -96,11 +103,10 @@ class QueryGraphs:
     # serving run (2026-12-02) the query phase took 0.3 ms at one client (replays) and 24 ms at 64 (what the
     # eager forward costs): with 32 graphs, keys are evicted before their buffers come back from the pool. A
     # graph keeps only its logits (~200 KB); its intermediates live in the pool all captures share.
-    def __init__(self, use_graphs: bool = True, max_graphs: int = 256, max_seen: int = 1024, query_heads: int = 1):
+    def __init__(self, use_graphs: bool = True, max_graphs: int = 256, max_seen: int = 1024):
         # use_graphs False (tests on the CPU): every eligible query block runs the static step eagerly
         self.use_graphs = use_graphs and SUPPORTS_CUDA_GRAPHS
         self.max_seen = max_seen
-        self.query_heads = query_heads  # the model's attention heads: the scores' size is heads × T' × capacity
         self._graphs: GraphCache[_Graph] = GraphCache(max_graphs, "query block")
         self._seen: OrderedDict[tuple, None] = OrderedDict()  # keys seen once (LRU, bounded)
         self.replays = 0
@@ -119,7 +125,7 @@ class QueryGraphs:
         padded = bucket_query(t)
         if start + padded > kv.capacity:
             padded = t  # no room for padding: an exact shape (still recurs when requests do)
-        if start + padded > kv.capacity or self.query_heads * padded * kv.capacity * 4 > MAX_SCORE_BYTES:
+        if start + padded > kv.capacity:
             return None
         if not (self.use_graphs and device.type == "cuda"):
             return self._eager(call, kv, tokens, padded, keep)
