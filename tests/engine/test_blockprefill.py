@@ -68,9 +68,9 @@ def test_bucketed_graph_batches_equal_the_eager_ones(monkeypatch):
     assert graphs.info()["captures"] >= 1 and graphs.info()["replays"] >= 1
 
 
-def test_graph_results_survive_the_next_replay(monkeypatch):
-    """One block filling its bucket exactly (no sinks): the slice of the graph's output is contiguous, and
-    must still be a copy -- the next replay overwrites the output."""
+def _replay_captures_eagerly(monkeypatch):
+    """CUDA graphs on the CPU, for the bookkeeping around them: a "capture" runs the step once and its
+    "replay" reruns it into the same output tensors (what a real replay does to them)."""
     from blockattn.engine import blockprefill
     from blockattn.engine.cudagraph import GraphCache
 
@@ -81,6 +81,14 @@ def test_graph_results_survive_the_next_replay(monkeypatch):
 
     monkeypatch.setattr(blockprefill, "SUPPORTS_CUDA_GRAPHS", True)
     monkeypatch.setattr(GraphCache, "capture", fake_capture)
+
+
+def test_graph_results_survive_the_next_replay(monkeypatch):
+    """One block filling its bucket exactly (no sinks): the slice of the graph's output is contiguous, and
+    must still be a copy -- the next replay overwrites the output."""
+    from blockattn.engine import blockprefill
+
+    _replay_captures_eagerly(monkeypatch)
     model = tiny_model()
     graphs = blockprefill.PrefillGraphs(use_graphs=True)
     g = torch.Generator().manual_seed(2)
@@ -105,15 +113,8 @@ def test_a_graph_is_not_shared_by_two_sink_sets(monkeypatch):
     """Same model, same shape, other sinks: a graph replays reads of the sinks it was captured with, so the
     other sinks get their own graph (their K/V equal the eager ones)."""
     from blockattn.engine import blockprefill
-    from blockattn.engine.cudagraph import GraphCache
 
-    def fake_capture(self, key, device, step, wrap):
-        output = step()
-        self._entries[key] = entry = wrap(_ReplayedEagerly(step, output), output)
-        return entry
-
-    monkeypatch.setattr(blockprefill, "SUPPORTS_CUDA_GRAPHS", True)
-    monkeypatch.setattr(GraphCache, "capture", fake_capture)
+    _replay_captures_eagerly(monkeypatch)
     model = tiny_model()
     graphs = blockprefill.PrefillGraphs(use_graphs=True)
     g = torch.Generator().manual_seed(3)
