@@ -114,6 +114,9 @@ case "${1:-}" in
     start)
         mkdir -p $BA/gpu "$RES" && cp .gpu/* /tmp/stage/gpu/* $BA/gpu/ 2>/dev/null; ls $BA/gpu
         python3 -m pip install -q --no-index --no-deps --target /tmp/site .devcache/whl/*.whl
+        # a wheel missing from .devcache/whl (scripts/gpu/prepare.sh) shows here, not as a server that never starts
+        PYTHONPATH=/tmp/site python3 -c "import fastapi, uvicorn, gguf, redis, nltk; print('carried packages import')" \
+            2>&1 | tail -n 1 | tee -a "$RES/session.txt"
         setsid nohup bash "$0" run > $BA/orchestrator.txt 2>&1 < /dev/null &
         sleep 2; cat $BA/orchestrator.txt ;;
     run) run ;;

@@ -56,12 +56,12 @@ def test_sinks_on_cuda():
     assert (out - _reference(model, blocks, query, sinks, 3, 2)).abs().max() <= TOL
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_cuda_graph_replay_equals_eager(fused, monkeypatch):
-    """Both ways the captured query step attends: two matmuls, and masked SDPA (past MAX_SCORE_BYTES)."""
+@pytest.mark.parametrize("scores", ["matmul", "declined"])
+def test_cuda_graph_replay_equals_eager(scores, monkeypatch):
+    """fp32: the captured query step attends with two matmuls; past MAX_SCORE_BYTES it declines (eager)."""
     from blockattn.engine import graphs
 
-    if fused:
+    if scores == "declined":
         monkeypatch.setattr(graphs, "MAX_SCORE_BYTES", 16)
     model = tiny_model().cuda()
     *blocks, query = _blocks([40, 30, 16])
@@ -70,12 +70,46 @@ def test_cuda_graph_replay_equals_eager(fused, monkeypatch):
     expected = eager.prefill(blocks, query, keep_logits=4).logits
     outs = [graphed.prefill(blocks, query, keep_logits=4).logits for _ in range(4)]
     info = graphed.graphs.info()
-    # captured on the second sighting of the key; replays need the pool to hand back the same buffer
-    assert info["error"] is None and info["captures"] == 1 and info["replays"] >= 1, info
+    if scores == "matmul":  # captured on the second sighting of the key; replays need the same pooled buffer
+        assert info["error"] is None and info["captures"] == 1 and info["replays"] >= 1, info
+    else:
+        assert info["captures"] == 0 and info["replays"] == 0, info
     for out in outs:
         assert (out - expected).abs().max() <= TOL
     state = graphed.prefill(blocks, query, max_new_tokens=0)  # another capacity bucket: still right
     assert (state.logits[-1] - expected[-1]).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("heads,kv_heads,dim,t,capacity,end", [(32, 8, 128, 64, 8192, 5000), (9, 3, 64, 16, 2048, 999)])
+def test_flash_buffer_attention_in_bf16(heads, kv_heads, dim, t, capacity, end):
+    """Flash's variable-length kernel over a request buffer's first `end` slots, read in place (the Llama-8B
+    and SmolLM2 head shapes) against fp32 SDPA over exactly those keys."""
+    from blockattn.engine import staticops
+
+    assert staticops.probe_flash_varlen(torch.device("cuda")), staticops.FLASH_VARLEN_ERROR
+    buffer = torch.randn(2, kv_heads, capacity, dim, device="cuda", dtype=torch.bfloat16)
+    query = torch.randn(1, heads, t, dim, device="cuda", dtype=torch.bfloat16)
+    key, value = buffer[0].unsqueeze(0), buffer[1].unsqueeze(0)
+    got = staticops.causal_buffer_attention(query, key, value, torch.tensor([end], device="cuda"), None)
+    visible = torch.arange(end, device="cuda").view(1, -1) <= torch.arange(end - t, end, device="cuda").view(-1, 1)
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        query.float(), key[:, :, :end].float(), value[:, :, :end].float(), attn_mask=visible, enable_gqa=True)
+    assert (got.float() - ref.transpose(1, 2)).abs().max() <= 2e-2
+
+
+def test_cuda_graph_replay_in_bf16_attends_with_flash():
+    """bf16 on CUDA: the captured query step reads the buffer through flash's kernel; replays agree with the
+    eager forward to bf16 precision, requests of several lengths through one graph."""
+    model = tiny_model().cuda().to(torch.bfloat16)
+    eager = BlockEngine(model, "tiny", config=EngineConfig(cuda_graphs=False))
+    graphed = BlockEngine(model, "tiny")
+    for seed, (ctx, q) in enumerate([(40, 17), (90, 20), (63, 31), (12, 18), (77, 25), (50, 29)]):
+        *blocks, query = _blocks([ctx, ctx // 2, q], seed=seed)
+        expected = eager.prefill(blocks, query, keep_logits=2).logits.float()
+        got = graphed.prefill(blocks, query, keep_logits=2).logits.float()
+        assert (got - expected).abs().max() <= 0.05 * expected.abs().max() + 1e-2, seed
+    info = graphed.graphs.info()
+    assert info["flash_varlen"] and info["error"] is None and info["replays"] >= 1, info
 
 
 def test_query_graphs_serve_requests_of_every_length():

@@ -46,54 +46,88 @@ def test_query_buckets_and_the_cpu_default():
     assert BlockEngine(tiny_model(), "tiny").graphs is None  # CPU default: the plain forward
 
 
-@pytest.mark.parametrize("fused", [False, True])
-def test_rows_attention_accepts_a_non_contiguous_kernel_output(monkeypatch, fused):
-    """CUDA's SDPA kernels may hand back their output in another memory layout (the H200 capture failed on a
-    `view` of it): the grouped rows must be regrouped by logical order, whatever the strides. Both ways of
-    attending (two matmuls; SDPA past MAX_SCORE_BYTES) give the same rows."""
+def reference_flash_varlen(q, k, v, cu_q, cu_k, max_q, max_k, scale):
+    """What flash's variable-length kernel computes for one sequence, written with SDPA (CPU stand-in): the
+    first cu_k[1] keys, causal aligned lower-right, grouped-query heads."""
+    assert q.shape[0] == int(cu_q[1]) == max_q and k.shape[0] == max_k and cu_q.dtype == cu_k.dtype == torch.int32
+    end, t = int(cu_k[1]), q.shape[0]
+    visible = torch.arange(end).view(1, -1) <= torch.arange(end - t, end).view(-1, 1)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(0, 1).unsqueeze(0), k[:end].transpose(0, 1).unsqueeze(0), v[:end].transpose(0, 1).unsqueeze(0),
+        attn_mask=visible, scale=scale, enable_gqa=True)
+    return out[0].transpose(0, 1)  # (T, H, D)
+
+
+@pytest.fixture
+def cpu_flash(monkeypatch):
+    """Route the static steps through `causal_buffer_attention` on the CPU, with the reference kernel."""
+    from blockattn.engine import staticops
+
+    calls = []
+    monkeypatch.setattr(staticops, "flash_applies", lambda key: True)
+    monkeypatch.setattr(staticops, "flash_varlen", lambda *a: calls.append(1) or reference_flash_varlen(*a))
+    return calls
+
+
+@pytest.mark.parametrize("flash", [False, True])
+def test_rows_attention_matches_grouped_sdpa(request, flash):
+    """Both ways the static query step attends (two matmuls over the buffer; flash's variable-length kernel
+    over its first `end` slots) give each query head its KV head's causal rows."""
     from blockattn.engine import graphs
 
-    b, heads, kv_heads, t, d, capacity = 1, 4, 2, 3, 8, 5
+    calls = request.getfixturevalue("cpu_flash") if flash else None
+    b, heads, kv_heads, t, d, capacity = 1, 4, 2, 3, 8, 7
     query = torch.randn(b, heads, t, d)
     key, value = torch.randn(b, kv_heads, capacity, d), torch.randn(b, kv_heads, capacity, d)
-    visible = torch.arange(capacity).view(1, -1) <= torch.tensor([2, 3, 4]).view(-1, 1)  # causal rows
+    positions = torch.tensor([2, 3, 4])
+    visible = torch.arange(capacity).view(1, -1) <= positions.view(-1, 1)  # causal rows; slots 5, 6 unused
     expected = torch.nn.functional.scaled_dot_product_attention(
         query, key.repeat_interleave(heads // kv_heads, 1), value.repeat_interleave(heads // kv_heads, 1),
         attn_mask=visible).transpose(1, 2)  # (B, T, H, D), each query head over its KV head
-    sdpa, called = torch.nn.functional.scaled_dot_product_attention, []
-
-    def strided_sdpa(*args, **kwargs):  # same values, (B, H, L, D) stored as (B, L, H, D)
-        called.append(1)
-        out = sdpa(*args, **kwargs)
-        return out.transpose(1, 2).contiguous().transpose(1, 2)
-
-    monkeypatch.setattr(graphs.nn.functional, "scaled_dot_product_attention", strided_sdpa)
-    if fused:
-        monkeypatch.setattr(graphs, "MAX_SCORE_BYTES", 16)
-    got, _ = graphs.RowsMaskedAttention(visible)(None, query, key, value, None)
-    assert called == ([1] if fused else [])
+    got, _ = graphs.QueryRowsAttention(visible, positions[-1:] + 1)(None, query, key, value, None)
+    assert calls is None or calls == [1]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_query_blocks_whose_scores_would_be_large_attend_with_sdpa(monkeypatch):
-    """Past MAX_SCORE_BYTES of fp32 scores the static step still runs (it used to decline and leave long
-    contexts to the eager forward), attending with SDPA: the same logits, and decoding continues the same."""
+@pytest.mark.parametrize("flash", [False, True])
+def test_query_blocks_whose_scores_would_be_large(request, monkeypatch, flash):
+    """Past MAX_SCORE_BYTES of matmul scores the query step declines to the eager forward; with flash's kernel
+    (no scores in memory) it stays static. Either way: the same logits, and decoding continues the same."""
     from blockattn.engine import graphs
 
+    calls = request.getfixturevalue("cpu_flash") if flash else None
     model = tiny_model()
     engine = BlockEngine(model, "tiny", config=EngineConfig(cuda_graphs=True))
     plain = BlockEngine(model, "tiny", config=EngineConfig(cuda_graphs=False))
     *blocks, query = random_blocks([9, 17, 6], seed=5)
     expected = plain.prefill(blocks, query, keep_logits=2, max_new_tokens=2)
     engine.prefill(blocks, query, keep_logits=2)  # the blocks' K/V cached: below, only the query block runs
-    calls, fused = [], []
-    real_eager, real_sdpa = graphs.QueryGraphs._eager, torch.nn.functional.scaled_dot_product_attention
-    monkeypatch.setattr(graphs.QueryGraphs, "_eager", lambda self, *a: calls.append(1) or real_eager(self, *a))
-    monkeypatch.setattr(graphs.nn.functional, "scaled_dot_product_attention",
-                        lambda *a, **k: fused.append(1) or real_sdpa(*a, **k))
+    static = []
+    real_eager = graphs.QueryGraphs._eager
+    monkeypatch.setattr(graphs.QueryGraphs, "_eager", lambda self, *a: static.append(1) or real_eager(self, *a))
     monkeypatch.setattr(graphs, "MAX_SCORE_BYTES", 1024)
+    if calls is not None:
+        calls.clear()
     got = engine.prefill(blocks, query, keep_logits=2, max_new_tokens=2)
-    assert calls == [1] and len(fused) == model.config.num_hidden_layers  # the static step, SDPA in every layer
+    if flash:  # the static step, flash in every layer
+        assert static == [1] and len(calls) == model.config.num_hidden_layers
+    else:  # declined: the eager forward
+        assert static == []
     assert (got.logits - expected.logits).abs().max() <= TOL
     token = int(torch.argmax(expected.logits[-1]))
     assert (engine.decode_one_token(got, token) - plain.decode_one_token(expected, token)).abs().max() <= TOL
+
+
+def test_static_query_step_with_flash_equals_the_eager_forward(cpu_flash, tmp_path):
+    """The whole static query step through `causal_buffer_attention` (reference kernel), sinks and adapter on:
+    the eager forward's logits and next tokens."""
+    adapter = make_adapter(tmp_path, ARCHITECTURES[0])
+    base = adapter.model.get_base_model()
+    eager = BlockEngine(base, "tiny", adapter, EngineConfig(cuda_graphs=False, merge_adapter=False))
+    static = BlockEngine(base, "tiny", adapter, EngineConfig(cuda_graphs=True, merge_adapter=False))
+    *blocks, query = random_blocks([12, 30, 5], seed=2)
+    expected = eager.prefill(blocks, query, keep_logits=3, max_new_tokens=4)
+    got = static.prefill(blocks, query, keep_logits=3, max_new_tokens=4)
+    assert cpu_flash and (got.logits - expected.logits).abs().max() <= TOL
+    token = int(torch.argmax(expected.logits[-1]))
+    assert (eager.decode_one_token(expected, token) - static.decode_one_token(got, token)).abs().max() <= TOL

@@ -493,7 +493,7 @@ def run(cfg: ServeBenchConfig, command: str, out: Path, log=print) -> dict:
             try:
                 targets[mode] = ServerTarget(mode, model, cfg)
             except Exception as exc:  # noqa: BLE001 - recorded; the other modes still run
-                failed[mode] = f"{type(exc).__name__}: {exc}"[-2000:]
+                failed[mode] = f"{type(exc).__name__}: {exc}"[-2000:]  # the end of a traceback says why
 
         starting = {m: threading.Thread(target=start, args=(m,)) for m in cfg.modes if m in SERVER_MODES}
         for thread in starting.values():

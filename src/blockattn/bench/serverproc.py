@@ -22,8 +22,14 @@ class ServerProcess:
         line = self.proc.stderr.readline()  # "blockattn: serving ... on http://127.0.0.1:PORT/v1"
         match = re.search(r"http://[\d.]+:\d+", line)
         if not match:
-            self.proc.kill()
-            raise RuntimeError(f"server did not start: {line}{self.proc.stderr.read()}")
+            # let a dying server finish writing its traceback (killing it first kept only the first lines, and
+            # hid a missing package on the H200, 2026-12-03); one still running after 30 s is killed
+            try:
+                rest = self.proc.communicate(timeout=30)[1]
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                rest = self.proc.communicate()[1]
+            raise RuntimeError(f"server did not start: {line}{rest}")
         self.url = match.group(0)
         # keep reading stderr so a chatty server never blocks on a full pipe
         threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()

@@ -155,6 +155,7 @@ class BlockEngine:
         weight = model.get_input_embeddings().weight
         self.device, self.dtype = weight.device, weight.dtype
         staticops.probe_fp32_scores(self.device)
+        staticops.probe_flash_varlen(self.device)
         self.vocab_size = weight.shape[0]
         self.dims = model_dims(model.config)
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
@@ -168,7 +169,8 @@ class BlockEngine:
         compiled = on_cuda if self.config.compile_rotation is None else self.config.compile_rotation
         self.placer = BlockPlacer(RopeSpec.from_model(model), compiled, self.config.fused_assemble)
         query_graphs = on_cuda if self.config.cuda_graphs is None else self.config.cuda_graphs
-        self.graphs = QueryGraphs(use_graphs=on_cuda) if query_graphs else None
+        heads = model.config.num_attention_heads
+        self.graphs = QueryGraphs(use_graphs=on_cuda, query_heads=heads) if query_graphs else None
         # a graph's K/V output stays allocated with it: at most PREFILL_GRAPH_BYTES each (SmolLM2: ~11k padded
         # tokens, the misses of a whole 8k-token request; Llama-8B: 2k)
         n_layers, kv_heads, head_dim = self.dims

@@ -32,15 +32,15 @@ from torch import nn
 from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache
 from blockattn.engine.decodegraph import StaticStepKV, zero_tail
 from blockattn.engine.kvbuffer import SequenceKV
-from blockattn.engine.staticops import masked_attention
+from blockattn.engine import staticops
 
 MAX_QUERY_TOKENS = 2048  # longer query blocks run eagerly (see the module docstring)
-# The two-matmul attention of the static step materialises fp32 scores (heads × T' × capacity). Measured on
-# the H200 with the Llama-8B shape (2026-12-02, bench ttft): at 16k context (84 MB of scores) the graph took
-# 28.5 ms against 44.4 eager, at 32k (168 MB) 43.1 against 29.1 -- the passes over the scores cost more than
-# the launches the graph saves. Past this size the step attends with masked SDPA instead (the fused kernel
-# never writes the scores out; with T' ≥ 16 query rows per head its grid is not the decode step's 3 thread
-# blocks), still inside the graph. Not yet measured on the GPU.
+# How the static step attends. On CUDA in half precision, with flash's variable-length kernel (probed once,
+# `staticops.probe_flash_varlen`): only the request's keys are read, and the scores never leave the chip.
+# Elsewhere two matmuls with fp32 scores over the whole buffer; past MAX_SCORE_BYTES of scores that costs more
+# than the launches a graph saves, and the step declines (the eager forward runs). Measured on the H200 with
+# the Llama-8B shape (bench ttft, 2026-12-02/03): matmul scores at 16k context 26.3 ms (eager 26.5), at 32k
+# 43.1 ms (eager 29.1); masked SDPA in the graph at 32k 64.0 ms (eager 28.8), so it is not used.
 MAX_SCORE_BYTES = 128 << 20
 
 # model(ids (1, T), positions (1, T), cache, attention_fn, keep_index (K,)) -> logits (K, V)
@@ -52,30 +52,29 @@ def bucket_query(t: int) -> int:
     return max(16, 1 << (t - 1).bit_length())
 
 
-class RowsMaskedAttention:
-    """T query tokens over a whole static buffer; `visible` (T, capacity) marks the slots each row sees.
+class QueryRowsAttention:
+    """T query tokens over a whole static buffer, each row seeing the slots up to its own position.
 
-    Grouped-query attention without a K/V copy: the G query heads sharing a KV head become G × T query rows of
-    that head, `(1, H, T, D) → (1, H_kv, G·T, D)`, with the mask repeated per head group. Two matmuls with fp32
-    scores (`staticops.masked_attention`) while the scores are small, masked SDPA past MAX_SCORE_BYTES (the
-    shapes are fixed at capture, so each graph takes one of the two)."""
+    `visible` (T, capacity) marks them for the two-matmul path; `end` (1,) = the last row's position + 1 is
+    all flash's kernel needs (`staticops.causal_buffer_attention`). In the matmul path grouped-query
+    attention needs no K/V copy: the G query heads sharing a KV head become G × T query rows of that head,
+    `(1, H, T, D) → (1, H_kv, G·T, D)`, with the mask repeated per head group."""
 
-    def __init__(self, visible: torch.Tensor):
-        self.visible = visible
+    def __init__(self, visible: torch.Tensor, end: torch.Tensor):
+        self.visible, self.end = visible, end
 
     def __call__(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                  attention_mask, scaling: float | None = None) -> tuple[torch.Tensor, None]:
+        if staticops.flash_applies(key):
+            return staticops.causal_buffer_attention(query, key, value, self.end, scaling), None
         b, heads, t, d = query.shape
         kv_heads = key.shape[1]
         groups = heads // kv_heads
         rows = query.reshape(b, kv_heads, groups * t, d)  # head h = kv * G + g: rows (g, i) of KV head kv
         mask = self.visible.repeat(groups, 1).view(1, 1, groups * t, -1)
-        if b * heads * t * key.shape[2] * 4 > MAX_SCORE_BYTES:
-            out = nn.functional.scaled_dot_product_attention(rows, key, value, attn_mask=mask, scale=scaling)
-        else:
-            out = masked_attention(rows, key, value, mask, scaling)  # (B, H_kv, G·T, D)
-        # reshape, not view: a fused kernel may return the rows in another memory layout (seen on the H200 with
-        # SDPA: the capture failed with a view error and TTFT stayed eager, 2026-12-02)
+        out = staticops.masked_attention(rows, key, value, mask, scaling)  # (B, H_kv, G·T, D)
+        # reshape, not view: should a kernel return the rows in another memory layout (seen on the H200 with
+        # SDPA: a capture failed with a view error and TTFT stayed eager, 2026-12-02)
         return out.reshape(b, heads, t, d).transpose(1, 2).contiguous(), None  # (B, T, H, D)
 
 
@@ -85,8 +84,8 @@ def query_step(call: QueryCall, buffer: torch.Tensor, ids: torch.Tensor, positio
     capacity = buffer.shape[3]
     slots = torch.arange(capacity, device=positions.device)
     visible = slots.view(1, capacity) <= positions.view(-1, 1)  # (T', capacity)
-    return call(ids, positions.view(1, -1), StaticStepKV(buffer, positions), RowsMaskedAttention(visible),
-                keep_index)
+    attention = QueryRowsAttention(visible, positions[-1:] + 1)
+    return call(ids, positions.view(1, -1), StaticStepKV(buffer, positions), attention, keep_index)
 
 
 @dataclass
@@ -103,10 +102,11 @@ class QueryGraphs:
     # serving run (2026-12-02) the query phase took 0.3 ms at one client (replays) and 24 ms at 64 (what the
     # eager forward costs): with 32 graphs, keys are evicted before their buffers come back from the pool. A
     # graph keeps only its logits (~200 KB); its intermediates live in the pool all captures share.
-    def __init__(self, use_graphs: bool = True, max_graphs: int = 256, max_seen: int = 1024):
+    def __init__(self, use_graphs: bool = True, max_graphs: int = 256, max_seen: int = 1024, query_heads: int = 1):
         # use_graphs False (tests on the CPU): every eligible query block runs the static step eagerly
         self.use_graphs = use_graphs and SUPPORTS_CUDA_GRAPHS
         self.max_seen = max_seen
+        self.query_heads = query_heads  # the model's attention heads: matmul scores are heads × T' × capacity
         self._graphs: GraphCache[_Graph] = GraphCache(max_graphs, "query block")
         self._seen: OrderedDict[tuple, None] = OrderedDict()  # keys seen once (LRU, bounded)
         self.replays = 0
@@ -125,7 +125,7 @@ class QueryGraphs:
         padded = bucket_query(t)
         if start + padded > kv.capacity:
             padded = t  # no room for padding: an exact shape (still recurs when requests do)
-        if start + padded > kv.capacity:
+        if start + padded > kv.capacity or self._scores_too_large(kv, padded):
             return None
         if not (self.use_graphs and device.type == "cuda"):
             return self._eager(call, kv, tokens, padded, keep)
@@ -150,6 +150,12 @@ class QueryGraphs:
         kv.set_length(start + t)
         self.replays += 1
         return graph.logits.clone()
+
+    def _scores_too_large(self, kv: SequenceKV, padded: int) -> bool:
+        """Whether the step would attend with matmul scores larger than MAX_SCORE_BYTES (then it declines)."""
+        if staticops.flash_applies(kv.buffer):
+            return False
+        return self.query_heads * padded * kv.capacity * 4 > MAX_SCORE_BYTES
 
     def _eager(self, call: QueryCall, kv: SequenceKV, tokens: np.ndarray, padded: int, keep: int) -> torch.Tensor:
         """The static step without a graph (what a replay computes; tests compare it with the eager forward)."""
@@ -177,4 +183,5 @@ class QueryGraphs:
 
     def info(self) -> dict:
         return {"graphs": len(self._graphs), "captures": self._graphs.captures, "replays": self.replays,
-                "error": self.error}
+                "error": self.error, "flash_varlen": staticops.FLASH_VARLEN,
+                "flash_varlen_error": staticops.FLASH_VARLEN_ERROR}

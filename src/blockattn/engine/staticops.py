@@ -87,6 +87,75 @@ class OneTokenAttention:
         return out.reshape(b, 1, heads, d), None  # (B, 1, H, D)
 
 
+# Whether flash attention's variable-length kernel runs here on our buffers' layout and agrees with
+# `masked_attention` (set by `probe_flash_varlen`, called once by the engine outside any capture).
+FLASH_VARLEN = False
+FLASH_VARLEN_ERROR: str | None = None  # why the probe said no (shown in the engine's info)
+_HALF = (torch.bfloat16, torch.float16)
+
+
+def flash_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor,
+                 max_q: int, max_k: int, scale: float) -> torch.Tensor:
+    """Causal flash attention of one variable-length sequence: q (T, H, D), k/v (L, H_kv, D) of which the first
+    cu_k[1] rows are keys, causal aligned lower-right (row i sees keys <= cu_k[1] - T + i) → (T, H, D).
+    The raw kernel (`aten._flash_attention_forward`, positional arguments stable since torch 2.2); tests
+    replace it with a reference on the CPU."""
+    return torch.ops.aten._flash_attention_forward(q, k, v, cu_q, cu_k, max_q, max_k, 0.0, True, False,
+                                                   scale=scale)[0]
+
+
+def flash_applies(key: torch.Tensor) -> bool:
+    """Whether a static step over `key`'s buffer attends with `causal_buffer_attention`."""
+    return FLASH_VARLEN and key.is_cuda and key.dtype in _HALF
+
+
+def causal_buffer_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, end: torch.Tensor,
+                            scale: float | None) -> torch.Tensor:
+    """T query tokens, the last T of the first `end` slots of a whole static buffer, causal (row i sees slots
+    < end - T + 1 + i): query (1, H, T, D), key/value (1, H_kv, capacity, D), end (1,) device tensor → (1, T, H, D).
+
+    Why: the two-matmul attention writes fp32 scores for every slot of the buffer, used or not (for the
+    Llama-8B shape at a 32k context, 64 query rows: 268 MB per layer, read and written three times). Flash's
+    variable-length kernel reads the first `end` keys only, in tiles, and takes `end` as a device tensor
+    (`cu_seq_k`), so the length stays data and the graph is reused across requests. Grouped-query heads are
+    native to it; the buffer is read in place through a (capacity, H_kv, D) view of its (H_kv, capacity, D)
+    storage."""
+    _, heads, t, d = query.shape
+    scale = d ** -0.5 if scale is None else scale
+    q = query[0].transpose(0, 1).contiguous()  # (T, H, D): small; the buffer itself is never copied
+    k, v = key[0].transpose(0, 1), value[0].transpose(0, 1)  # (capacity, H_kv, D) views
+    cu_q = torch.arange(2, device=q.device, dtype=torch.int32) * t  # [0, T]
+    cu_k = torch.cat([torch.zeros_like(end), end]).to(torch.int32)  # [0, end]
+    return flash_varlen(q, k, v, cu_q, cu_k, t, k.shape[0], scale).unsqueeze(0)
+
+
+def probe_flash_varlen(device: torch.device) -> bool:
+    """Run `causal_buffer_attention` once on a small bf16 case laid out like a request's buffer and compare it
+    with `masked_attention`; remember whether it ran and agreed (torch builds without the kernel, or whose
+    kernel refuses the strided view, keep the matmul attention)."""
+    global FLASH_VARLEN, FLASH_VARLEN_ERROR
+    FLASH_VARLEN, FLASH_VARLEN_ERROR = False, None
+    if torch.device(device).type != "cuda":
+        return False
+    try:
+        gen = torch.Generator(device=device).manual_seed(0)
+        heads, kv_heads, t, d, capacity, end = 4, 2, 16, 64, 96, 70
+        buffer = torch.randn(2, kv_heads, capacity, d, device=device, dtype=torch.bfloat16, generator=gen)
+        query = torch.randn(1, heads, t, d, device=device, dtype=torch.bfloat16, generator=gen)
+        key, value = buffer[0].unsqueeze(0), buffer[1].unsqueeze(0)
+        got = causal_buffer_attention(query, key, value, torch.tensor([end], device=device), None)
+        visible = torch.arange(capacity, device=device).view(1, -1) <= torch.arange(end - t, end, device=device).view(-1, 1)
+        rows = query.reshape(1, kv_heads, heads // kv_heads * t, d)
+        ref = masked_attention(rows.float(), key.float(), value.float(), visible.repeat(heads // kv_heads, 1), None)
+        ref = ref.reshape(1, heads, t, d).transpose(1, 2)
+        error = float((got.float() - ref).abs().max())
+        FLASH_VARLEN = error <= 2e-2
+        FLASH_VARLEN_ERROR = None if FLASH_VARLEN else f"disagrees with the matmul attention by {error:.3g}"
+    except (RuntimeError, TypeError, NotImplementedError, AttributeError) as exc:
+        FLASH_VARLEN_ERROR = f"{type(exc).__name__}: {exc}"[:300]
+    return FLASH_VARLEN
+
+
 @torch.compiler.disable
 def index_copy_into(dest: torch.Tensor, dim: int, index: torch.Tensor, src: torch.Tensor) -> None:
     """dest.index_copy_(dim, index, src), never traced by torch.compile (see the module docstring)."""

@@ -1,0 +1,87 @@
+"""Where the captured query step's attention time goes (issue 10, TTFT at long contexts): one layer of the
+Llama-8B shape (32 query heads, 8 KV heads, head dim 128, bf16), a 64-token query block over a request buffer
+of `bucket_capacity(context + 64)` slots, each way the engine could attend, timed with CUDA events:
+
+    matmul   the static step's two matmuls with fp32 scores over the whole buffer (staticops.masked_attention)
+    sdpa     masked SDPA over the whole buffer (what the step used past 128 MiB of scores at b251358)
+    flash    flash's variable-length kernel over the first `end` slots, in place (staticops.causal_buffer_attention)
+    exact    SDPA with the lower-right causal bias over exactly the request's keys (the eager forward's call;
+             its slice is a new shape per request, so it cannot be captured)
+
+    python scripts/gpu/probe_query_attention.py --out $OUT/probe_query_attention.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from torch.nn.attention.bias import causal_lower_right
+
+from blockattn.engine import staticops
+from blockattn.engine.kvbuffer import bucket_capacity
+
+
+def timed(fn, repeat: int = 20) -> float:
+    for _ in range(3):
+        fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    torch.cuda.synchronize()
+    start.record()
+    for _ in range(repeat):
+        fn()
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / repeat
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--contexts", default="2048,8192,16384,32768")
+    args = parser.parse_args()
+    device = torch.device("cuda")
+    staticops.probe_fp32_scores(device)
+    flash_ok = staticops.probe_flash_varlen(device)
+    heads, kv_heads, dim, t = 32, 8, 128, 64
+    groups = heads // kv_heads
+    rows = []
+    for context in [int(c) for c in args.contexts.split(",")]:
+        end = context + t
+        capacity = bucket_capacity(end)
+        key = torch.randn(1, kv_heads, capacity, dim, device=device, dtype=torch.bfloat16)
+        value = torch.randn_like(key)
+        query = torch.randn(1, heads, t, dim, device=device, dtype=torch.bfloat16)
+        visible = torch.arange(capacity, device=device).view(1, -1) <= torch.arange(context, end, device=device).view(-1, 1)
+        mask = visible.repeat(groups, 1).view(1, 1, groups * t, -1)
+        grouped = query.reshape(1, kv_heads, groups * t, dim)
+        end_t = torch.tensor([end], device=device)
+        bias = causal_lower_right(t, end)
+        ways = {
+            "matmul": lambda: staticops.masked_attention(grouped, key, value, mask, None),
+            "sdpa": lambda: torch.nn.functional.scaled_dot_product_attention(grouped, key, value, attn_mask=mask),
+            "exact": lambda: torch.nn.functional.scaled_dot_product_attention(
+                query, key[:, :, :end], value[:, :, :end], attn_mask=bias, enable_gqa=True),
+        }
+        if flash_ok:
+            ways["flash"] = lambda: staticops.causal_buffer_attention(query, key, value, end_t, None)
+        row = {"context": context, "capacity": capacity}
+        for name, fn in ways.items():
+            try:
+                row[f"{name}_ms"] = round(timed(fn), 4)
+            except RuntimeError as exc:  # recorded: the other ways still run
+                row[f"{name}_error"] = f"{type(exc).__name__}: {exc}"[:200]
+        print(row, flush=True)
+        rows.append(row)
+    result = {"benchmark": "probe_query_attention", "title": "Query-block attention, one layer of the Llama-8B "
+              "shape (64 query tokens, bf16)", "flash_varlen": flash_ok, "flash_varlen_error":
+              staticops.FLASH_VARLEN_ERROR, "rows": rows, "env": {"torch": torch.__version__,
+              "gpu": torch.cuda.get_device_name(0)},
+              "command": "python scripts/gpu/probe_query_attention.py --out $OUT/probe_query_attention.json"}
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
