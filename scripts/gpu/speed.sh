@@ -2,7 +2,11 @@
 # Issue 10 on the lent H200, in one call, bounded by a wall budget: the GPU tests, then decode, TTFT and serving
 # benchmarks.
 #
-#   OUT=/some/dir scripts/gpu/speed.sh [--budget SECONDS] [--device cuda|cpu] [--smoke]
+#   OUT=/some/dir scripts/gpu/speed.sh [--budget SECONDS] [--device cuda|cpu] [--smoke] [--phases LIST]
+#                                      [--serve-budget SECONDS]
+#
+# --phases: a comma-separated subset of tests,decode,probe,ttft,serve,compiled,profile (default: all), for a
+# short lease that re-measures what changed.
 #
 # Writes to $OUT: speed_log.txt (phases, exit codes, durations, the benchmark tables), gpu_tests.txt,
 # bench_decode.json + .png, bench_ttft.json + .png, bench_serve.json + .png, bench_decode_compiled.json + .png,
@@ -15,12 +19,17 @@ set -u
 BUDGET=300
 DEVICE=cuda
 SMOKE=0
+PHASES=tests,decode,probe,ttft,serve,compiled,profile
+SERVE_BUDGET_ARG=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --budget) BUDGET="$2"; shift 2 ;;
         --device) DEVICE="$2"; shift 2 ;;
         --smoke) SMOKE=1; shift ;;
-        *) echo "speed.sh: unknown argument $1 (use --budget S, --device cuda|cpu, --smoke)" >&2; exit 2 ;;
+        --phases) PHASES="$2"; shift 2 ;;
+        --serve-budget) SERVE_BUDGET_ARG="$2"; shift 2 ;;
+        *) echo "speed.sh: unknown argument $1 (use --budget S, --device cuda|cpu, --smoke, --phases LIST," \
+                "--serve-budget S)" >&2; exit 2 ;;
     esac
 done
 : "${OUT:?set OUT to the output directory}"
@@ -34,6 +43,8 @@ START=$(date +%s)
 log() { echo "[$(date +%T) +$(( $(date +%s) - START ))s] $*" | tee -a "$LOG" >&2; }
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 cap() { local want=$1 l; l=$(( $(left) - 5 )); [ "$want" -lt "$l" ] && echo "$want" || echo "$l"; }
+
+wants() { [[ ",$PHASES," == *",$1,"* ]]; }
 
 # phase NAME CAP_SECONDS OUTPUT_FILE COMMAND... : runs COMMAND under `timeout` (stdout + stderr appended to
 # OUTPUT_FILE), logs rc and duration; skipped when the budget has no time left for it
@@ -63,7 +74,10 @@ if [ "$SMOKE" = 1 ]; then
 else
     MODELS_DEC=smollm2,llama8b; MODELS_TTFT=llama8b; DEC_ARGS=""; TTFT_ARGS=""
     SERVE_ARGS="--model smollm2-135m-instruct --clients 1,8,64"; SERVE_BUDGET=90
-    if [ -f "$BLOCKATTN_SMOLLM2_GGUF" ] || [ -d "$BLOCKATTN_HOME" ]; then
+    [ -n "$SERVE_BUDGET_ARG" ] && SERVE_BUDGET=$SERVE_BUDGET_ARG
+    if ! wants decode && ! wants serve && ! wants compiled; then
+        :  # no phase needs SmolLM2
+    elif [ -f "$BLOCKATTN_SMOLLM2_GGUF" ] || [ -d "$BLOCKATTN_HOME" ]; then
         phase "prepare SmolLM2" "$(cap 60)" "$LOG" $PY -m blockattn models prepare
     else
         log "no SmolLM2 GGUF at $BLOCKATTN_SMOLLM2_GGUF: SmolLM2 rows will be skipped"
@@ -73,39 +87,45 @@ fi
 # On the H200 (2026-12-02) collection failed: "cannot import name 'BlockSinks' from 'blockattn.attention'
 # (unknown location)", i.e. the package resolved as a namespace package in pytest's process only (benchmarks
 # importing the same names ran). Record where it resolves, and retry once in pytest's default import mode.
-$PY -c "import blockattn.attention as a, pytest; print('blockattn.attention from', a.__file__, list(a.__path__), \
-    'pytest', pytest.__version__)" >> "$OUT/gpu_tests.txt" 2>&1
-phase "GPU tests" "$(cap 100)" "$OUT/gpu_tests.txt" $PY -m pytest -p no:cacheprovider -q -m gpu \
-    tests/engine/test_gpu.py --no-header -rfEs
-if grep -q "ERROR collecting" "$OUT/gpu_tests.txt"; then
-    phase "GPU tests (import-mode=prepend)" "$(cap 100)" "$OUT/gpu_tests.txt" $PY -m pytest -p no:cacheprovider \
-        -o addopts="" --import-mode=prepend -q -m gpu tests/engine/test_gpu.py --no-header -rfEs
+if wants tests; then
+    $PY -c "import blockattn.attention as a, pytest; print('blockattn.attention from', a.__file__, \
+        list(a.__path__), 'pytest', pytest.__version__)" >> "$OUT/gpu_tests.txt" 2>&1
+    phase "GPU tests" "$(cap 100)" "$OUT/gpu_tests.txt" $PY -m pytest -p no:cacheprovider -q -m gpu \
+        tests/engine/test_gpu.py --no-header -rfEs
+    if grep -q "ERROR collecting" "$OUT/gpu_tests.txt"; then
+        phase "GPU tests (import-mode=prepend)" "$(cap 100)" "$OUT/gpu_tests.txt" $PY -m pytest \
+            -p no:cacheprovider -o addopts="" --import-mode=prepend -q -m gpu tests/engine/test_gpu.py --no-header -rfEs
+    fi
+    tail -n 3 "$OUT/gpu_tests.txt" >> "$LOG"
 fi
-tail -n 3 "$OUT/gpu_tests.txt" >> "$LOG"
 
 DEC_CAP=$(cap 130)
-phase "bench decode" "$DEC_CAP" "$LOG" $PY -m blockattn bench decode --device "$DEVICE" --models "$MODELS_DEC" \
+wants decode && phase "bench decode" "$DEC_CAP" "$LOG" $PY -m blockattn bench decode --device "$DEVICE" --models "$MODELS_DEC" \
     --variants engine,engine_eager,hf_generate $DEC_ARGS --time-budget $(( DEC_CAP * 3 / 4 )) \
     --out "$OUT/bench_decode.json"
 
+# each way the captured query step can attend, one layer of the Llama-8B shape (needs CUDA)
+[ "$SMOKE" = 0 ] && wants probe && phase "probe query attention" "$(cap 40)" "$LOG" $PY \
+    scripts/gpu/probe_query_attention.py --out "$OUT/probe_query_attention.json"
+
 TTFT_CAP=$(cap 70)
-phase "bench ttft" "$TTFT_CAP" "$LOG" $PY -m blockattn bench ttft --device "$DEVICE" --models "$MODELS_TTFT" \
+wants ttft && phase "bench ttft" "$TTFT_CAP" "$LOG" $PY -m blockattn bench ttft --device "$DEVICE" --models "$MODELS_TTFT" \
     $TTFT_ARGS --time-budget $(( TTFT_CAP / 2 )) --out "$OUT/bench_ttft.json"
 
 # two server processes (block mode, full mode) and plain generate on HotpotQA paragraphs; the budget covers the
 # measured phases, the cap adds their start-up and warm-up
 SERVE_CAP=$(cap 160)
-phase "bench serve" "$SERVE_CAP" "$LOG" $PY -m blockattn bench serve --device "$DEVICE" $SERVE_ARGS \
+wants serve && phase "bench serve" "$SERVE_CAP" "$LOG" $PY -m blockattn bench serve --device "$DEVICE" $SERVE_ARGS \
     --time-budget "$SERVE_BUDGET" --out "$OUT/bench_serve.json"
 
 # torch.compile'd steps last and apart: each shape is a compilation (tens of seconds), its own JSON
 CMP_CAP=$(cap 130)
-phase "bench decode (compiled)" "$CMP_CAP" "$LOG" $PY -m blockattn bench decode --device "$DEVICE" \
+wants compiled && phase "bench decode (compiled)" "$CMP_CAP" "$LOG" $PY -m blockattn bench decode --device "$DEVICE" \
     --models "$MODELS_DEC" --variants engine_compiled --streams 64 $DEC_ARGS \
     --time-budget $(( CMP_CAP * 2 / 3 )) --out "$OUT/bench_decode_compiled.json"
 
 # where a decode step's time goes (kernels per step, the top kernels, GPU vs wall time): random-weight shapes
-if [ "$SMOKE" = 0 ]; then
+if [ "$SMOKE" = 0 ] && wants profile; then
     phase "profile decode" "$(cap 90)" "$LOG" $PY scripts/gpu/profile_decode.py --out "$OUT/profile_decode.json"
 fi
 
