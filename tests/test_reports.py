@@ -53,3 +53,14 @@ def test_a_decode_goal_names_each_mode_and_never_counts_an_unmeasured_one_as_met
                     "compiled steps: block 605.0 (met), full not measured")
     assert reports._decode_goal("total", {"goal": 10000, "measured": 10531.3}) == \
         "total ≥ 10000: default steps: 10531.3 (met)"
+
+
+def test_the_query_attention_probe_shows_every_way_and_says_when_flash_was_refused():
+    data = {"title": "Query-block attention", "command": "python scripts/gpu/probe_query_attention.py",
+            "flash_varlen": False, "flash_varlen_error": "RuntimeError: no kernel image",
+            "rows": [{"context": 2048, "capacity": 2560, "matmul_ms": 0.107, "sdpa_error": "RuntimeError: x",
+                      "exact_ms": 0.057}]}
+    text = "\n".join(reports.render_query_attention("probe_query_attention_h200.json", data))
+    assert "| context | buffer slots | matmul | sdpa | exact |" in text
+    assert "| 2048 | 2560 | 0.107 | failed | 0.057 |" in text
+    assert "not used: RuntimeError: no kernel image" in text

@@ -17,7 +17,8 @@ import shutil
 from pathlib import Path
 
 REPORTS = Path(__file__).resolve().parents[2] / "reports"
-SPEED_FILES = ("bench_decode", "bench_decode_compiled", "bench_ttft", "bench_serve", "profile_decode")
+SPEED_FILES = ("bench_decode", "bench_decode_compiled", "bench_ttft", "bench_serve", "profile_decode",
+               "probe_query_attention")
 
 
 def _where(data: dict, date: str) -> str:

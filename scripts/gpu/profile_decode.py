@@ -93,6 +93,24 @@ def run_setting(model, label, setting: dict, steps: int) -> dict:
     return out
 
 
+def summary(models: dict) -> list[str]:
+    """One line per model and setting, for the results page (its generic renderer shows `summary`)."""
+    lines = []
+    for name, rows in models.items():
+        for row in rows:
+            head = f"{name}, compile_decode={row['setting']['compile_decode']}"
+            if "error" in row:
+                lines.append(f"{head}: failed ({row['error'][:120]})")
+                continue
+            k = row["kernels"]
+            top = k["top"][0]
+            lines.append(f"{head}: graph-replayed step {row['gpu_ms']:.2f} ms on the GPU ({row['wall_ms']:.2f} ms "
+                         f"wall); eager static step {k['kernels_per_step']:.0f} kernels, "
+                         f"{k['kernel_us_per_step'] / 1e3:.2f} ms of kernel time, the largest {top['name'][:40]}… "
+                         f"{top['us_per_step'] / 1e3:.2f} ms ({top['count_per_step']:.0f} calls)")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
@@ -103,7 +121,8 @@ def main() -> None:
     settings = [{"compile_decode": False}, {"compile_decode": True}]
     import transformers
 
-    report = {"command": "python scripts/gpu/profile_decode.py", "commit": os.environ.get("BLOCKATTN_COMMIT"),
+    report = {"title": "Decode-step profile — NVIDIA H200", "command": "python scripts/gpu/profile_decode.py",
+              "commit": os.environ.get("BLOCKATTN_COMMIT"),
               "env": {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
                       "transformers": transformers.__version__}, "models": {}}
     for name in args.models.split(","):
@@ -115,6 +134,7 @@ def main() -> None:
             except Exception as exc:  # noqa: BLE001 - a dev tool: record and go on
                 rows.append({"setting": setting, "error": f"{type(exc).__name__}: {exc}"})
             print(json.dumps(rows[-1])[:2000], flush=True)
+            report["summary"] = summary(report["models"])
             with open(args.out, "w") as f:
                 json.dump(report, f, indent=1)
         del model

@@ -356,6 +356,22 @@ def render_fuzz_server(name: str, data: dict) -> list[str]:
     return out
 
 
+def render_query_attention(name: str, data: dict) -> list[str]:
+    """scripts/gpu/probe_query_attention.py: ms per layer of each way the query step can attend."""
+    out = [f"### {data['title']}", ""] + _provenance(name, data)
+    ways = [w for w in ("matmul", "sdpa", "flash", "exact") if any(f"{w}_ms" in r for r in data["rows"])]
+    out += ["matmul: the static step's two matmuls over the whole buffer; sdpa: masked SDPA over it; flash: "
+            "flash's variable-length kernel over the request's keys, in place; exact: SDPA over exactly the "
+            "request's keys (the eager forward; not capturable). ms per layer, CUDA events.", "",
+            "| context | buffer slots | " + " | ".join(ways) + " |", "|---:|---:|" + "---:|" * len(ways)]
+    for row in data["rows"]:
+        cells = [f"{row[f'{w}_ms']:.3f}" if f"{w}_ms" in row else "failed" for w in ways]
+        out.append(f"| {row['context']} | {row['capacity']} | " + " | ".join(cells) + " |")
+    if not data.get("flash_varlen"):
+        out += ["", f"Flash's variable-length kernel was not used: {data.get('flash_varlen_error')}"]
+    return out + [""]
+
+
 def render_generic(name: str, data: dict) -> list[str]:
     """Provenance, then the report's own `note` and `summary` lines (derived from its data when it was
     written), for reports without a renderer of their own."""
@@ -384,6 +400,7 @@ RENDERERS: dict[str, Renderer] = {
     "segkl_": paper_tables.render_segkl,  # T3
     "sensitivity_": paper_tables.render_sensitivity,  # F1
     "bench_serve": render_serve,  # T5 serving
+    "probe_query_attention": render_query_attention,
 }
 
 

@@ -35,12 +35,18 @@ from blockattn.engine.kvbuffer import SequenceKV
 from blockattn.engine import staticops
 
 MAX_QUERY_TOKENS = 2048  # longer query blocks run eagerly (see the module docstring)
-# How the static step attends. On CUDA in half precision, with flash's variable-length kernel (probed once,
-# `staticops.probe_flash_varlen`): only the request's keys are read, and the scores never leave the chip.
-# Elsewhere two matmuls with fp32 scores over the whole buffer; past MAX_SCORE_BYTES of scores that costs more
-# than the launches a graph saves, and the step declines (the eager forward runs). Measured on the H200 with
-# the Llama-8B shape (bench ttft, 2026-12-02/03): matmul scores at 16k context 26.3 ms (eager 26.5), at 32k
-# 43.1 ms (eager 29.1); masked SDPA in the graph at 32k 64.0 ms (eager 28.8), so it is not used.
+# How the static step attends, from one layer of the Llama-8B shape on the H200 (64 query rows, bf16;
+# scripts/gpu/probe_query_attention.py, 2026-12-03), ms at 2k / 8k / 16k / 32k context:
+#   two matmuls, fp32 scores over the whole buffer        0.107  0.314  0.583  1.218
+#   flash's variable-length kernel, the request's keys    0.156  0.273  0.525  0.990
+#   SDPA, exact keys (the eager forward's call)           0.057  0.074  0.073  0.126
+# Flash's kernel (`staticops.causal_buffer_attention`, probed once) wins past ~7k slots; below, the matmuls.
+# Neither is the eager kernel: without paged K/V, flash's variable-length path does not split the keys across
+# thread blocks, so 32 heads × 1 query tile leave most of the 132 SMs idle. Past MAX_SCORE_BYTES of matmul
+# scores (32k contexts) the step declines and the eager forward runs: bench ttft measured the captured step at
+# 32k at 43.1 ms with matmul scores and 64.0 ms with masked SDPA against 28.8 eager; with flash it would be
+# ~39 ms (the 2k graph's 11.9 ms plus 32 layers × 0.83 ms more attention).
+FLASH_FROM_SLOTS = 8192
 MAX_SCORE_BYTES = 128 << 20
 
 # model(ids (1, T), positions (1, T), cache, attention_fn, keep_index (K,)) -> logits (K, V)
@@ -56,7 +62,8 @@ class QueryRowsAttention:
     """T query tokens over a whole static buffer, each row seeing the slots up to its own position.
 
     `visible` (T, capacity) marks them for the two-matmul path; `end` (1,) = the last row's position + 1 is
-    all flash's kernel needs (`staticops.causal_buffer_attention`). In the matmul path grouped-query
+    all flash's kernel needs (`staticops.causal_buffer_attention`, taken past FLASH_FROM_SLOTS). In the matmul
+    path grouped-query
     attention needs no K/V copy: the G query heads sharing a KV head become G × T query rows of that head,
     `(1, H, T, D) → (1, H_kv, G·T, D)`, with the mask repeated per head group."""
 
@@ -65,7 +72,7 @@ class QueryRowsAttention:
 
     def __call__(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                  attention_mask, scaling: float | None = None) -> tuple[torch.Tensor, None]:
-        if staticops.flash_applies(key):
+        if key.shape[2] >= FLASH_FROM_SLOTS and staticops.flash_applies(key):
             return staticops.causal_buffer_attention(query, key, value, self.end, scaling), None
         b, heads, t, d = query.shape
         kv_heads = key.shape[1]
@@ -152,9 +159,7 @@ class QueryGraphs:
         return graph.logits.clone()
 
     def _scores_too_large(self, kv: SequenceKV, padded: int) -> bool:
-        """Whether the step would attend with matmul scores larger than MAX_SCORE_BYTES (then it declines)."""
-        if staticops.flash_applies(kv.buffer):
-            return False
+        """Whether matmul scores would pass MAX_SCORE_BYTES: the step declines then (see MAX_SCORE_BYTES)."""
         return self.query_heads * padded * kv.capacity * 4 > MAX_SCORE_BYTES
 
     def _eager(self, call: QueryCall, kv: SequenceKV, tokens: np.ndarray, padded: int, keep: int) -> torch.Tensor:
