@@ -4,7 +4,9 @@ of `bucket_capacity(context + 64)` slots, each way the engine could attend, time
 
     matmul   the static step's two matmuls with fp32 scores over the whole buffer (staticops.masked_attention)
     sdpa     masked SDPA over the whole buffer (what the step used past 128 MiB of scores at b251358)
-    flash    flash's variable-length kernel over the first `end` slots, in place (staticops.causal_buffer_attention)
+    flash    flash's variable-length kernel over the first `end` slots, in place, the context as one sequence
+             (flashbuffer.buffer_attention with MAX_CHUNKS = 1)
+    flash_split  the same with the context in capacity // 2048 chunks (at most 16), merged by log-sum-exp
     exact    SDPA with the lower-right causal bias over exactly the request's keys (the eager forward's call;
              its slice is a new shape per request, so it cannot be captured)
 
@@ -20,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.nn.attention.bias import causal_lower_right
 
-from blockattn.engine import staticops
+from blockattn.engine import flashbuffer, staticops
 from blockattn.engine.kvbuffer import bucket_capacity
 
 
@@ -37,6 +39,14 @@ def timed(fn, repeat: int = 20) -> float:
     return start.elapsed_time(end) / repeat
 
 
+def _one_chunk(query, key, value, end):
+    chunks, flashbuffer.MAX_CHUNKS = flashbuffer.MAX_CHUNKS, 1
+    try:
+        return flashbuffer.buffer_attention(query, key, value, end, None)
+    finally:
+        flashbuffer.MAX_CHUNKS = chunks
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -44,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda")
     staticops.probe_fp32_scores(device)
-    flash_ok = staticops.probe_flash_varlen(device)
+    flash_ok = flashbuffer.probe_flash_varlen(device)
     heads, kv_heads, dim, t = 32, 8, 128, 64
     groups = heads // kv_heads
     rows = []
@@ -66,7 +76,8 @@ def main() -> None:
                 query, key[:, :, :end], value[:, :, :end], attn_mask=bias, enable_gqa=True),
         }
         if flash_ok:
-            ways["flash"] = lambda: staticops.causal_buffer_attention(query, key, value, end_t, None)
+            ways["flash"] = lambda: _one_chunk(query, key, value, end_t)
+            ways["flash_split"] = lambda: flashbuffer.buffer_attention(query, key, value, end_t, None)
         row = {"context": context, "capacity": capacity}
         for name, fn in ways.items():
             try:
@@ -77,7 +88,7 @@ def main() -> None:
         rows.append(row)
     result = {"benchmark": "probe_query_attention", "title": "Query-block attention, one layer of the Llama-8B "
               "shape (64 query tokens, bf16)", "flash_varlen": flash_ok, "flash_varlen_error":
-              staticops.FLASH_VARLEN_ERROR, "rows": rows, "env": {"torch": torch.__version__,
+              flashbuffer.FLASH_VARLEN_ERROR, "rows": rows, "env": {"torch": torch.__version__,
               "gpu": torch.cuda.get_device_name(0)},
               "command": "python scripts/gpu/probe_query_attention.py --out $OUT/probe_query_attention.json"}
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -359,10 +359,11 @@ def render_fuzz_server(name: str, data: dict) -> list[str]:
 def render_query_attention(name: str, data: dict) -> list[str]:
     """scripts/gpu/probe_query_attention.py: ms per layer of each way the query step can attend."""
     out = [f"### {data['title']}", ""] + _provenance(name, data)
-    ways = [w for w in ("matmul", "sdpa", "flash", "exact")
+    ways = [w for w in ("matmul", "sdpa", "flash", "flash_split", "exact")
             if any(f"{w}_ms" in r or f"{w}_error" in r for r in data["rows"])]  # a way that failed: "failed"
     out += ["matmul: the static step's two matmuls over the whole buffer; sdpa: masked SDPA over it; flash: "
-            "flash's variable-length kernel over the request's keys, in place; exact: SDPA over exactly the "
+            "flash's variable-length kernel over the request's keys, in place, the context as one sequence; "
+            "flash_split: the same, the context in chunks merged by log-sum-exp (split-KV); exact: SDPA over exactly the "
             "request's keys (the eager forward; not capturable). ms per layer, CUDA events.", "",
             "| context | buffer slots | " + " | ".join(ways) + " |", "|---:|---:|" + "---:|" * len(ways)]
     for row in data["rows"]:

@@ -80,17 +80,20 @@ def test_cuda_graph_replay_equals_eager(scores, monkeypatch):
     assert (state.logits[-1] - expected[-1]).abs().max() <= TOL
 
 
-@pytest.mark.parametrize("heads,kv_heads,dim,t,capacity,end", [(32, 8, 128, 64, 8192, 5000), (9, 3, 64, 16, 2048, 999)])
+@pytest.mark.parametrize("heads,kv_heads,dim,t,capacity,end", [(32, 8, 128, 64, 8192, 5000),
+                                                           (9, 3, 64, 16, 2048, 999), (32, 8, 128, 64, 40960, 32832),
+                                                           (9, 3, 64, 16, 20480, 16)])
 def test_flash_buffer_attention_in_bf16(heads, kv_heads, dim, t, capacity, end):
-    """Flash's variable-length kernel over a request buffer's first `end` slots, read in place (the Llama-8B
-    and SmolLM2 head shapes) against fp32 SDPA over exactly those keys."""
-    from blockattn.engine import staticops
+    """Flash's variable-length kernel over a request buffer's first `end` slots, read in place, the context in
+    chunks (the Llama-8B and SmolLM2 head shapes; one request with no context at all) against fp32 SDPA over
+    exactly those keys."""
+    from blockattn.engine import flashbuffer
 
-    assert staticops.probe_flash_varlen(torch.device("cuda")), staticops.FLASH_VARLEN_ERROR
+    assert flashbuffer.probe_flash_varlen(torch.device("cuda")), flashbuffer.FLASH_VARLEN_ERROR
     buffer = torch.randn(2, kv_heads, capacity, dim, device="cuda", dtype=torch.bfloat16)
     query = torch.randn(1, heads, t, dim, device="cuda", dtype=torch.bfloat16)
     key, value = buffer[0].unsqueeze(0), buffer[1].unsqueeze(0)
-    got = staticops.causal_buffer_attention(query, key, value, torch.tensor([end], device="cuda"), None)
+    got = flashbuffer.buffer_attention(query, key, value, torch.tensor([end], device="cuda"), None)
     visible = torch.arange(end, device="cuda").view(1, -1) <= torch.arange(end - t, end, device="cuda").view(-1, 1)
     ref = torch.nn.functional.scaled_dot_product_attention(
         query.float(), key[:, :, :end].float(), value[:, :, :end].float(), attn_mask=visible, enable_gqa=True)

@@ -46,29 +46,65 @@ def test_query_buckets_and_the_cpu_default():
     assert BlockEngine(tiny_model(), "tiny").graphs is None  # CPU default: the plain forward
 
 
-def reference_flash_varlen(q, k, v, cu_q, cu_k, max_q, max_k, scale):
-    """What flash's variable-length kernel computes for one sequence, written with SDPA (CPU stand-in): the
-    first cu_k[1] keys, causal aligned lower-right, grouped-query heads."""
-    assert q.shape[0] == int(cu_q[1]) == max_q and k.shape[0] == max_k and cu_q.dtype == cu_k.dtype == torch.int32
-    end, t = int(cu_k[1]), q.shape[0]
-    visible = torch.arange(end).view(1, -1) <= torch.arange(end - t, end).view(-1, 1)
-    out = torch.nn.functional.scaled_dot_product_attention(
-        q.transpose(0, 1).unsqueeze(0), k[:end].transpose(0, 1).unsqueeze(0), v[:end].transpose(0, 1).unsqueeze(0),
-        attn_mask=visible, scale=scale, enable_gqa=True)
-    return out[0].transpose(0, 1)  # (T, H, D)
+def reference_flash_varlen(q, k, v, cu_q, cu_k, max_q, max_k, scale, causal):
+    """What flash's variable-length kernel computes, written out (CPU stand-in): sequence b's rows
+    q[cu_q[b]:cu_q[b+1]] over k/v[cu_k[b]:cu_k[b+1]], grouped-query heads, causal aligned lower-right → out
+    (total_q, H, D), lse (H, total_q). An empty sequence writes zeros and lse +inf (what FA2 does), which
+    `buffer_attention` must give no weight."""
+    assert cu_q.dtype == cu_k.dtype == torch.int32 and q.dim() == k.dim() == 3
+    groups = q.shape[1] // k.shape[1]
+    outs, lses = [], []
+    for b in range(len(cu_q) - 1):
+        rows = q[int(cu_q[b]):int(cu_q[b + 1])].float()  # (T, H, D)
+        keys = k[int(cu_k[b]):int(cu_k[b + 1])].float().repeat_interleave(groups, 1)  # (L, H, D)
+        values = v[int(cu_k[b]):int(cu_k[b + 1])].float().repeat_interleave(groups, 1)
+        t, length = rows.shape[0], keys.shape[0]
+        assert t <= max_q and length <= max_k
+        if length == 0:
+            outs.append(torch.zeros_like(rows))
+            lses.append(torch.full((q.shape[1], t), float("inf")))
+            continue
+        scores = torch.einsum("thd,lhd->htl", rows, keys) * scale
+        if causal:
+            visible = torch.arange(length).view(1, -1) <= torch.arange(length - t, length).view(-1, 1)
+            scores = scores.masked_fill(~visible, float("-inf"))
+        lses.append(torch.logsumexp(scores, dim=-1))  # (H, T)
+        outs.append(torch.einsum("htl,lhd->thd", torch.softmax(scores, dim=-1), values))
+    return torch.cat(outs).to(q.dtype), torch.cat(lses, dim=1)
 
 
 @pytest.fixture
 def cpu_flash(monkeypatch):
-    """Route the static steps through `causal_buffer_attention` on the CPU (buffers of any size), with the
-    reference kernel."""
-    from blockattn.engine import graphs, staticops
+    """Route the static steps through `flashbuffer.buffer_attention` on the CPU (buffers of any size, two
+    context chunks per 16 slots), with the reference kernel."""
+    from blockattn.engine import flashbuffer, graphs
 
     calls = []
     monkeypatch.setattr(graphs, "FLASH_FROM_SLOTS", 0)
-    monkeypatch.setattr(staticops, "flash_applies", lambda key: True)
-    monkeypatch.setattr(staticops, "flash_varlen", lambda *a: calls.append(1) or reference_flash_varlen(*a))
+    monkeypatch.setattr(flashbuffer, "CHUNK_SLOTS", 8)
+    monkeypatch.setattr(flashbuffer, "flash_applies", lambda key: True)
+    monkeypatch.setattr(flashbuffer, "flash_varlen", lambda *a: calls.append(1) or reference_flash_varlen(*a))
     return calls
+
+
+@pytest.mark.parametrize("capacity,end", [(64, 40), (64, 3), (64, 64), (8, 5), (700, 333)])
+def test_buffer_attention_equals_masked_attention(cpu_flash, capacity, end):
+    """Chunked context + causal own rows, merged by log-sum-exp: the same rows as attending over the first
+    `end` slots at once, with contexts shorter than the chunk count (empty chunks), none at all (end == T),
+    a full buffer and one chunk."""
+    from blockattn.engine import flashbuffer, staticops
+
+    heads, kv_heads, t, d = 6, 2, 3, 8
+    t = min(t, end)
+    query = torch.randn(1, heads, t, d)
+    key, value = torch.randn(1, kv_heads, capacity, d), torch.randn(1, kv_heads, capacity, d)
+    got = flashbuffer.buffer_attention(query, key, value, torch.tensor([end]), None)
+    visible = torch.arange(capacity).view(1, -1) <= torch.arange(end - t, end).view(-1, 1)
+    rows = query.reshape(1, kv_heads, heads // kv_heads * t, d)
+    expected = staticops.masked_attention(rows, key, value, visible.repeat(heads // kv_heads, 1), None)
+    expected = expected.reshape(1, heads, t, d).transpose(1, 2)
+    assert len(cpu_flash) == 2  # the chunked context, the own rows
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("flash", [False, True])
@@ -87,7 +123,7 @@ def test_rows_attention_matches_grouped_sdpa(request, flash):
         query, key.repeat_interleave(heads // kv_heads, 1), value.repeat_interleave(heads // kv_heads, 1),
         attn_mask=visible).transpose(1, 2)  # (B, T, H, D), each query head over its KV head
     got, _ = graphs.QueryRowsAttention(visible, positions[-1:] + 1)(None, query, key, value, None)
-    assert calls is None or calls == [1]
+    assert calls is None or calls == [1, 1]  # context, own rows
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 

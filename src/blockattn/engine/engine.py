@@ -55,7 +55,7 @@ from blockattn.engine.decodegraph import DecodeGraphs
 from blockattn.engine.graphs import QueryGraphs
 from blockattn.engine.keys import KeySpace
 from blockattn.engine.kvbuffer import BatchKV, BufferPool, SequenceKV, bucket_capacity
-from blockattn.engine import staticops
+from blockattn.engine import flashbuffer, staticops
 from blockattn.engine.remote import RedisTier
 from blockattn.engine.sampling import Sampler, SamplingParams
 from blockattn.engine.store import BlockStore, MemoryTier
@@ -155,7 +155,7 @@ class BlockEngine:
         weight = model.get_input_embeddings().weight
         self.device, self.dtype = weight.device, weight.dtype
         staticops.probe_fp32_scores(self.device)
-        staticops.probe_flash_varlen(self.device)
+        flashbuffer.probe_flash_varlen(self.device)
         self.vocab_size = weight.shape[0]
         self.dims = model_dims(model.config)
         self.max_positions = getattr(model.config, "max_position_embeddings", None)

@@ -32,7 +32,7 @@ from torch import nn
 from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache
 from blockattn.engine.decodegraph import StaticStepKV, zero_tail
 from blockattn.engine.kvbuffer import SequenceKV
-from blockattn.engine import staticops
+from blockattn.engine import flashbuffer, staticops
 
 MAX_QUERY_TOKENS = 2048  # longer query blocks run eagerly (see the module docstring)
 # How the static step attends, from one layer of the Llama-8B shape on the H200 (64 query rows, bf16;
@@ -40,9 +40,11 @@ MAX_QUERY_TOKENS = 2048  # longer query blocks run eagerly (see the module docst
 #   two matmuls, fp32 scores over the whole buffer        0.107  0.314  0.583  1.218
 #   flash's variable-length kernel, the request's keys    0.156  0.273  0.525  0.990
 #   SDPA, exact keys (the eager forward's call)           0.057  0.074  0.073  0.126
-# Flash's kernel (`staticops.causal_buffer_attention`, probed once) wins past ~7k slots; below, the matmuls.
+# Flash's kernel (`flashbuffer.buffer_attention`, probed once) wins past ~7k slots; below, the matmuls.
 # Neither is the eager kernel: without paged K/V, flash's variable-length path does not split the keys across
-# thread blocks, so 32 heads × 1 query tile leave most of the 132 SMs idle. Past MAX_SCORE_BYTES of matmul
+# thread blocks, so 32 heads × 1 query tile leave most of the 132 SMs idle; `flashbuffer` now splits them
+# itself (S chunks of the context, merged by log-sum-exp; correct on the CPU reference, not yet timed on the
+# GPU: scripts/gpu/probe_query_attention.py, way `flash_split`). Past MAX_SCORE_BYTES of matmul
 # scores (32k contexts) the step declines and the eager forward runs: bench ttft measured the captured step at
 # 32k at 43.1 ms with matmul scores and 64.0 ms with masked SDPA against 28.8 eager; with flash it would be
 # ~39 ms (the 2k graph's 11.9 ms plus 32 layers × 0.83 ms more attention).
@@ -62,7 +64,7 @@ class QueryRowsAttention:
     """T query tokens over a whole static buffer, each row seeing the slots up to its own position.
 
     `visible` (T, capacity) marks them for the two-matmul path; `end` (1,) = the last row's position + 1 is
-    all flash's kernel needs (`staticops.causal_buffer_attention`, taken past FLASH_FROM_SLOTS). In the matmul
+    all flash's kernel needs (`flashbuffer.buffer_attention`, taken past FLASH_FROM_SLOTS). In the matmul
     path grouped-query
     attention needs no K/V copy: the G query heads sharing a KV head become G × T query rows of that head,
     `(1, H, T, D) → (1, H_kv, G·T, D)`, with the mask repeated per head group."""
@@ -72,8 +74,8 @@ class QueryRowsAttention:
 
     def __call__(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                  attention_mask, scaling: float | None = None) -> tuple[torch.Tensor, None]:
-        if key.shape[2] >= FLASH_FROM_SLOTS and staticops.flash_applies(key):
-            return staticops.causal_buffer_attention(query, key, value, self.end, scaling), None
+        if key.shape[2] >= FLASH_FROM_SLOTS and flashbuffer.flash_applies(key):
+            return flashbuffer.buffer_attention(query, key, value, self.end, scaling), None
         b, heads, t, d = query.shape
         kv_heads = key.shape[1]
         groups = heads // kv_heads
@@ -188,5 +190,5 @@ class QueryGraphs:
 
     def info(self) -> dict:
         return {"graphs": len(self._graphs), "captures": self._graphs.captures, "replays": self.replays,
-                "error": self.error, "flash_varlen": staticops.FLASH_VARLEN,
-                "flash_varlen_error": staticops.FLASH_VARLEN_ERROR}
+                "error": self.error, "flash_varlen": flashbuffer.FLASH_VARLEN,
+                "flash_varlen_error": flashbuffer.FLASH_VARLEN_ERROR}
