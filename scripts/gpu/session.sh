@@ -21,7 +21,8 @@
 # Hold the machine: it goes back 30 s after a call ends, taking every detached run with it. Issue the `wait`
 # calls back to back and read results only after the last one (2026-12-02: four minutes spent reading the speed
 # results between two calls lost the machine and all three quality runs). QUALITY_PLAN=main runs only the 0.5B
-# continuation (a short lease); SPEED_BUDGET=5 skips the speed phase.
+# continuation (a short lease), QUALITY_PLAN=ablations only the ablation runs; SPEED_BUDGET=5 skips the speed
+# phase. scripts/gpu/prepare.sh builds everything this carries (.devcache/, .gpu/) on a fresh machine.
 set -u
 BA=/tmp/ba
 RES=$BA/results
@@ -88,16 +89,24 @@ run() {
     left() { python3 -c "print(round(($end - $(date +%s) - $QUALITY_MARGIN_S) / 60, 2))"; }
     local abl=sinks,dropout,weighting,rag
     local small="--hotpot-limit 200 --facts-per-count 25 --ppl-rows 16 --curve-points 2 --curve-hotpot-limit 50"
-    # QUALITY_PLAN=main: only the 0.5B continuation (a short lease)
-    [ "${QUALITY_PLAN:-all}" = all ] && quality smollm2-135m-instruct "$BA/gpu/pack-smollm2.npz" "$(left)" \
+    # QUALITY_PLAN=main: only the 0.5B continuation (a short lease). QUALITY_PLAN=ablations: only the two
+    # ablation runs, each with the GPU to itself but for the other (2026-12-03, plan `all`: beside the main run
+    # the 0.5B ablations trained 14.7k tokens each and SmolLM2's 147k -- six runs shared 2.3 and 1.8 minutes of
+    # training once their evaluations were reserved; nothing can be read from them). The 0.5B ablations then
+    # ask their own teacher.
+    local plan=${QUALITY_PLAN:-all}
+    [ "$plan" != main ] && quality smollm2-135m-instruct "$BA/gpu/pack-smollm2.npz" "$(left)" \
         --ablations $abl $small --set train.log_every=10 $(rank 8)
     wait "$convert"  # the 0.5B conversion (started above)
     local q05=qwen2.5-coder-0.5b-instruct
     mkdir -p "$BA/init/$q05" && ln -sfn "$PWD/src/blockattn/assets/adapters/$q05-block-distill" "$BA/init/$q05/distilled"
-    quality $q05 "$BA/gpu/pack-qwen.npz" "$(left)" --methods distill --init-from "$BA/init/$q05" \
-        --rag-items 2000 --teacher-minutes 2 --curve-points 6 --curve-hotpot-limit 50 --recut-limit 100 $(rank 8)
-    [ "${QUALITY_PLAN:-all}" = all ] && quality $q05 "$BA/gpu/pack-qwen.npz" "$(left)" --report-tag ablations --work "$BA/work/$q05-ablations" \
-        --ablations $abl --rag-from "$BA/work/$q05/rag.npz" --teacher-minutes 2 $small \
+    [ "$plan" != ablations ] && quality $q05 "$BA/gpu/pack-qwen.npz" "$(left)" --methods distill \
+        --init-from "$BA/init/$q05" --rag-items 2000 --teacher-minutes 2 --curve-points 6 --curve-hotpot-limit 50 \
+        --recut-limit 100 $(rank 8)
+    local teacher="--rag-from $BA/work/$q05/rag.npz"
+    [ "$plan" = ablations ] && teacher="--rag-items 2000"
+    [ "$plan" != main ] && quality $q05 "$BA/gpu/pack-qwen.npz" "$(left)" --report-tag ablations \
+        --work "$BA/work/$q05-ablations" --ablations $abl $teacher --teacher-minutes 2 $small \
         --set train.log_every=10 $(rank 8)
     wait
     log "orchestrator done"
