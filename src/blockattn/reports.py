@@ -233,6 +233,8 @@ def render_segmentation(name: str, data: dict) -> list[str]:
     what = "Segmentation quality" if "learned" in methods else "Segmentation baselines (reused by the report above)"
     out = [f"### {what} — {data['split']} split of `{Path(data['data']).name}` ({data['n_docs']} documents)",
            ""] + _provenance(name, data)
+    if data.get("note"):
+        out += [str(data["note"]), ""]
     out += ["At the gold number of blocks; lower Pk/WindowDiff is better.", "",
             "| method | Pk | WindowDiff | F1 | F1 ±1 |", "|---|---:|---:|---:|---:|"]
     for m in methods:
