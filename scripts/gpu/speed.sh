@@ -32,6 +32,10 @@ while [ $# -gt 0 ]; do
                 "--serve-budget S)" >&2; exit 2 ;;
     esac
 done
+for p in ${PHASES//,/ }; do  # a misspelt phase would otherwise run nothing, silently
+    case "$p" in tests|decode|probe|ttft|serve|compiled|profile) ;;
+        *) echo "speed.sh: unknown phase $p (tests,decode,probe,ttft,serve,compiled,profile)" >&2; exit 2 ;; esac
+done
 : "${OUT:?set OUT to the output directory}"
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src:/tmp/site${PYTHONPATH:+:$PYTHONPATH}"

@@ -64,10 +64,9 @@ class QueryRowsAttention:
     """T query tokens over a whole static buffer, each row seeing the slots up to its own position.
 
     `visible` (T, capacity) marks them for the two-matmul path; `end` (1,) = the last row's position + 1 is
-    all flash's kernel needs (`flashbuffer.buffer_attention`, taken past FLASH_FROM_SLOTS). In the matmul
-    path grouped-query
-    attention needs no K/V copy: the G query heads sharing a KV head become G × T query rows of that head,
-    `(1, H, T, D) → (1, H_kv, G·T, D)`, with the mask repeated per head group."""
+    all flash's kernel needs (`flashbuffer.buffer_attention`, taken past FLASH_FROM_SLOTS). The matmul path
+    needs no K/V copy for grouped-query attention: the G query heads sharing a KV head become G × T query rows
+    of that head, `(1, H, T, D) → (1, H_kv, G·T, D)`, with the mask repeated per head group."""
 
     def __init__(self, visible: torch.Tensor, end: torch.Tensor):
         self.visible, self.end = visible, end
