@@ -67,6 +67,8 @@ def render_ttft(name: str, data: dict) -> list[str]:
     dated = re.search(r"_(\d{4}-\d{2}-\d{2})$", Path(name).stem)  # an earlier run kept beside the current one
     earlier = f" (earlier run, {dated.group(1)})" if dated else ""
     out = [f"### Time to first token — {env.get('gpu', 'CPU')}{earlier}", ""] + _provenance(name, data)
+    if data.get("note"):
+        out += [str(data["note"]), ""]
     out += ["Full prefill vs all blocks cached vs cold block prefill (median ms), blocks of "
             f"{data['config']['block_tokens']} tokens + a {data['config']['question_tokens']}-token question.", "",
             "| model | N | full | cold | cached | cached % of full | HF DynamicCache path | CUDA graph | "
