@@ -111,6 +111,9 @@ wants decode && phase "bench decode" "$DEC_CAP" "$LOG" $PY -m blockattn bench de
 # each way the captured query step can attend, one layer of the Llama-8B shape (needs CUDA)
 [ "$SMOKE" = 0 ] && wants probe && phase "probe query attention" "$(cap 40)" "$LOG" $PY \
     scripts/gpu/probe_query_attention.py --out "$OUT/probe_query_attention.json"
+# block placement: the fused kernel (a launch per block) against the torch path, serving-like block sets
+[ "$SMOKE" = 0 ] && wants probe && phase "probe assemble" "$(cap 60)" "$LOG" $PY \
+    scripts/gpu/probe_assemble.py --out "$OUT/probe_assemble.json"
 
 TTFT_CAP=$(cap 70)
 wants ttft && phase "bench ttft" "$TTFT_CAP" "$LOG" $PY -m blockattn bench ttft --device "$DEVICE" --models "$MODELS_TTFT" \
