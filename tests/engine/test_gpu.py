@@ -100,15 +100,12 @@ def test_flash_buffer_attention_in_bf16(heads, kv_heads, dim, t, capacity, end):
     assert (got.float() - ref.transpose(1, 2)).abs().max() <= 2e-2
 
 
-def test_cuda_graph_replay_in_bf16_attends_with_flash(monkeypatch):
+def test_cuda_graph_replay_in_bf16_attends_with_flash():
     """bf16 on CUDA: the captured query step reads the buffer through flash's kernel (at any buffer size here);
     replays agree with the eager forward to bf16 precision, requests of several lengths through one graph."""
-    from blockattn.engine import graphs
-
-    monkeypatch.setattr(graphs, "FLASH_FROM_SLOTS", 0)
     model = tiny_model().cuda().to(torch.bfloat16)
     eager = BlockEngine(model, "tiny", config=EngineConfig(cuda_graphs=False))
-    graphed = BlockEngine(model, "tiny")
+    graphed = BlockEngine(model, "tiny", config=EngineConfig(query_flash_from=0))
     for seed, (ctx, q) in enumerate([(40, 17), (90, 20), (63, 31), (12, 18), (77, 25), (50, 29)]):
         *blocks, query = _blocks([ctx, ctx // 2, q], seed=seed)
         expected = eager.prefill(blocks, query, keep_logits=2).logits.float()
@@ -116,6 +113,36 @@ def test_cuda_graph_replay_in_bf16_attends_with_flash(monkeypatch):
         assert (got - expected).abs().max() <= 0.05 * expected.abs().max() + 1e-2, seed
     info = graphed.graphs.info()
     assert info["flash_varlen"] and info["error"] is None and info["replays"] >= 1, info
+
+
+def test_engine_times_where_flash_starts():
+    """At start (bf16 on CUDA) the engine times the static step's two attention paths on its head shape and
+    takes flash from the first measured length where it wins and keeps winning."""
+    model = tiny_model().cuda().to(torch.bfloat16)
+    info = BlockEngine(model, "tiny").graphs.info()
+    table = info["calibration"]
+    assert [t["slots"] for t in table] == [2048, 4096, 8192, 16384], info
+    assert all(t["matmul_ms"] > 0 and t["flash_ms"] > 0 for t in table)
+    wins = [t["slots"] for t in table if t["flash_ms"] <= t["matmul_ms"]]
+    assert info["flash_from_slots"] in [*wins, 32768], info
+
+
+def test_a_query_graph_that_loses_to_eager_is_dropped(monkeypatch):
+    """A shape whose first replay is slower than its timed eager forward runs eagerly from then on (margin 0:
+    every graph loses): the same logits throughout, one capture, no further replays."""
+    from blockattn.engine import querypath
+
+    monkeypatch.setattr(querypath, "GRAPH_MARGIN", 0.0)
+    model = tiny_model().cuda()
+    *blocks, query = _blocks([40, 30, 16])
+    eager = BlockEngine(model, "tiny", config=EngineConfig(cuda_graphs=False))
+    graphed = BlockEngine(model, "tiny")
+    expected = eager.prefill(blocks, query, keep_logits=4).logits
+    for _ in range(6):
+        assert (graphed.prefill(blocks, query, keep_logits=4).logits - expected).abs().max() <= TOL
+    info = graphed.graphs.info()
+    assert info["captures"] == 1 and info["replays"] == 1, info
+    assert [v["graph_kept"] for v in info["verdicts"]] == [False], info
 
 
 def test_query_graphs_serve_requests_of_every_length():

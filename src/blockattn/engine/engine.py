@@ -53,6 +53,7 @@ from blockattn.engine.blockprefill import PrefillGraphs, prefill_blocks
 from blockattn.engine.disk import DiskTier
 from blockattn.engine.decodegraph import DecodeGraphs
 from blockattn.engine.graphs import QueryGraphs
+from blockattn.engine.querypath import flash_crossover
 from blockattn.engine.keys import KeySpace
 from blockattn.engine.kvbuffer import BatchKV, BufferPool, SequenceKV, bucket_capacity
 from blockattn.engine import flashbuffer, staticops
@@ -83,6 +84,9 @@ class EngineConfig:
     cuda_graphs: bool | None = None  # the query-block forward as a static step over the whole buffer, padded to
     #                                  a bucketed length (`graphs`), and small batches of missing blocks at
     #                                  bucketed shapes (`blockprefill`), replayed from CUDA graphs; None: on CUDA
+    query_flash_from: int | None = None  # query graphs attend with flash from buffers this long; None: timed
+    #                                      against the matmul path at engine start (`querypath`) where flash runs
+    time_query_graphs: bool = True  # keep a query shape's graph only if its replay beats a timed eager forward
     decode_graphs: bool | None = None  # single-token decode as a static step (`decodegraph`), graph-replayed on
     #                                    CUDA; None: on CUDA only (on the CPU the plain step is cheaper)
     merge_adapter: bool | None = None  # block mode on a LoRA-merged copy of the weights (2× weight memory);
@@ -170,7 +174,13 @@ class BlockEngine:
         self.placer = BlockPlacer(RopeSpec.from_model(model), compiled, self.config.fused_assemble)
         query_graphs = on_cuda if self.config.cuda_graphs is None else self.config.cuda_graphs
         heads = model.config.num_attention_heads
-        self.graphs = QueryGraphs(use_graphs=on_cuda, query_heads=heads) if query_graphs else None
+        self.graphs = None
+        if query_graphs:
+            self.graphs = QueryGraphs(use_graphs=on_cuda, query_heads=heads, flash_from=self.config.query_flash_from,
+                                      time_graphs=self.config.time_query_graphs)
+            if on_cuda and self.config.query_flash_from is None:  # where flash starts, timed on this GPU
+                self.graphs.flash_from, self.graphs.calibration = flash_crossover(
+                    heads, self.dims[1], self.dims[2], self.dtype, self.device, self.graphs.flash_from)
         # a graph's K/V output stays allocated with it: at most PREFILL_GRAPH_BYTES each (SmolLM2: ~11k padded
         # tokens, the misses of a whole 8k-token request; Llama-8B: 2k)
         n_layers, kv_heads, head_dim = self.dims
@@ -333,9 +343,11 @@ class BlockEngine:
                 return model(input_ids=ids, position_ids=positions, past_key_values=cache, use_cache=True,
                              logits_to_keep=keep_index, attention_fn=attention_fn).logits[0]
 
-            logits = self.graphs.run(call, kv, tokens, keep, mode)
-            if logits is not None:
-                return logits
+            plain = lambda: self._plain_forward(kv, tokens, keep, mode)  # noqa: E731
+            return self.graphs.run(call, kv, tokens, keep, mode, plain)
+        return self._plain_forward(kv, tokens, keep, mode)
+
+    def _plain_forward(self, kv: SequenceKV, tokens: np.ndarray, keep: int, mode: str) -> torch.Tensor:
         start = kv.length
         ids = torch.from_numpy(tokens).to(self.device).unsqueeze(0)  # (1, T)
         positions = torch.arange(start, start + len(tokens), device=self.device).unsqueeze(0)  # (1, T)

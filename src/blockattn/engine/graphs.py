@@ -33,21 +33,20 @@ from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache
 from blockattn.engine.decodegraph import StaticStepKV, zero_tail
 from blockattn.engine.kvbuffer import SequenceKV
 from blockattn.engine import flashbuffer, staticops
+from blockattn.engine.querypath import Verdicts, timed
 
 MAX_QUERY_TOKENS = 2048  # longer query blocks run eagerly (see the module docstring)
 # How the static step attends, from one layer of the Llama-8B shape on the H200 (64 query rows, bf16;
 # scripts/gpu/probe_query_attention.py, 2026-12-03), ms at 2k / 8k / 16k / 32k context:
 #   two matmuls, fp32 scores over the whole buffer        0.107  0.314  0.583  1.218
-#   flash's variable-length kernel, the request's keys    0.156  0.273  0.525  0.990
+#   flash's variable-length kernel, one chunk             0.156  0.273  0.525  0.990
 #   SDPA, exact keys (the eager forward's call)           0.057  0.074  0.073  0.126
-# Flash's kernel (`flashbuffer.buffer_attention`, probed once) wins past ~7k slots; below, the matmuls.
-# Neither is the eager kernel: without paged K/V, flash's variable-length path does not split the keys across
-# thread blocks, so 32 heads × 1 query tile leave most of the 132 SMs idle; `flashbuffer` now splits them
-# itself (S chunks of the context, merged by log-sum-exp; correct on the CPU reference, not yet timed on the
-# GPU: scripts/gpu/probe_query_attention.py, way `flash_split`). Past MAX_SCORE_BYTES of matmul
-# scores (32k contexts) the step declines and the eager forward runs: bench ttft measured the captured step at
-# 32k at 43.1 ms with matmul scores and 64.0 ms with masked SDPA against 28.8 eager; with flash it would be
-# ~39 ms (the 2k graph's 11.9 ms plus 32 layers × 0.83 ms more attention).
+# Without paged K/V, flash's variable-length path does not split the keys across thread blocks (32 heads x 1
+# query tile leave most of the 132 SMs idle), so `flashbuffer` splits the context itself. Where flash starts is
+# measured at engine start on the model's head shape (`querypath.flash_crossover`); FLASH_FROM_SLOTS is the
+# length used where nothing can be measured. Past MAX_SCORE_BYTES of matmul scores a step that would use the
+# matmuls declines (bench ttft, 32k: 43.1 ms captured with matmul scores against 28.8 eager), and whether a
+# graph beats the eager forward at all is timed per shape (`querypath.Verdicts`).
 FLASH_FROM_SLOTS = 8192
 MAX_SCORE_BYTES = 128 << 20
 
@@ -64,16 +63,17 @@ class QueryRowsAttention:
     """T query tokens over a whole static buffer, each row seeing the slots up to its own position.
 
     `visible` (T, capacity) marks them for the two-matmul path; `end` (1,) = the last row's position + 1 is
-    all flash's kernel needs (`flashbuffer.buffer_attention`, taken past FLASH_FROM_SLOTS). The matmul path
+    all flash's kernel needs (`flashbuffer.buffer_attention`, taken from `flash_from` slots on). The matmul path
     needs no K/V copy for grouped-query attention: the G query heads sharing a KV head become G × T query rows
     of that head, `(1, H, T, D) → (1, H_kv, G·T, D)`, with the mask repeated per head group."""
 
-    def __init__(self, visible: torch.Tensor, end: torch.Tensor):
+    def __init__(self, visible: torch.Tensor, end: torch.Tensor, flash_from: int | None = None):
         self.visible, self.end = visible, end
+        self.flash_from = FLASH_FROM_SLOTS if flash_from is None else flash_from
 
     def __call__(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                  attention_mask, scaling: float | None = None) -> tuple[torch.Tensor, None]:
-        if key.shape[2] >= FLASH_FROM_SLOTS and flashbuffer.flash_applies(key):
+        if key.shape[2] >= self.flash_from and flashbuffer.flash_applies(key):
             return flashbuffer.buffer_attention(query, key, value, self.end, scaling), None
         b, heads, t, d = query.shape
         kv_heads = key.shape[1]
@@ -87,12 +87,12 @@ class QueryRowsAttention:
 
 
 def query_step(call: QueryCall, buffer: torch.Tensor, ids: torch.Tensor, positions: torch.Tensor,
-               keep_index: torch.Tensor) -> torch.Tensor:
+               keep_index: torch.Tensor, flash_from: int | None = None) -> torch.Tensor:
     """The static query forward: ids (1, T'), positions (T',), keep_index (K,) device tensors → logits (K, V)."""
     capacity = buffer.shape[3]
     slots = torch.arange(capacity, device=positions.device)
     visible = slots.view(1, capacity) <= positions.view(-1, 1)  # (T', capacity)
-    attention = QueryRowsAttention(visible, positions[-1:] + 1)
+    attention = QueryRowsAttention(visible, positions[-1:] + 1, flash_from)
     return call(ids, positions.view(1, -1), StaticStepKV(buffer, positions), attention, keep_index)
 
 
@@ -110,11 +110,16 @@ class QueryGraphs:
     # serving run (2026-12-02) the query phase took 0.3 ms at one client (replays) and 24 ms at 64 (what the
     # eager forward costs): with 32 graphs, keys are evicted before their buffers come back from the pool. A
     # graph keeps only its logits (~200 KB); its intermediates live in the pool all captures share.
-    def __init__(self, use_graphs: bool = True, max_graphs: int = 256, max_seen: int = 1024, query_heads: int = 1):
+    def __init__(self, use_graphs: bool = True, max_graphs: int = 256, max_seen: int = 1024, query_heads: int = 1,
+                 flash_from: int | None = None, time_graphs: bool = True):
         # use_graphs False (tests on the CPU): every eligible query block runs the static step eagerly
         self.use_graphs = use_graphs and SUPPORTS_CUDA_GRAPHS
         self.max_seen = max_seen
         self.query_heads = query_heads  # the model's attention heads: matmul scores are heads × T' × capacity
+        self.flash_from = FLASH_FROM_SLOTS if flash_from is None else flash_from  # buffers this long: flash
+        self.calibration: list[dict] = []  # `querypath.flash_crossover`'s timings, when the engine measured them
+        # time_graphs: keep a shape's graph only if its first replay beats a timed eager run (`querypath`)
+        self.verdicts = Verdicts() if time_graphs else None
         self._graphs: GraphCache[_Graph] = GraphCache(max_graphs, "query block")
         self._seen: OrderedDict[tuple, None] = OrderedDict()  # keys seen once (LRU, bounded)
         self.replays = 0
@@ -123,44 +128,60 @@ class QueryGraphs:
     def error(self) -> str | None:  # set when a capture failed: graphs are off from then on
         return self._graphs.error
 
-    def run(self, call: QueryCall, kv: SequenceKV, tokens: np.ndarray, keep: int, mode: str) -> torch.Tensor | None:
-        """Append `tokens` to `kv`; logits (keep, V) of its last `keep` positions via a graph (a fresh tensor),
-        or None (nothing written): the caller runs its eager forward."""
+    def run(self, call: QueryCall, kv: SequenceKV, tokens: np.ndarray, keep: int, mode: str,
+            eager: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """Append `tokens` to `kv`; logits (keep, V) of its last `keep` positions: via a graph (a fresh tensor),
+        the static step run eagerly (no graphs: the CPU), or `eager()` (the caller's plain forward) where a
+        graph cannot run or does not pay."""
         t, start = len(tokens), kv.length
         device = kv.buffer.device
         if self.error is not None or not 1 < t <= MAX_QUERY_TOKENS or not 1 <= keep <= t:
-            return None
+            return eager()
         padded = bucket_query(t)
         if start + padded > kv.capacity:
             padded = t  # no room for padding: an exact shape (still recurs when requests do)
         if start + padded > kv.capacity or self._scores_too_large(kv, padded):
-            return None
+            return eager()
         if not (self.use_graphs and device.type == "cuda"):
             return self._eager(call, kv, tokens, padded, keep)
-        key = (kv.buffer.data_ptr(), kv.capacity, padded, keep, mode)
+        shape = (kv.capacity, padded, keep, mode)
+        verdicts = self.verdicts
+        if verdicts is not None and not verdicts.graph_wins.get(shape, True):
+            return eager()  # timed: the eager forward is faster at this shape
+        key = (kv.buffer.data_ptr(), *shape)
         graph = self._graphs.get(key)
         if graph is None:
-            if key not in self._seen:
+            if key not in self._seen:  # one-off shapes never pay for a capture
                 self._seen[key] = None
                 while len(self._seen) > self.max_seen:
                     self._seen.popitem(last=False)
-                return None
+                return eager()
+            if verdicts is not None and shape not in verdicts.eager_ms:  # the graph's yardstick, warm by now
+                logits, verdicts.eager_ms[shape] = timed(eager, device)
+                return logits
             graph = self._capture(call, kv, key, device)
             if graph is None:
-                return None
+                return eager()
         zero_tail(kv)  # masked slots must hold finite numbers (softmax weight 0 × NaN = NaN)
         ids = np.zeros(padded, dtype=np.int64)  # padding: token 0, after the query (never seen by it)
         ids[:t] = tokens
         graph.ids.copy_(torch.from_numpy(ids).view(1, padded))
         graph.positions.copy_(torch.arange(start, start + padded))
         graph.keep_index.copy_(torch.arange(t - keep, t))
-        graph.graph.replay()
+        if verdicts is not None and shape not in verdicts.graph_wins:
+            _, replay_ms = timed(graph.graph.replay, device)
+            verdicts.judge(shape, replay_ms)
+        else:
+            graph.graph.replay()
         kv.set_length(start + t)
         self.replays += 1
         return graph.logits.clone()
 
     def _scores_too_large(self, kv: SequenceKV, padded: int) -> bool:
-        """Whether matmul scores would pass MAX_SCORE_BYTES: the step declines then (see MAX_SCORE_BYTES)."""
+        """Whether the step would attend with matmul scores past MAX_SCORE_BYTES: it declines then (see
+        MAX_SCORE_BYTES). Flash's path holds no scores."""
+        if kv.capacity >= self.flash_from and flashbuffer.flash_applies(kv.buffer):
+            return False
         return self.query_heads * padded * kv.capacity * 4 > MAX_SCORE_BYTES
 
     def _eager(self, call: QueryCall, kv: SequenceKV, tokens: np.ndarray, padded: int, keep: int) -> torch.Tensor:
@@ -170,7 +191,7 @@ class QueryGraphs:
         ids = torch.zeros(1, padded, dtype=torch.long)
         ids[0, :t] = torch.from_numpy(np.asarray(tokens, dtype=np.int64))
         logits = query_step(call, kv.buffer, ids.to(device), torch.arange(start, start + padded, device=device),
-                            torch.arange(t - keep, t, device=device))
+                            torch.arange(t - keep, t, device=device), self.flash_from)
         kv.set_length(start + t)
         return logits
 
@@ -183,11 +204,13 @@ class QueryGraphs:
         ids = torch.zeros(1, padded, dtype=torch.long, device=device)
         positions = torch.arange(start, start + padded, device=device)
         keep_index = torch.arange(padded - keep, padded, device=device)
-        step = lambda: query_step(call, kv.buffer, ids, positions, keep_index)  # noqa: E731
+        step = lambda: query_step(call, kv.buffer, ids, positions, keep_index, self.flash_from)  # noqa: E731
         return self._graphs.capture(key, device, step,
                                     lambda graph, logits: _Graph(graph, ids, positions, keep_index, logits))
 
     def info(self) -> dict:
         return {"graphs": len(self._graphs), "captures": self._graphs.captures, "replays": self.replays,
                 "error": self.error, "flash_varlen": flashbuffer.FLASH_VARLEN,
-                "flash_varlen_error": flashbuffer.FLASH_VARLEN_ERROR}
+                "flash_varlen_error": flashbuffer.FLASH_VARLEN_ERROR, "flash_from_slots": self.flash_from,
+                "calibration": self.calibration,
+                "verdicts": self.verdicts.info() if self.verdicts is not None else None}
