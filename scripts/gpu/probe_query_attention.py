@@ -10,6 +10,10 @@ of `bucket_capacity(context + 64)` slots, each way the engine could attend, time
     exact    SDPA with the lower-right causal bias over exactly the request's keys (the eager forward's call;
              its slice is a new shape per request, so it cannot be captured)
 
+Each is timed eagerly (`<way>_ms`: 20 calls back to back, so a way of many small kernels is charged the host's
+launch time) and, for the ways the captured step can take, replayed from a CUDA graph (`<way>_graph_ms`: what
+the step pays; `engine.querypath` times them so at engine start).
+
     python scripts/gpu/probe_query_attention.py --out $OUT/probe_query_attention.json
 """
 
@@ -23,6 +27,7 @@ import torch
 from torch.nn.attention.bias import causal_lower_right
 
 from blockattn.engine import flashbuffer, staticops
+from blockattn.engine.querypath import replay_ms as graph_ms
 from blockattn.engine.kvbuffer import bucket_capacity
 
 
@@ -84,6 +89,12 @@ def main() -> None:
                 row[f"{name}_ms"] = round(timed(fn), 4)
             except RuntimeError as exc:  # recorded: the other ways still run
                 row[f"{name}_error"] = f"{type(exc).__name__}: {exc}"[:200]
+        for name in ("matmul", "flash", "flash_split"):
+            if name in ways:
+                try:
+                    row[f"{name}_graph_ms"] = round(graph_ms(ways[name], device), 4)
+                except RuntimeError as exc:
+                    row[f"{name}_graph_error"] = f"{type(exc).__name__}: {exc}"[:200]
         print(row, flush=True)
         rows.append(row)
     result = {"benchmark": "probe_query_attention", "title": "Query-block attention, one layer of the Llama-8B "
