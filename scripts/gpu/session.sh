@@ -22,7 +22,7 @@
 # calls back to back and read results only after the last one (2026-12-02: four minutes spent reading the speed
 # results between two calls lost the machine and all three quality runs). QUALITY_PLAN=main runs only the 0.5B
 # continuation (a short lease), QUALITY_PLAN=ablations only the ablation runs, QUALITY_PLAN=capacity the LoRA-rank
-# runs (below); SPEED_BUDGET=5 skips the speed phase, SPEED_PHASES=tests,probe,ttft runs only those. scripts/gpu/prepare.sh builds everything this carries (.devcache/, .gpu/) on a fresh machine.
+# runs (below), QUALITY_PLAN=smolcap their SmolLM2 version; SPEED_BUDGET=5 skips the speed phase, SPEED_PHASES=tests,probe,ttft runs only those. scripts/gpu/prepare.sh builds everything this carries (.devcache/, .gpu/) on a fresh machine.
 set -u
 BA=/tmp/ba
 RES=$BA/results
@@ -98,6 +98,7 @@ run() {
     # ask their own teacher.
     local plan=${QUALITY_PLAN:-all}
     if [ "$plan" = capacity ]; then capacity_plan "$abl" "$small"; return; fi
+    if [ "$plan" = smolcap ]; then smol_capacity_plan "$small"; return; fi
     [ "$plan" != main ] && quality smollm2-135m-instruct "$BA/gpu/pack-smollm2.npz" "$(left)" \
         --ablations $abl $small --set train.log_every=10 $(rank 8)
     wait "$convert"  # the 0.5B conversion (started above)
@@ -131,6 +132,21 @@ capacity_plan() {
     quality $q05 "$BA/gpu/pack-qwen.npz" "$(left)" --report-tag r64 --work "$BA/work/$q05-r64" --methods distill \
         --rag-from "$BA/work/$q05-r16/rag.npz" --teacher-minutes 2 --curve-points 4 --curve-hotpot-limit 50 \
         --hotpot-limit 300 $(rank 64)
+    wait
+    log "orchestrator done"
+    touch "$RES/DONE"
+}
+
+# QUALITY_PLAN=smolcap: the same question on SmolLM2 alone (a short lease, no 0.5B GGUF to stage): distillation at
+# LoRA rank 8 and at rank 64 side by side, the rank-64 run on the rank-8 run's teacher answers
+smol_capacity_plan() {
+    local smol=smollm2-135m-instruct
+    kill "$convert" 2>/dev/null  # no 0.5B in this plan: its conversion would wait 10 minutes for a GGUF
+    python3 -m blockattn models prepare $smol > "$RES/prepare_smol.txt" 2>&1  # once, before two runs load it
+    quality $smol "$BA/gpu/pack-smollm2.npz" "$(left)" --report-tag r8 --work "$BA/work/$smol-r8" --methods distill \
+        $1 --curve-points 3 --ppl-rows 32 $(rank 8)
+    quality $smol "$BA/gpu/pack-smollm2.npz" "$(left)" --report-tag r64 --work "$BA/work/$smol-r64" --methods distill \
+        --rag-from "$BA/work/$smol-r8/rag.npz" $1 --curve-points 3 --ppl-rows 32 $(rank 64)
     wait
     log "orchestrator done"
     touch "$RES/DONE"
