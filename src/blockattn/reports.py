@@ -82,6 +82,7 @@ def render_ttft(name: str, data: dict) -> list[str]:
                    f"{_fmt(phases.get('query'))} | {_fmt(r.get('floor_ms'))} |")
     out += ["", "assemble / query: the cached path's phases timed separately (synchronised, so they add up to more "
             "than cached); floor: reading the weights and the cached KV once at the measured copy bandwidth."]
+    out += _graph_choices(data["rows"])
     goal = data.get("goal") or {}
     if goal.get("measured_pct") is not None:
         out += ["", f"Goal: cached ≤ {goal['max_cached_pct_of_full']} % of full for {goal['model']} at "
@@ -89,6 +90,24 @@ def render_ttft(name: str, data: dict) -> list[str]:
                 + (f", {goal['measured_graph_pct']:.2f} % (CUDA graph)" if goal.get("measured_graph_pct") else "")
                 + f" — {'met' if goal.get('met') or goal.get('met_with_graphs') else 'not met'}."]
     return out + _image(name, "TTFT") + [""]
+
+
+def _graph_choices(rows: list[dict]) -> list[str]:
+    """What the CUDA-graph engine chose at each size (runs that record it): where flash starts, as timed at
+    engine start, and whether each query shape's graph beat its timed eager forward (`engine.querypath`)."""
+    lines = []
+    for r in rows:
+        info = r.get("graph") or {}
+        verdicts = info.get("verdicts")
+        if not verdicts:
+            continue
+        shapes = "; ".join(f"{v['capacity']} slots: graph {v['graph_ms']:.1f} ms vs eager {v['eager_ms']:.1f} ms, "
+                           f"{'graph kept' if v['graph_kept'] else 'eager chosen'}" for v in verdicts)
+        lines.append(f"- {r['model']} at {r['tokens']} (flash from {info.get('flash_from_slots')} slots): {shapes}")
+    if not lines:
+        return []
+    return ["", "CUDA-graph column: the engine's own choice per query shape (its first replay timed against a timed "
+            "eager forward; the faster one serves from then on):", ""] + lines
 
 
 def _decode_goal(key: str, goal: dict) -> str:
