@@ -144,9 +144,9 @@ smol_capacity_plan() {
     kill "$convert" 2>/dev/null  # no 0.5B in this plan: its conversion would wait 10 minutes for a GGUF
     python3 -m blockattn models prepare $smol > "$RES/prepare_smol.txt" 2>&1  # once, before two runs load it
     quality $smol "$BA/gpu/pack-smollm2.npz" "$(left)" --report-tag r8 --work "$BA/work/$smol-r8" --methods distill \
-        $1 --curve-points 3 --ppl-rows 32 $(rank 8)
+        $1 --curve-points 3 --ppl-rows 32 --teacher-minutes 1 $(rank 8)
     quality $smol "$BA/gpu/pack-smollm2.npz" "$(left)" --report-tag r64 --work "$BA/work/$smol-r64" --methods distill \
-        --rag-from "$BA/work/$smol-r8/rag.npz" $1 --curve-points 3 --ppl-rows 32 $(rank 64)
+        --rag-from "$BA/work/$smol-r8/rag.npz" $1 --curve-points 3 --ppl-rows 32 --teacher-minutes 1 $(rank 64)
     wait
     log "orchestrator done"
     touch "$RES/DONE"
