@@ -46,8 +46,8 @@ def replay_ms(fn: Callable[[], object], device: torch.device, reps: int = 10) ->
         with torch.cuda.graph(graph):
             fn()
         run = graph.replay
-    except RuntimeError:
-        pass
+    except Exception:  # noqa: BLE001 - a path that cannot be captured is timed as it is
+        run = fn
     for _ in range(3):
         run()
     times = []
@@ -71,6 +71,17 @@ def flash_crossover(heads: int, kv_heads: int, head_dim: int, dtype: torch.dtype
     probe = torch.empty(1, kv_heads, 1, head_dim, device=device, dtype=dtype)
     if not flashbuffer.flash_applies(probe):
         return default, []
+    try:
+        timings = _time_paths(heads, kv_heads, head_dim, dtype, device, slots)
+    except Exception as exc:  # noqa: BLE001 - a failed measurement costs the choice, never the engine
+        return default, [{"error": f"{type(exc).__name__}: {exc}"[:300]}]
+    wins = [t["flash_ms"] <= t["matmul_ms"] for t in timings]
+    first = next((i for i in range(len(wins)) if all(wins[i:])), None)
+    return (timings[first]["slots"] if first is not None else 2 * slots[-1]), timings
+
+
+def _time_paths(heads: int, kv_heads: int, head_dim: int, dtype: torch.dtype, device: torch.device,
+                slots: tuple[int, ...]) -> list[dict]:
     rows_n = CALIBRATION_ROWS
     groups = heads // kv_heads
     timings = []
@@ -88,9 +99,7 @@ def flash_crossover(heads: int, kv_heads: int, head_dim: int, dtype: torch.dtype
             matmul = replay_ms(lambda: staticops.masked_attention(rows, key, value, mask, None), device)
             flash = replay_ms(lambda: flashbuffer.buffer_attention(query, key, value, end, None), device)
             timings.append({"slots": capacity, "matmul_ms": round(matmul, 4), "flash_ms": round(flash, 4)})
-    wins = [t["flash_ms"] <= t["matmul_ms"] for t in timings]
-    first = next((i for i in range(len(wins)) if all(wins[i:])), None)
-    return (timings[first]["slots"] if first is not None else 2 * slots[-1]), timings
+    return timings
 
 
 def timed(fn: Callable[[], T], device: torch.device) -> tuple[T, float]:

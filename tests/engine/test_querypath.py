@@ -1,0 +1,52 @@
+"""How the query step's choices are made from timings (`engine.querypath`): where flash starts, and whether a
+shape keeps its graph. The timings themselves are measured on CUDA (tests/engine/test_gpu.py); here they are
+given, so the rules are checked on the CPU."""
+
+import pytest
+import torch
+
+from blockattn.engine import flashbuffer, querypath
+
+
+@pytest.fixture
+def flash_everywhere(monkeypatch):
+    monkeypatch.setattr(flashbuffer, "flash_applies", lambda key: True)
+
+
+def _given(monkeypatch, pairs):
+    table = [{"slots": s, "matmul_ms": m, "flash_ms": f} for s, (m, f) in zip(querypath.CALIBRATION_SLOTS, pairs)]
+    monkeypatch.setattr(querypath, "_time_paths", lambda *a: table)
+
+
+@pytest.mark.parametrize("pairs,start", [
+    ([(1, 2), (2, 2.5), (3, 2), (6, 3)], 8192),  # flash wins from 8k on
+    ([(1, 0.5), (2, 3), (3, 2), (6, 3)], 8192),  # a win at 2k alone does not count: flash must keep winning
+    ([(1, 0.5), (2, 1), (3, 2), (6, 3)], 2048),  # flash everywhere
+    ([(1, 2), (2, 3), (3, 4), (6, 7)], 32768),  # never: past the longest measured length
+])
+def test_flash_starts_where_it_wins_and_keeps_winning(monkeypatch, flash_everywhere, pairs, start):
+    _given(monkeypatch, pairs)
+    got, table = querypath.flash_crossover(32, 8, 128, torch.bfloat16, torch.device("cpu"), default=8192)
+    assert got == start and len(table) == 4
+
+
+def test_no_flash_no_timing_and_a_failed_timing_keeps_the_default(monkeypatch):
+    assert querypath.flash_crossover(4, 2, 16, torch.float32, torch.device("cpu"), default=777) == (777, [])
+    monkeypatch.setattr(flashbuffer, "flash_applies", lambda key: True)
+
+    def broken(*a):
+        raise RuntimeError("no kernel image")
+
+    monkeypatch.setattr(querypath, "_time_paths", broken)
+    got, table = querypath.flash_crossover(4, 2, 16, torch.bfloat16, torch.device("cpu"), default=777)
+    assert got == 777 and "no kernel image" in table[0]["error"]
+
+
+def test_a_graph_is_kept_unless_clearly_slower_than_eager():
+    verdicts = querypath.Verdicts()
+    a, b, c = [(capacity, 64, 1, "block") for capacity in (2048, 4096, 8192)]  # (capacity, T', keep, mode)
+    verdicts.eager_ms[a] = verdicts.eager_ms[b] = 10.0
+    assert verdicts.judge(a, 10.4)  # within the margin: the graph (less host time) stays
+    assert not verdicts.judge(b, 12.0)
+    assert verdicts.judge(c, 50.0)  # no eager time measured: nothing to lose to
+    assert [v["graph_kept"] for v in verdicts.info()] == [True, False, True]
