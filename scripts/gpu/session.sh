@@ -20,7 +20,10 @@
 #
 # Hold the machine: it goes back 30 s after a call ends, taking every detached run with it. Issue the `wait`
 # calls back to back and read results only after the last one (2026-12-02: four minutes spent reading the speed
-# results between two calls lost the machine and all three quality runs). QUALITY_PLAN=main runs only the 0.5B
+# results between two calls lost the machine and all three quality runs; 2026-12-03: two minutes of editing
+# between the last staging call and the first `wait` lost it again, with the runs just started). Make the first
+# call of a lease alone and batch the rest only once it got a machine: when none can be started, every call
+# after it is refused at 15 s of device time each (2026-12-03: 28 batched calls cost 7 minutes). QUALITY_PLAN=main runs only the 0.5B
 # continuation (a short lease), QUALITY_PLAN=ablations only the ablation runs, QUALITY_PLAN=capacity the LoRA-rank
 # runs (below), QUALITY_PLAN=smolcap their SmolLM2 version; SPEED_BUDGET=5 skips the speed phase, SPEED_PHASES=tests,probe,ttft runs only those. scripts/gpu/prepare.sh builds everything this carries (.devcache/, .gpu/) on a fresh machine.
 set -u
