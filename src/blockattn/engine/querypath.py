@@ -23,6 +23,7 @@ from typing import Callable, TypeVar
 import torch
 
 from blockattn.engine import flashbuffer, staticops
+from blockattn.engine.cudagraph import GraphCache
 
 CALIBRATION_SLOTS = (2048, 4096, 8192, 16384)  # buffer lengths timed at engine start
 CALIBRATION_ROWS = 64  # query tokens per timing (a typical question, bucketed)
@@ -35,19 +36,8 @@ def replay_ms(fn: Callable[[], object], device: torch.device, reps: int = 10) ->
     """GPU milliseconds of one fn() as the query step runs it: captured in a CUDA graph and replayed (timed
     eagerly, a path of many small kernels would be charged the host's launch time, which a graph does not pay;
     on the H200 the chunked flash path timed 0.73 ms eagerly at 32k slots). Eager timing if capture fails."""
-    run = fn
-    try:
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            fn()
-        torch.cuda.current_stream(device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            fn()
-        run = graph.replay
-    except Exception:  # noqa: BLE001 - a path that cannot be captured is timed as it is
-        run = fn
+    entry = GraphCache(1, "attention timing").capture("timing", device, fn, lambda graph, _: graph)
+    run = entry.replay if entry is not None else fn
     for _ in range(3):
         run()
     times = []
