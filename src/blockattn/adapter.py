@@ -6,9 +6,12 @@ A block adapter directory holds
     block_sinks.safetensors                          the BlockSinks ("per_block" (k, H), "shared" (s, H))
     blockattn_adapter.json                           {"sinks_per_block": k, "shared_sink": s, "base": ...,
                                                       "recipe": {...how it was trained...}}
+    model/                                           full fine-tuning (LoRA rank 0) only: the student's
+                                                      weights (`save_pretrained`), instead of a LoRA
 
 With the adapter *enabled* the model is the block-attention student; with it disabled (PEFT's
 `disable_adapter()`), the untouched base model -- the full-attention teacher. One copy of the weights.
+A fully fine-tuned student (model/) is loaded as a second copy of the model: the base stays the teacher.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from blockattn.errors import UserError
 META_FILE = "blockattn_adapter.json"
 SINKS_FILE = "block_sinks.safetensors"
 LORA_CONFIG = "adapter_config.json"
+FULL_MODEL_DIR = "model"
 
 
 @dataclass
@@ -40,11 +44,37 @@ class BlockAdapter:
 
 
 def adapter_identity(path: Path) -> str:
+    """A content hash of every file of the adapter, model/ included (two fully fine-tuned students with the
+    same sinks must not share block-cache entries)."""
     digest = hashlib.sha256()
-    for name in sorted(p.name for p in path.iterdir() if p.is_file()):
-        digest.update(name.encode())
-        digest.update((path / name).read_bytes())
+    for file in sorted(f for f in path.rglob("*") if f.is_file()):
+        digest.update(file.relative_to(path).as_posix().encode())
+        digest.update(file.read_bytes())
     return f"{path.name}@{digest.hexdigest()[:16]}"
+
+
+def load_full_student(base_model: Any, folder: Path) -> Any:
+    """A copy of `base_model` holding the fully fine-tuned weights saved in `folder` (every weight must be
+    there, except ones tied to another, e.g. an output layer tied to the embeddings)."""
+    import copy
+
+    from safetensors.torch import load_file
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise UserError(f"adapter {folder.parent}: {FULL_MODEL_DIR}/ holds no .safetensors weights")
+    state: dict = {}
+    for file in files:
+        state.update(load_file(str(file)))
+    student = copy.deepcopy(base_model)
+    missing, unexpected = student.load_state_dict(state, strict=False)
+    tied = {name for name, _ in student.named_parameters(remove_duplicate=False)} - \
+        {name for name, _ in student.named_parameters()}
+    missing = [m for m in missing if m not in tied]
+    if missing or unexpected:
+        raise UserError(f"adapter {folder.parent}: {FULL_MODEL_DIR}/ does not fit the base model "
+                        f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    return student.eval().requires_grad_(False)
 
 
 def save_block_adapter(out_dir: str | Path, model: Any, sinks: Any, sinks_per_block: int, shared_sink: int,
@@ -75,7 +105,9 @@ def load_block_adapter(base_model: Any, path: str | Path) -> BlockAdapter:
         raise UserError(f"adapter {p}: not a blockattn adapter directory (no {META_FILE})")
     meta = json.loads((p / META_FILE).read_text())
     model = base_model
-    if (p / LORA_CONFIG).is_file():
+    if (p / FULL_MODEL_DIR).is_dir():
+        model = load_full_student(base_model, p / FULL_MODEL_DIR)
+    elif (p / LORA_CONFIG).is_file():
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(base_model, str(p), is_trainable=False)

@@ -100,6 +100,33 @@ class TestCachedEqualsUncached:
         assert_close(out.logits, ref)
         assert out.computed_blocks == out.cached_blocks == 0
 
+    def test_a_fully_fine_tuned_student_serves_block_mode_and_the_base_full_mode(self, arch, tmp_path):
+        # LoRA rank 0 (full fine-tuning) saves the student's weights in model/: block mode must run them,
+        # full mode the untouched base, and the adapter's identity must change with those weights
+        from blockattn.adapter import adapter_identity
+
+        base, student = tiny_model(arch), tiny_model(arch)
+        with torch.no_grad():
+            for p in student.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+        sinks = BlockSinks(student.config.hidden_size, per_block=2, shared=1)
+        out_dir = save_block_adapter(tmp_path / "full", student, sinks, 2, 1)
+        student.save_pretrained(str(out_dir / "model"))
+        first = adapter_identity(out_dir)
+        adapter = load_block_adapter(base, out_dir)
+        assert adapter.model is not base
+        *blocks, query = random_blocks([9, 15, 6], seed=7)
+        engine = BlockEngine(base, "tiny", adapter)
+        block = engine.prefill(blocks, query, keep_logits=len(query))
+        assert_close(block.logits, reference_logits(student, blocks, query, adapter.sinks, 2, 1))
+        full = engine.prefill(blocks, query, mode="full", keep_logits=len(query))
+        with torch.no_grad():
+            assert_close(full.logits, base(input_ids=torch.tensor([sum(blocks, []) + query])).logits[0, -len(query):])
+        with torch.no_grad():
+            next(student.parameters()).add_(1.0)
+        student.save_pretrained(str(out_dir / "model"))
+        assert adapter_identity(out_dir) != first
+
     def test_decoding_continues_the_block_mode_sequence(self, arch):
         model = tiny_model(arch)
         *blocks, query = random_blocks([10, 21, 4], seed=5)

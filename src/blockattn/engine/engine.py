@@ -152,7 +152,8 @@ class BlockEngine:
         self.merged = self.block_model is not self.model
         # full mode's model: with a merged copy for block mode, a plain view of the base weights (no LoRA layers,
         # no PEFT wrapper, no adapter toggling in the hot path: what block mode costs, full mode costs too)
-        self.full_model = plain_view(self.model) if self.merged else self.model
+        # (a fully fine-tuned student is a model of its own: full mode stays on the base)
+        self.full_model = plain_view(self.model) if self.merged else (self.model if self._lora else model)
         self.sinks = adapter.sinks if adapter is not None else None
         self.n_sinks = adapter.sinks_per_block if adapter is not None else 0
         self.n_shared = adapter.shared_sink if adapter is not None else 0
