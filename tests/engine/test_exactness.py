@@ -9,7 +9,7 @@ from blockattn.adapter import load_block_adapter, save_block_adapter
 from blockattn.attention import BlockSinks, block_forward, pack_sequence
 from blockattn.engine.engine import BlockEngine, EngineConfig
 from blockattn.engine.sampling import SamplingParams
-from blockattn.models.tiny import ARCHITECTURES, tiny_model
+from blockattn.models.tiny import ARCHITECTURES, save_random_block_adapter, tiny_model
 
 TOL = 1e-4
 
@@ -34,12 +34,7 @@ def assert_close(a, b):
 def make_adapter(tmp_path, arch, n_sinks=3, n_shared=2, device="cpu"):
     """A block adapter with random (non-zero) LoRA weights and sinks, saved and loaded like a shipped one
     (onto a fresh base model on `device`)."""
-    from peft import LoraConfig, get_peft_model
-
-    student = get_peft_model(tiny_model(arch), LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"],
-                                                          init_lora_weights=False))
-    sinks = BlockSinks(student.config.hidden_size, per_block=n_sinks, shared=n_shared)
-    save_block_adapter(tmp_path / "adapter", student, sinks, n_sinks, n_shared)
+    save_random_block_adapter(tmp_path / "adapter", arch, n_sinks, n_shared)
     return load_block_adapter(tiny_model(arch).to(device), tmp_path / "adapter")
 
 

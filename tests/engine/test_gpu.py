@@ -10,13 +10,21 @@ import torch
 from blockattn.attention import BlockSinks, block_forward, pack_sequence
 from blockattn.engine.attention import cached_attention
 from blockattn.engine.engine import BlockEngine, EngineConfig
-from blockattn.models.tiny import tiny_model
+from blockattn.adapter import load_block_adapter
+from blockattn.models.tiny import save_random_block_adapter, tiny_model
 
 pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("strict_fp32"),
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 TOL = 1e-4
 
 
+
+
+def _cuda_adapter(tmp_path):
+    """A random tiny block adapter loaded onto a tiny base on CUDA (the helper lives in the package: the H200's
+    pytest could not import tests.engine.test_exactness from inside a test, 2026-12-03)."""
+    save_random_block_adapter(tmp_path / "adapter", "llama")
+    return load_block_adapter(tiny_model("llama").to("cuda"), tmp_path / "adapter")
 
 
 def _blocks(lengths, seed=0):
@@ -253,9 +261,7 @@ def test_decode_graph_in_bf16_is_close_to_the_plain_decode():
 
 
 def test_merged_adapter_and_graphs_equal_the_toggled_adapter_on_cuda(tmp_path):
-    from tests.engine.test_exactness import make_adapter
-
-    adapter = make_adapter(tmp_path, "llama", device="cuda")
+    adapter = _cuda_adapter(tmp_path)
     base = adapter.model.get_base_model()
     *blocks, query = _blocks([17, 30, 8], seed=4)
     fast = BlockEngine(base, "tiny", adapter)  # CUDA defaults: merged adapter, decode graphs
@@ -269,9 +275,7 @@ def test_merged_adapter_and_graphs_equal_the_toggled_adapter_on_cuda(tmp_path):
 
 
 def test_batched_decode_on_cuda_equals_each_request_alone(tmp_path):
-    from tests.engine.test_exactness import make_adapter
-
-    adapter = make_adapter(tmp_path, "llama", device="cuda")
+    adapter = _cuda_adapter(tmp_path)
     engine = BlockEngine(adapter.model.get_base_model(), "tiny", adapter)
     requests = [_blocks(lengths, seed=seed) for seed, lengths in enumerate([[9, 14, 5], [300, 3], [7, 7, 7, 2]])]
     alone = [_greedy(engine, blocks, query, steps=4) for *blocks, query in requests]

@@ -47,3 +47,17 @@ def save_tiny_model(path, arch: str = "llama", **overrides: Any):
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def save_random_block_adapter(out_dir, arch: str = "llama", n_sinks: int = 3, n_shared: int = 2):
+    """A block adapter for `tiny_model(arch)` with random, non-zero LoRA weights and sinks, saved like a shipped
+    one (what the engine tests load; kept here so that any test file, on any machine, can import it)."""
+    from peft import LoraConfig, get_peft_model
+
+    from blockattn.adapter import save_block_adapter
+    from blockattn.attention.sinks import BlockSinks
+
+    student = get_peft_model(tiny_model(arch), LoraConfig(r=4, target_modules=["q_proj", "v_proj", "down_proj"],
+                                                          init_lora_weights=False))
+    sinks = BlockSinks(student.config.hidden_size, per_block=n_sinks, shared=n_shared)
+    return save_block_adapter(out_dir, student, sinks, n_sinks, n_shared)
