@@ -63,7 +63,7 @@ phase() {
     log "$name: rc=$rc in $(( $(date +%s) - t0 ))s$([ $rc -eq 124 ] && echo ' (TIMED OUT)')"
 }
 
-log "speed.sh budget=${BUDGET}s device=$DEVICE smoke=$SMOKE commit=$(git rev-parse --short HEAD 2>/dev/null)"
+log "speed.sh budget=${BUDGET}s device=$DEVICE smoke=$SMOKE commit=${BLOCKATTN_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null)}"  # the carried .git can be stale: BLOCKATTN_COMMIT first
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
   $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 } >> "$LOG" 2>&1

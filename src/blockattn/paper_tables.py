@@ -18,6 +18,7 @@ import math
 GOAL_PCT_OF_FULL = 95.0  # issue 11/12: distilled ≥ 95 % of full on HotpotQA and planted facts
 GOAL_GAP_CLOSED = 90.0  # issue 11: ΔPPL, ≥ 90 % of the zero-shot gap closed
 MIN_PPL_GAP = 0.05  # a zero-shot ΔPPL at or below this is no gap to close (a ratio of noise)
+KL_MATTERS_PCT = 5.0  # an ablation that moves held-out KL by less than this (relative) shows no clear effect
 FACT_COUNTS = ("4", "8", "16")
 ABLATIONS = {"distilled -sinks": "block sink tokens", "distilled -dropout": "block dropout",
              "distilled -weighting": "token weighting", "distilled -rag": "the RAG-shaped data"}
@@ -123,22 +124,40 @@ def quality_verdicts(data: dict) -> list[str]:
                             ("planted facts (mean of 4/8/16)", _facts_mean(dist), _facts_mean(ft))):
             if a is not None and b is not None:
                 winner = "distillation wins" if a > b else ("block-FT wins" if b > a else "a tie")
+                n_q = _get(dist, "hotpotqa", "n") if label == "HotpotQA" else None
+                if n_q and a != b and abs(a - b) < 2 * _se_diff(a, b, n_q):
+                    winner += f", within two standard errors ({2 * _se_diff(a, b, n_q):.3f}): not shown"
                 out.append(f"Distillation vs block-FT at equal tokens, {label}: {a:.3f} vs {b:.3f} — {winner}.")
+        ka, kb = _get(dist, "kl"), _get(ft, "kl")
+        if ka is not None and kb is not None:
+            winner = "distillation is closer to full" if ka < kb else "block-FT is closer to full"
+            out.append(f"Distillation vs block-FT at equal tokens, held-out KL to full attention: {ka:.4f} vs "
+                       f"{kb:.4f} — {winner}.")
     n = _get(dist, "hotpotqa", "n") or 0
     for method, component in ABLATIONS.items():
         abl = _row(rows, method)
-        a, b = _get(dist, "hotpotqa", "contains"), _get(abl, "hotpotqa", "contains")
-        if a is None or b is None:
+        if abl is None:
             continue
-        cost = a - b
-        se = _se_diff(a, b, n) if n else None
-        if cost <= 0:
-            verdict = f"costs nothing on HotpotQA ({b:.3f} without it, {a:.3f} with it)"
-        elif se is not None and cost < 2 * se:
-            verdict = f"costs {cost:.3f} on HotpotQA, within two standard errors ({2 * se:.3f}): not shown to matter"
-        else:
-            verdict = f"costs {cost:.3f} on HotpotQA ({b:.3f} without it vs {a:.3f})"
-        out.append(f"Removing {component} {verdict}.")
+        parts = []
+        a, b = _get(dist, "hotpotqa", "contains"), _get(abl, "hotpotqa", "contains")
+        if a is not None and b is not None:
+            cost = a - b
+            se = _se_diff(a, b, n) if n else None
+            if se is not None and abs(cost) < 2 * se:
+                parts.append(f"HotpotQA {b:.3f} without it vs {a:.3f} with it, within two standard errors "
+                             f"({2 * se:.3f}): not shown either way")
+            elif cost <= 0:
+                parts.append(f"HotpotQA {b:.3f} without it vs {a:.3f} with it: removing it does not cost")
+            else:
+                parts.append(f"HotpotQA costs {cost:.3f} ({b:.3f} without it vs {a:.3f})")
+        ka, kb = _get(dist, "kl"), _get(abl, "kl")
+        if ka is not None and kb is not None and ka > 0:
+            change = 100.0 * (kb - ka) / ka
+            parts.append(f"held-out KL {kb:.4f} without it vs {ka:.4f} with it ({change:+.0f} %: "
+                         + ("it helps" if change >= KL_MATTERS_PCT else "it hurts" if change <= -KL_MATTERS_PCT
+                            else "no clear effect") + ")")
+        if parts:
+            out.append(f"Removing {component}: " + "; ".join(parts) + ".")
     return out
 
 
