@@ -25,7 +25,7 @@
 # call of a lease alone and batch the rest only once it got a machine: when none can be started, every call
 # after it is refused at 15 s of device time each (2026-12-03: 28 batched calls cost 7 minutes). QUALITY_PLAN=main runs only the 0.5B
 # continuation (a short lease), QUALITY_PLAN=ablations only the ablation runs, QUALITY_PLAN=capacity the LoRA-rank
-# runs (below), QUALITY_PLAN=smolcap their SmolLM2 version; SPEED_BUDGET=5 skips the speed phase, SPEED_PHASES=tests,probe,ttft runs only those. scripts/gpu/prepare.sh builds everything this carries (.devcache/, .gpu/) on a fresh machine.
+# runs (below), QUALITY_PLAN=smolcap their SmolLM2 version, QUALITY_PLAN=lr the learning-rate runs; SPEED_BUDGET=5 skips the speed phase, SPEED_PHASES=tests,probe,ttft runs only those. scripts/gpu/prepare.sh builds everything this carries (.devcache/, .gpu/) on a fresh machine.
 set -u
 BA=/tmp/ba
 RES=$BA/results
@@ -102,6 +102,7 @@ run() {
     local plan=${QUALITY_PLAN:-all}
     if [ "$plan" = capacity ]; then capacity_plan "$abl" "$small"; return; fi
     if [ "$plan" = smolcap ]; then smol_capacity_plan "$small"; return; fi
+    if [ "$plan" = lr ]; then lr_plan; return; fi
     [ "$plan" != main ] && quality smollm2-135m-instruct "$BA/gpu/pack-smollm2.npz" "$(left)" \
         --ablations $abl $small --set train.log_every=10 $(rank 8)
     wait "$convert"  # the 0.5B conversion (started above)
@@ -135,6 +136,27 @@ capacity_plan() {
     quality $q05 "$BA/gpu/pack-qwen.npz" "$(left)" --report-tag r64 --work "$BA/work/$q05-r64" --methods distill \
         --rag-from "$BA/work/$q05-r16/rag.npz" --teacher-minutes 2 --curve-points 4 --curve-hotpot-limit 50 \
         --hotpot-limit 300 $(rank 64)
+    wait
+    log "orchestrator done"
+    touch "$RES/DONE"
+}
+
+# QUALITY_PLAN=lr (issue 11, after the capacity runs of 2026-12-03: rank 16 from scratch scored what rank 8 did,
+# 0.286 vs 0.288 of full's 0.368, and rank 64 got worse as it trained, held-out KL 0.127 -> 0.161, at the
+# learning rate all runs shared, 2e-4): is the step size, not the rank, what holds the 0.5B at ~78 % of full?
+#   q05 r8 2e-4   the control: the shipped recipe from scratch, its own teacher answers
+#   q05 r8 5e-5   the same at a quarter of the learning rate, on the control's teacher answers
+#   q05 full 1e-5 full fine-tuning (LoRA rank 0; the student saved in adapter/model/, never in the archive):
+#                 the ceiling of capacity, on the control's teacher answers
+lr_plan() {
+    local q05=qwen2.5-coder-0.5b-instruct base="--methods distill --teacher-minutes 2 --curve-points 4 --curve-hotpot-limit 50"
+    wait "$convert"
+    quality $q05 "$BA/gpu/pack-qwen.npz" "$(left)" --report-tag lr2e-4 --work "$BA/work/$q05-lr2e-4" $base \
+        --rag-items 2000 $(rank 8)
+    quality $q05 "$BA/gpu/pack-qwen.npz" "$(left)" --report-tag lr5e-5 --work "$BA/work/$q05-lr5e-5" $base \
+        --rag-from "$BA/work/$q05-lr2e-4/rag.npz" $(rank 8) --set optim.lr=5e-5
+    quality $q05 "$BA/gpu/pack-qwen.npz" "$(left)" --report-tag full-ft --work "$BA/work/$q05-full-ft" $base \
+        --rag-from "$BA/work/$q05-lr2e-4/rag.npz" --set adapter.lora_rank=0 --set optim.lr=1e-5
     wait
     log "orchestrator done"
     touch "$RES/DONE"

@@ -5,6 +5,7 @@ import json
 import tarfile
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from blockattn.experiments import quality
@@ -175,3 +176,33 @@ def test_rag_from_takes_another_runs_answers_after_the_untrained_evaluations(pac
     assert data["teacher"] == {"answered": 3, "from": str(rag)} and data["mix"]["rag_fraction"] == 0.5
     assert [r["method"] for r in data["rows"]] == ["full", "zero-shot block", "distilled"]
     assert not (out / "teacher_tiny-ablations.json").exists()
+
+
+def test_full_fine_tuning_is_trained_saved_and_evaluated_as_its_own_model(pack, tmp_path):
+    """LoRA rank 0: the student's weights go to adapter/model/, and the distilled row is scored on them (the
+    adapter loader used to ignore model/ and score the base), while the shipped archive leaves them out."""
+    rag_from = tmp_path / "other" / "rag.npz"
+    from blockattn.distill.ragset import RagSet
+
+    RagSet.from_requests([([[5, 6, 7], [8, 9, 10, 11], [12, 13]], [14, 15, 2])] * 3).save(rag_from)
+    out = tmp_path / "out"
+    sets = [a for o in [*TINY, "adapter.lora_rank=0", "optim.lr=1e-3"] for a in ("--set", o)]
+    result = CliRunner().invoke(quality.app, [
+        "--model", "tiny", "--pack", str(pack), "--out", str(out), "--work", str(tmp_path / "work"),
+        "--methods", "distill", "--steps", "3", "--hotpot-limit", "0", "--facts-per-count", "1", "--ppl-rows", "2",
+        "--query-tokens", "32", "--snapshot-every", "0", "--batch-size", "4", "--rag-from", str(rag_from),
+        "--report-tag", "full", "--deadline-minutes", "30", *sets])
+    data = json.loads((out / "quality_tiny-full.json").read_text())
+    assert result.exit_code == 0, {k: v for k, v in data["phases"].items() if v["status"] != "ok"}
+    assert [r["method"] for r in data["rows"]] == ["full", "zero-shot block", "distilled"]
+    [saved] = [p.parent.parent for p in (tmp_path / "work").rglob("model/config.json") if p.parent.parent.name == "adapter"]
+    from blockattn.adapter import load_block_adapter
+    from blockattn.models.tiny import tiny_model
+
+    base = tiny_model(vocab_size=49152)
+    student = load_block_adapter(base, saved).model
+    assert student is not base and any(not torch.equal(a, b) for a, b in zip(student.parameters(), base.parameters()))
+    [archive] = out.glob("adapters_*.tar.gz")
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "distilled/blockattn_adapter.json" in names and not any("/model/" in n for n in names)
