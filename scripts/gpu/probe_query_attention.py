@@ -6,7 +6,8 @@ of `bucket_capacity(context + 64)` slots, each way the engine could attend, time
     sdpa     masked SDPA over the whole buffer (what the step used past 128 MiB of scores at b251358)
     flash    flash's variable-length kernel over the first `end` slots, in place, the context as one sequence
              (flashbuffer.buffer_attention with MAX_CHUNKS = 1)
-    flash_split  the same with the context in capacity // 2048 chunks (at most 16), merged by log-sum-exp
+    flash_split  the same with the context in capacity // 2048 chunks (at most 16), merged by log-sum-exp;
+             also replayed at 4/8/16/32/64 chunks (`flash_split<S>_graph_ms`, `best_chunks`)
     exact    SDPA with the lower-right causal bias over exactly the request's keys (the eager forward's call;
              its slice is a new shape per request, so it cannot be captured)
 
@@ -44,12 +45,17 @@ def timed(fn, repeat: int = 20) -> float:
     return start.elapsed_time(end) / repeat
 
 
-def _one_chunk(query, key, value, end):
-    chunks, flashbuffer.MAX_CHUNKS = flashbuffer.MAX_CHUNKS, 1
+def _chunked(query, key, value, end, chunks: int):
+    """buffer_attention with the context cut into exactly `chunks` parts (fewer only past one slot each)."""
+    saved = flashbuffer.MAX_CHUNKS, flashbuffer.CHUNK_SLOTS
+    flashbuffer.MAX_CHUNKS, flashbuffer.CHUNK_SLOTS = chunks, 1
     try:
         return flashbuffer.buffer_attention(query, key, value, end, None)
     finally:
-        flashbuffer.MAX_CHUNKS = chunks
+        flashbuffer.MAX_CHUNKS, flashbuffer.CHUNK_SLOTS = saved
+
+
+SWEEP_CHUNKS = (4, 8, 16, 32, 64)  # flash_split<S>_graph_ms: where the chunk count should sit at each length
 
 
 def main() -> None:
@@ -81,7 +87,7 @@ def main() -> None:
                 query, key[:, :, :end], value[:, :, :end], attn_mask=bias, enable_gqa=True),
         }
         if flash_ok:
-            ways["flash"] = lambda: _one_chunk(query, key, value, end_t)
+            ways["flash"] = lambda: _chunked(query, key, value, end_t, 1)
             ways["flash_split"] = lambda: flashbuffer.buffer_attention(query, key, value, end_t, None)
         row = {"context": context, "capacity": capacity}
         for name, fn in ways.items():
@@ -95,6 +101,16 @@ def main() -> None:
                     row[f"{name}_graph_ms"] = round(graph_ms(ways[name], device), 4)
                 except RuntimeError as exc:
                     row[f"{name}_graph_error"] = f"{type(exc).__name__}: {exc}"[:200]
+        if flash_ok:
+            for chunks in SWEEP_CHUNKS:
+                try:
+                    row[f"flash_split{chunks}_graph_ms"] = round(graph_ms(
+                        lambda c=chunks: _chunked(query, key, value, end_t, c), device), 4)
+                except RuntimeError as exc:
+                    row[f"flash_split{chunks}_graph_error"] = f"{type(exc).__name__}: {exc}"[:200]
+            swept = {c: row[f"flash_split{c}_graph_ms"] for c in SWEEP_CHUNKS if f"flash_split{c}_graph_ms" in row}
+            if swept:
+                row["best_chunks"] = min(swept, key=swept.get)
         print(row, flush=True)
         rows.append(row)
     result = {"benchmark": "probe_query_attention", "title": "Query-block attention, one layer of the Llama-8B "
