@@ -7,7 +7,10 @@ of `bucket_capacity(context + 64)` slots, each way the engine could attend, time
     flash    flash's variable-length kernel over the first `end` slots, in place, the context as one sequence
              (flashbuffer.buffer_attention with MAX_CHUNKS = 1)
     flash_split  the same with the context in capacity // 2048 chunks (at most 16), merged by log-sum-exp;
-             also replayed at 4/8/16/32/64 chunks (`flash_split<S>_graph_ms`, `best_chunks`)
+             also replayed at 4/8/16/32/64 chunks (`flash_split<S>_graph_ms`)
+    flash_packed the chunked path with each KV head's 4 query heads folded into rows of the context call
+             (flashbuffer.PACK_GQA), at the same chunk counts (`flash_packed<S>_graph_ms`); `best_flash` names
+             the fastest of both sweeps
     exact    SDPA with the lower-right causal bias over exactly the request's keys (the eager forward's call;
              its slice is a new shape per request, so it cannot be captured)
 
@@ -45,14 +48,15 @@ def timed(fn, repeat: int = 20) -> float:
     return start.elapsed_time(end) / repeat
 
 
-def _chunked(query, key, value, end, chunks: int):
-    """buffer_attention with the context cut into exactly `chunks` parts (fewer only past one slot each)."""
-    saved = flashbuffer.MAX_CHUNKS, flashbuffer.CHUNK_SLOTS
-    flashbuffer.MAX_CHUNKS, flashbuffer.CHUNK_SLOTS = chunks, 1
+def _chunked(query, key, value, end, chunks: int, pack: bool = False):
+    """buffer_attention with the context cut into exactly `chunks` parts (fewer only past one slot each), each
+    KV head's query heads folded into rows of the context call when `pack` (flashbuffer.PACK_GQA)."""
+    saved = flashbuffer.MAX_CHUNKS, flashbuffer.CHUNK_SLOTS, flashbuffer.PACK_GQA
+    flashbuffer.MAX_CHUNKS, flashbuffer.CHUNK_SLOTS, flashbuffer.PACK_GQA = chunks, 1, pack
     try:
         return flashbuffer.buffer_attention(query, key, value, end, None)
     finally:
-        flashbuffer.MAX_CHUNKS, flashbuffer.CHUNK_SLOTS = saved
+        flashbuffer.MAX_CHUNKS, flashbuffer.CHUNK_SLOTS, flashbuffer.PACK_GQA = saved
 
 
 SWEEP_CHUNKS = (4, 8, 16, 32, 64)  # flash_split<S>_graph_ms: where the chunk count should sit at each length
@@ -102,15 +106,17 @@ def main() -> None:
                 except RuntimeError as exc:
                     row[f"{name}_graph_error"] = f"{type(exc).__name__}: {exc}"[:200]
         if flash_ok:
-            for chunks in SWEEP_CHUNKS:
-                try:
-                    row[f"flash_split{chunks}_graph_ms"] = round(graph_ms(
-                        lambda c=chunks: _chunked(query, key, value, end_t, c), device), 4)
-                except RuntimeError as exc:
-                    row[f"flash_split{chunks}_graph_error"] = f"{type(exc).__name__}: {exc}"[:200]
-            swept = {c: row[f"flash_split{c}_graph_ms"] for c in SWEEP_CHUNKS if f"flash_split{c}_graph_ms" in row}
+            for way, pack in (("flash_split", False), ("flash_packed", True)):
+                for chunks in SWEEP_CHUNKS:
+                    try:
+                        row[f"{way}{chunks}_graph_ms"] = round(graph_ms(
+                            lambda c=chunks, p=pack: _chunked(query, key, value, end_t, c, p), device), 4)
+                    except RuntimeError as exc:
+                        row[f"{way}{chunks}_graph_error"] = f"{type(exc).__name__}: {exc}"[:200]
+            swept = {f"{w}{c}": row[f"{w}{c}_graph_ms"] for w in ("flash_split", "flash_packed") for c in SWEEP_CHUNKS
+                     if f"{w}{c}_graph_ms" in row}
             if swept:
-                row["best_chunks"] = min(swept, key=swept.get)
+                row["best_flash"] = min(swept, key=swept.get)
         print(row, flush=True)
         rows.append(row)
     result = {"benchmark": "probe_query_attention", "title": "Query-block attention, one layer of the Llama-8B "

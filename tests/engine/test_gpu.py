@@ -91,11 +91,14 @@ def test_cuda_graph_replay_equals_eager(scores, monkeypatch):
 @pytest.mark.parametrize("heads,kv_heads,dim,t,capacity,end", [(32, 8, 128, 64, 8192, 5000),
                                                            (9, 3, 64, 16, 2048, 999), (32, 8, 128, 64, 40960, 32832),
                                                            (9, 3, 64, 16, 20480, 16)])
-def test_flash_buffer_attention_in_bf16(heads, kv_heads, dim, t, capacity, end):
+@pytest.mark.parametrize("pack", [False, True])
+def test_flash_buffer_attention_in_bf16(heads, kv_heads, dim, t, capacity, end, pack, monkeypatch):
     """Flash's variable-length kernel over a request buffer's first `end` slots, read in place, the context in
-    chunks (the Llama-8B and SmolLM2 head shapes; one request with no context at all) against fp32 SDPA over
-    exactly those keys."""
+    chunks (the Llama-8B and SmolLM2 head shapes; one request with no context at all), each KV head's query
+    heads folded into rows of the context call or not, against fp32 SDPA over exactly those keys."""
     from blockattn.engine import flashbuffer
+
+    monkeypatch.setattr(flashbuffer, "PACK_GQA", pack)
 
     assert flashbuffer.probe_flash_varlen(torch.device("cuda")), flashbuffer.FLASH_VARLEN_ERROR
     buffer = torch.randn(2, kv_heads, capacity, dim, device="cuda", dtype=torch.bfloat16)

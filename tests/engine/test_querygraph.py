@@ -87,12 +87,15 @@ def cpu_flash(monkeypatch):
     return calls
 
 
+@pytest.mark.parametrize("pack", [False, True])
 @pytest.mark.parametrize("capacity,end", [(64, 40), (64, 3), (64, 64), (8, 5), (700, 333)])
-def test_buffer_attention_equals_masked_attention(cpu_flash, capacity, end):
+def test_buffer_attention_equals_masked_attention(cpu_flash, monkeypatch, capacity, end, pack):
     """Chunked context + causal own rows, merged by log-sum-exp: the same rows as attending over the first
     `end` slots at once, with contexts shorter than the chunk count (empty chunks), none at all (end == T),
-    a full buffer and one chunk."""
+    a full buffer and one chunk; with each KV head's query heads folded into rows of the context call or not."""
     from blockattn.engine import flashbuffer, staticops
+
+    monkeypatch.setattr(flashbuffer, "PACK_GQA", pack)
 
     heads, kv_heads, t, d = 6, 2, 3, 8
     t = min(t, end)

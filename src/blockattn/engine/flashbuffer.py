@@ -32,6 +32,9 @@ FLASH_VARLEN_ERROR: str | None = None  # why the probe said no (shown in the eng
 _HALF = (torch.bfloat16, torch.float16)
 CHUNK_SLOTS = 2048  # S = capacity // CHUNK_SLOTS chunks of the context (at least 1, at most MAX_CHUNKS)
 MAX_CHUNKS = 16
+# Fold each KV head's query heads into rows for the context call (`_packed_context`). Off until the H200 probe
+# (scripts/gpu/probe_query_attention.py, `flash_packed<S>_graph_ms`) shows it faster; exact either way.
+PACK_GQA = False
 
 
 def flash_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor,
@@ -69,7 +72,11 @@ def buffer_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     start = end - t  # (1,)
     bounds = (torch.arange(s + 1, device=device) * start) // s  # chunk j: slots [bounds[j], bounds[j + 1])
     rows = torch.arange(s + 1, device=device, dtype=torch.int32) * t
-    ctx, ctx_lse = flash_varlen(q.repeat(s, 1, 1), k, v, rows, bounds.to(torch.int32), t, capacity, scale, False)
+    if PACK_GQA and heads > k.shape[1]:
+        ctx, ctx_lse = _packed_context(q, k, v, s, bounds, scale)
+    else:
+        ctx, ctx_lse = flash_varlen(q.repeat(s, 1, 1), k, v, rows, bounds.to(torch.int32), t, capacity, scale,
+                                    False)
     own_bounds = torch.cat([start, end]).to(torch.int32)
     own, own_lse = flash_varlen(q, k, v, rows[:2], own_bounds, t, t, scale, True)
     outs = torch.cat([ctx.view(s, t, heads, d), own.view(1, t, heads, d)]).float()  # (S + 1, T, H, D)
@@ -81,6 +88,24 @@ def buffer_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     outs = torch.where(used.unsqueeze(-1), outs, 0.0)
     out = (weights.unsqueeze(-1) * outs).sum(dim=0) / weights.sum(dim=0).unsqueeze(-1)  # (T, H, D)
     return out.to(query.dtype).unsqueeze(0)
+
+
+def _packed_context(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, s: int, bounds: torch.Tensor,
+                    scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The context call with the G query heads of each KV head folded into rows: q (T, H, D) as (G·T, H_kv, D)
+    rows of H_kv heads, so that a KV head's keys are read once per tile of rows, not once per query head (the
+    context part is not causal: every row sees every context slot, whichever head it came from). Returns what
+    the plain call does: out (S·T, H, D), lse (H, S·T), query head h = kv·G + g."""
+    t, heads, d = q.shape
+    kv_heads = k.shape[1]
+    g = heads // kv_heads
+    packed = q.view(t, kv_heads, g, d).permute(2, 0, 1, 3).reshape(g * t, kv_heads, d)  # row = g·T + i
+    rows = torch.arange(s + 1, device=q.device, dtype=torch.int32) * (g * t)
+    out, lse = flash_varlen(packed.repeat(s, 1, 1), k, v, rows, bounds.to(torch.int32), g * t, k.shape[0], scale,
+                            False)
+    out = out.view(s, g, t, kv_heads, d).permute(0, 2, 3, 1, 4).reshape(s * t, heads, d)
+    lse = lse.view(kv_heads, s, g, t).permute(0, 2, 1, 3).reshape(heads, s * t)
+    return out, lse
 
 
 def probe_flash_varlen(device: torch.device) -> bool:
