@@ -109,7 +109,7 @@ wants decode && phase "bench decode" "$DEC_CAP" "$LOG" $PY -m blockattn bench de
     --out "$OUT/bench_decode.json"
 
 # each way the captured query step can attend, one layer of the Llama-8B shape (needs CUDA)
-[ "$SMOKE" = 0 ] && wants probe && phase "probe query attention" "$(cap 40)" "$LOG" $PY \
+[ "$SMOKE" = 0 ] && wants probe && phase "probe query attention" "$(cap 70)" "$LOG" $PY \
     scripts/gpu/probe_query_attention.py --out "$OUT/probe_query_attention.json"
 # block placement: the fused kernel (a launch per block) against the torch path, serving-like block sets
 [ "$SMOKE" = 0 ] && wants probe && phase "probe assemble" "$(cap 60)" "$LOG" $PY \
