@@ -157,7 +157,9 @@ lr_plan() {
         --rag-from "$BA/work/$q05-lr2e-4/rag.npz" $(rank 8) --set optim.lr=5e-5
     quality $q05 "$BA/gpu/pack-qwen.npz" "$(left)" --report-tag full-ft --work "$BA/work/$q05-full-ft" $base \
         --rag-from "$BA/work/$q05-lr2e-4/rag.npz" --set adapter.lora_rank=0 --set optim.lr=1e-5 \
-        --set model.dtype=float32  # full fine-tuning keeps fp32 weights (bf16 autocast): a 1e-5 step vanishes in bf16
+        --set model.dtype=float32 --set train.snapshot_every=100
+    # (full fine-tuning keeps fp32 weights under bf16 autocast: a 1e-5 step vanishes in bf16; each snapshot is the
+    # whole 2 GB student, so fewer of them)
     wait
     log "orchestrator done"
     touch "$RES/DONE"
