@@ -154,6 +154,7 @@ def test_a_query_graph_that_loses_to_eager_is_dropped(monkeypatch):
     info = graphed.graphs.info()
     assert info["captures"] == 1 and info["replays"] == 1, info
     assert [v["graph_kept"] for v in info["verdicts"]] == [False], info
+    assert info["graphs"] == 0, info  # the losing graph is not kept around
 
 
 def test_query_graphs_serve_requests_of_every_length():

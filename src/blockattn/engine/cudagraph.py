@@ -42,6 +42,14 @@ class GraphCache(Generic[Entry]):
             self._entries.move_to_end(key)
         return entry
 
+    def drop_where(self, predicate: Callable[[Hashable], bool]) -> int:
+        """Forget the entries whose key satisfies `predicate` (their graphs' memory goes back to the shared pool
+        for later captures); how many went."""
+        gone = [key for key in self._entries if predicate(key)]
+        for key in gone:
+            del self._entries[key]
+        return len(gone)
+
     def capture(self, key: Hashable, device: torch.device, step: Callable[[], Any],
                 wrap: Callable[["torch.cuda.CUDAGraph", Any], Entry]) -> Entry | None:
         """Warm `step()` up, capture it, keep `wrap(graph, what the captured step returned)` under `key`.

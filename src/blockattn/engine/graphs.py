@@ -168,14 +168,18 @@ class QueryGraphs:
         graph.ids.copy_(torch.from_numpy(ids).view(1, padded))
         graph.positions.copy_(torch.arange(start, start + padded))
         graph.keep_index.copy_(torch.arange(t - keep, t))
+        kept = True
         if verdicts is not None and shape not in verdicts.graph_wins:
             _, replay_ms = timed(graph.graph.replay, device)
-            verdicts.judge(shape, replay_ms)
+            kept = verdicts.judge(shape, replay_ms)
         else:
             graph.graph.replay()
         kv.set_length(start + t)
         self.replays += 1
-        return graph.logits.clone()
+        logits = graph.logits.clone()
+        if not kept:  # it lost to the eager forward, which serves this shape from now on: free its graphs
+            self._graphs.drop_where(lambda k: k[1:] == shape)
+        return logits
 
     def _scores_too_large(self, kv: SequenceKV, padded: int) -> bool:
         """Whether the step would attend with matmul scores past MAX_SCORE_BYTES: it declines then (see
