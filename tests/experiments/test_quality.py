@@ -157,21 +157,28 @@ def test_eval_estimate_scales_the_measured_evaluations():
     assert quality.eval_estimate({}, 2, 500, 5, 100, 100) is None
 
 
-def test_rag_from_takes_another_runs_answers_after_the_untrained_evaluations(pack, tmp_path):
-    """The second 0.5B process of a session: no teacher of its own, the first run's rag.npz instead."""
+def _distill_on_given_answers(pack, tmp_path, tag: str, steps: int, extra_sets=()):
+    """One `--methods distill` process on another run's teacher answers (a rag.npz it did not write), as the
+    second and third 0.5B processes of a session run: (CLI result, report, out dir, rag.npz path)."""
     from blockattn.distill.ragset import RagSet
 
     answers = RagSet.from_requests([([[5, 6, 7], [8, 9, 10, 11], [12, 13]], [14, 15, 2])] * 3)
     rag = answers.save(tmp_path / "other" / "rag.npz")
     out = tmp_path / "out"
-    sets = [a for o in TINY for a in ("--set", o)]
+    sets = [a for o in [*TINY, *extra_sets] for a in ("--set", o)]
     result = CliRunner().invoke(quality.app, [
         "--model", "tiny", "--pack", str(pack), "--out", str(out), "--work", str(tmp_path / "work"),
-        "--methods", "distill", "--steps", "2", "--hotpot-limit", "0", "--facts-per-count", "1", "--ppl-rows", "2",
-        "--query-tokens", "32", "--snapshot-every", "0", "--batch-size", "4", "--rag-from", str(rag),
-        "--report-tag", "ablations", "--deadline-minutes", "30", *sets])
-    data = json.loads((out / "quality_tiny-ablations.json").read_text())
+        "--methods", "distill", "--steps", str(steps), "--hotpot-limit", "0", "--facts-per-count", "1",
+        "--ppl-rows", "2", "--query-tokens", "32", "--snapshot-every", "0", "--batch-size", "4",
+        "--rag-from", str(rag), "--report-tag", tag, "--deadline-minutes", "30", *sets])
+    data = json.loads((out / f"quality_tiny-{tag}.json").read_text())
     assert result.exit_code == 0, {k: v for k, v in data["phases"].items() if v["status"] != "ok"}
+    return result, data, out, rag
+
+
+def test_rag_from_takes_another_runs_answers_after_the_untrained_evaluations(pack, tmp_path):
+    """The second 0.5B process of a session: no teacher of its own, the first run's rag.npz instead."""
+    _, data, out, rag = _distill_on_given_answers(pack, tmp_path, "ablations", steps=2)
     assert list(data["phases"])[:3] == ["eval full", "eval zero-shot block", "teacher"]
     assert data["teacher"] == {"answered": 3, "from": str(rag)} and data["mix"]["rag_fraction"] == 0.5
     assert [r["method"] for r in data["rows"]] == ["full", "zero-shot block", "distilled"]
@@ -179,21 +186,11 @@ def test_rag_from_takes_another_runs_answers_after_the_untrained_evaluations(pac
 
 
 def test_full_fine_tuning_is_trained_saved_and_evaluated_as_its_own_model(pack, tmp_path):
-    """LoRA rank 0: the student's weights go to adapter/model/, and the distilled row is scored on them (the
-    adapter loader used to ignore model/ and score the base), while the shipped archive leaves them out."""
-    rag_from = tmp_path / "other" / "rag.npz"
-    from blockattn.distill.ragset import RagSet
-
-    RagSet.from_requests([([[5, 6, 7], [8, 9, 10, 11], [12, 13]], [14, 15, 2])] * 3).save(rag_from)
-    out = tmp_path / "out"
-    sets = [a for o in [*TINY, "adapter.lora_rank=0", "optim.lr=1e-3"] for a in ("--set", o)]
-    result = CliRunner().invoke(quality.app, [
-        "--model", "tiny", "--pack", str(pack), "--out", str(out), "--work", str(tmp_path / "work"),
-        "--methods", "distill", "--steps", "3", "--hotpot-limit", "0", "--facts-per-count", "1", "--ppl-rows", "2",
-        "--query-tokens", "32", "--snapshot-every", "0", "--batch-size", "4", "--rag-from", str(rag_from),
-        "--report-tag", "full", "--deadline-minutes", "30", *sets])
-    data = json.loads((out / "quality_tiny-full.json").read_text())
-    assert result.exit_code == 0, {k: v for k, v in data["phases"].items() if v["status"] != "ok"}
+    """LoRA rank 0: the run trains, scores and archives; the student's weights go to adapter/model/, load back
+    as a model of their own (the adapter loader used to ignore model/, so the base was scored), and the
+    archive leaves them out."""
+    _, data, out, _ = _distill_on_given_answers(pack, tmp_path, "full", steps=3,
+                                                extra_sets=("adapter.lora_rank=0", "optim.lr=1e-3"))
     assert [r["method"] for r in data["rows"]] == ["full", "zero-shot block", "distilled"]
     [saved] = [p.parent.parent for p in (tmp_path / "work").rglob("model/config.json") if p.parent.parent.name == "adapter"]
     from blockattn.adapter import load_block_adapter
