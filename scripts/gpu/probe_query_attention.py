@@ -5,11 +5,11 @@ of `bucket_capacity(context + 64)` slots, each way the engine could attend, time
     matmul   the static step's two matmuls with fp32 scores over the whole buffer (staticops.masked_attention)
     sdpa     masked SDPA over the whole buffer (what the step used past 128 MiB of scores at b251358)
     flash    flash's variable-length kernel over the first `end` slots, in place, the context as one sequence
-             (flashbuffer.buffer_attention with MAX_CHUNKS = 1)
-    flash_split  the same with the context in capacity // 2048 chunks (at most 16), merged by log-sum-exp;
+             (flashbuffer.buffer_attention with one chunk)
+    flash_split  the same with the context in capacity // 2048 chunks (flashbuffer.DEFAULT_SPLIT), merged by log-sum-exp;
              also replayed at 4/8/16/32/64 chunks (`flash_split<S>_graph_ms`)
     flash_packed the chunked path with each KV head's 4 query heads folded into rows of the context call
-             (flashbuffer.PACK_GQA), at the same chunk counts (`flash_packed<S>_graph_ms`); `best_flash` names
+             (flashbuffer.Split.pack_gqa), at the same chunk counts (`flash_packed<S>_graph_ms`); `best_flash` names
              the fastest of both sweeps
     exact    SDPA with the lower-right causal bias over exactly the request's keys (the eager forward's call;
              its slice is a new shape per request, so it cannot be captured)
@@ -49,14 +49,10 @@ def timed(fn, repeat: int = 20) -> float:
 
 
 def _chunked(query, key, value, end, chunks: int, pack: bool = False):
-    """buffer_attention with the context cut into exactly `chunks` parts (fewer only past one slot each), each
-    KV head's query heads folded into rows of the context call when `pack` (flashbuffer.PACK_GQA)."""
-    saved = flashbuffer.MAX_CHUNKS, flashbuffer.CHUNK_SLOTS, flashbuffer.PACK_GQA
-    flashbuffer.MAX_CHUNKS, flashbuffer.CHUNK_SLOTS, flashbuffer.PACK_GQA = chunks, 1, pack
-    try:
-        return flashbuffer.buffer_attention(query, key, value, end, None)
-    finally:
-        flashbuffer.MAX_CHUNKS, flashbuffer.CHUNK_SLOTS, flashbuffer.PACK_GQA = saved
+    """buffer_attention with the context cut into `chunks` parts of capacity // chunks slots, each KV head's
+    query heads folded into rows of the context call when `pack` (flashbuffer.Split)."""
+    split = flashbuffer.Split(max(1, key.shape[2] // chunks), pack_gqa=pack)
+    return flashbuffer.buffer_attention(query, key, value, end, None, split)
 
 
 SWEEP_CHUNKS = (4, 8, 16, 32, 64)  # flash_split<S>_graph_ms: where the chunk count should sit at each length

@@ -103,7 +103,11 @@ def _graph_choices(rows: list[dict]) -> list[str]:
             continue
         shapes = "; ".join(f"{v['capacity']} slots: graph {v['graph_ms']:.1f} ms vs eager {v['eager_ms']:.1f} ms, "
                            f"{'graph kept' if v['graph_kept'] else 'eager chosen'}" for v in verdicts)
-        lines.append(f"- {r['model']} at {r['tokens']} (flash from {info.get('flash_from_slots')} slots): {shapes}")
+        splits = ", ".join(f"{s['slots']}: {s['chunk_slots']}-slot chunks{' packed' if s['pack_gqa'] else ''}"
+                           for s in info.get("splits") or [])
+        split_note = f"; flash splits timed at start, {splits}" if splits else ""
+        lines.append(f"- {r['model']} at {r['tokens']} (flash from {info.get('flash_from_slots')} slots{split_note}): "
+                     f"{shapes}")
     if not lines:
         return []
     return ["", "CUDA-graph column: the engine's own choice per query shape (its first replay timed against a timed "

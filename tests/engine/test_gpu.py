@@ -98,13 +98,12 @@ def test_flash_buffer_attention_in_bf16(heads, kv_heads, dim, t, capacity, end, 
     heads folded into rows of the context call or not, against fp32 SDPA over exactly those keys."""
     from blockattn.engine import flashbuffer
 
-    monkeypatch.setattr(flashbuffer, "PACK_GQA", pack)
-
     assert flashbuffer.probe_flash_varlen(torch.device("cuda")), flashbuffer.FLASH_VARLEN_ERROR
     buffer = torch.randn(2, kv_heads, capacity, dim, device="cuda", dtype=torch.bfloat16)
     query = torch.randn(1, heads, t, dim, device="cuda", dtype=torch.bfloat16)
     key, value = buffer[0].unsqueeze(0), buffer[1].unsqueeze(0)
-    got = flashbuffer.buffer_attention(query, key, value, torch.tensor([end], device="cuda"), None)
+    got = flashbuffer.buffer_attention(query, key, value, torch.tensor([end], device="cuda"), None,
+                                       flashbuffer.Split(max(128, capacity // 64), pack_gqa=pack))
     visible = torch.arange(end, device="cuda").view(1, -1) <= torch.arange(end - t, end, device="cuda").view(-1, 1)
     ref = torch.nn.functional.scaled_dot_product_attention(
         query.float(), key[:, :, :end].float(), value[:, :, :end].float(), attn_mask=visible, enable_gqa=True)
@@ -127,15 +126,19 @@ def test_cuda_graph_replay_in_bf16_attends_with_flash():
 
 
 def test_engine_times_where_flash_starts():
-    """At start (bf16 on CUDA) the engine times the static step's two attention paths on its head shape and
-    takes flash from the first measured length where it wins and keeps winning."""
+    """At start (bf16 on CUDA) the engine times the static step's two attention paths on its head shape, flash
+    at every split tried, and takes flash from the first measured length where its fastest split wins and
+    keeps winning, each length with that split."""
     model = tiny_model().cuda().to(torch.bfloat16)
     info = BlockEngine(model, "tiny").graphs.info()
     table = info["calibration"]
-    assert [t["slots"] for t in table] == [2048, 4096, 8192, 16384], info
+    assert [t["slots"] for t in table] == [2048, 4096, 8192, 16384, 32768], info
     assert all(t["matmul_ms"] > 0 and t["flash_ms"] > 0 for t in table)
+    assert all(t["flash_ms"] == min(o["ms"] for o in t["flash_options"]) for t in table), table
     wins = [t["slots"] for t in table if t["flash_ms"] <= t["matmul_ms"]]
-    assert info["flash_from_slots"] in [*wins, 32768], info
+    assert info["flash_from_slots"] in [*wins, 65536], info
+    assert [(s["chunk_slots"], s["pack_gqa"]) for s in info["splits"]] == [
+        (t["chunk_slots"], t["pack_gqa"]) for t in table]
 
 
 def test_a_query_graph_that_loses_to_eager_is_dropped(monkeypatch):

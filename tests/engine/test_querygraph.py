@@ -81,7 +81,7 @@ def cpu_flash(monkeypatch):
 
     calls = []
     monkeypatch.setattr(graphs, "FLASH_FROM_SLOTS", 0)
-    monkeypatch.setattr(flashbuffer, "CHUNK_SLOTS", 8)
+    monkeypatch.setattr(flashbuffer, "DEFAULT_SPLIT", flashbuffer.Split(8))
     monkeypatch.setattr(flashbuffer, "flash_applies", lambda key: True)
     monkeypatch.setattr(flashbuffer, "flash_varlen", lambda *a: calls.append(1) or reference_flash_varlen(*a))
     return calls
@@ -95,7 +95,7 @@ def test_buffer_attention_equals_masked_attention(cpu_flash, monkeypatch, capaci
     a full buffer and one chunk; with each KV head's query heads folded into rows of the context call or not."""
     from blockattn.engine import flashbuffer, staticops
 
-    monkeypatch.setattr(flashbuffer, "PACK_GQA", pack)
+    monkeypatch.setattr(flashbuffer, "DEFAULT_SPLIT", flashbuffer.Split(8, pack_gqa=pack))
 
     heads, kv_heads, t, d = 6, 2, 3, 8
     t = min(t, end)

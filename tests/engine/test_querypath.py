@@ -13,8 +13,12 @@ def flash_everywhere(monkeypatch):
     monkeypatch.setattr(flashbuffer, "flash_applies", lambda key: True)
 
 
+SLOTS = (2048, 4096, 8192, 16384)
+
+
 def _given(monkeypatch, pairs):
-    table = [{"slots": s, "matmul_ms": m, "flash_ms": f} for s, (m, f) in zip(querypath.CALIBRATION_SLOTS, pairs)]
+    table = [{"slots": s, "matmul_ms": m, "flash_ms": f, "chunk_slots": s // 8, "pack_gqa": s > 4096}
+             for s, (m, f) in zip(SLOTS, pairs)]
     monkeypatch.setattr(querypath, "_time_paths", lambda *a: table)
 
 
@@ -26,20 +30,43 @@ def _given(monkeypatch, pairs):
 ])
 def test_flash_starts_where_it_wins_and_keeps_winning(monkeypatch, flash_everywhere, pairs, start):
     _given(monkeypatch, pairs)
-    got, table = querypath.flash_crossover(32, 8, 128, torch.bfloat16, torch.device("cpu"), default=8192)
-    assert got == start and len(table) == 4
+    plan, table = querypath.calibrate_attention(32, 8, 128, torch.bfloat16, torch.device("cpu"), default=8192,
+                                                slots=SLOTS)
+    assert plan.flash_from == start and len(table) == 4
+
+
+def test_each_length_takes_its_fastest_split(monkeypatch, flash_everywhere):
+    """A buffer takes the split timed fastest at the longest calibrated length not above it (the shortest
+    one's below them all), and the split's chunk count grows with the buffer at that chunk length."""
+    _given(monkeypatch, [(1, 0.5)] * 4)
+    plan, _ = querypath.calibrate_attention(32, 8, 128, torch.bfloat16, torch.device("cpu"), default=8192,
+                                            slots=SLOTS)
+    assert plan.split_for(1000) == flashbuffer.Split(256, False)
+    assert plan.split_for(4096 + 1024) == flashbuffer.Split(512, False)
+    assert plan.split_for(40960) == flashbuffer.Split(2048, True)
+    assert plan.split_for(40960).chunks(40960) == 20
+    assert flashbuffer.Split(16).chunks(1 << 20) == flashbuffer.MAX_CHUNKS and flashbuffer.Split(64).chunks(10) == 1
+    assert querypath.AttentionPlan(0).split_for(4096) is None  # nothing timed: buffer_attention's default
+
+
+def test_split_options_cover_chunk_counts_and_packing():
+    options = querypath.split_options(2048, grouped=True)
+    assert {(o.chunks(2048), o.pack_gqa) for o in options} == {(c, p) for c in (4, 8, 16) for p in (False, True)}
+    assert {o.pack_gqa for o in querypath.split_options(2048, grouped=False)} == {False}
+    assert [o.chunks(256) for o in querypath.split_options(256, grouped=False)] == [1]  # too short to chunk
 
 
 def test_no_flash_no_timing_and_a_failed_timing_keeps_the_default(monkeypatch):
-    assert querypath.flash_crossover(4, 2, 16, torch.float32, torch.device("cpu"), default=777) == (777, [])
+    assert querypath.calibrate_attention(4, 2, 16, torch.float32, torch.device("cpu"), default=777) == (
+        querypath.AttentionPlan(777), [])
     monkeypatch.setattr(flashbuffer, "flash_applies", lambda key: True)
 
     def broken(*a):
         raise RuntimeError("no kernel image")
 
     monkeypatch.setattr(querypath, "_time_paths", broken)
-    got, table = querypath.flash_crossover(4, 2, 16, torch.bfloat16, torch.device("cpu"), default=777)
-    assert got == 777 and "no kernel image" in table[0]["error"]
+    plan, table = querypath.calibrate_attention(4, 2, 16, torch.bfloat16, torch.device("cpu"), default=777)
+    assert plan.flash_from == 777 and "no kernel image" in table[0]["error"]
 
 
 def test_a_graph_is_kept_unless_clearly_slower_than_eager():

@@ -53,7 +53,7 @@ from blockattn.engine.blockprefill import PrefillGraphs, prefill_blocks
 from blockattn.engine.disk import DiskTier
 from blockattn.engine.decodegraph import DecodeGraphs
 from blockattn.engine.graphs import QueryGraphs
-from blockattn.engine.querypath import flash_crossover
+from blockattn.engine.querypath import AttentionPlan, calibrate_attention
 from blockattn.engine.keys import KeySpace
 from blockattn.engine.kvbuffer import BatchKV, BufferPool, SequenceKV, bucket_capacity
 from blockattn.engine import flashbuffer, staticops
@@ -177,11 +177,13 @@ class BlockEngine:
         heads = model.config.num_attention_heads
         self.graphs = None
         if query_graphs:
-            self.graphs = QueryGraphs(use_graphs=on_cuda, query_heads=heads, flash_from=self.config.query_flash_from,
+            given = self.config.query_flash_from
+            self.graphs = QueryGraphs(use_graphs=on_cuda, query_heads=heads,
+                                      plan=AttentionPlan(given) if given is not None else None,
                                       time_graphs=self.config.time_query_graphs)
-            if on_cuda and self.config.query_flash_from is None:  # where flash starts, timed on this GPU
-                self.graphs.flash_from, self.graphs.calibration = flash_crossover(
-                    heads, self.dims[1], self.dims[2], self.dtype, self.device, self.graphs.flash_from)
+            if on_cuda and given is None:  # where flash starts and how it chunks, timed on this GPU
+                self.graphs.plan, self.graphs.calibration = calibrate_attention(
+                    heads, self.dims[1], self.dims[2], self.dtype, self.device, self.graphs.plan.flash_from)
         # a graph's K/V output stays allocated with it: at most PREFILL_GRAPH_BYTES each (SmolLM2: ~11k padded
         # tokens, the misses of a whole 8k-token request; Llama-8B: 2k)
         n_layers, kv_heads, head_dim = self.dims

@@ -16,12 +16,18 @@ Llama-8B shape on 132 SMs, each walking every key alone; measured on the H200 (2
 context): 0.99 ms, against 0.13 ms for SDPA's fixed-length kernel, which splits the keys itself. Flash's
 variable-length path only splits with paged K/V. S chunks make S × 32 thread blocks.
 
+How many chunks, and whether each KV head's query heads are folded into rows of the context call, is a `Split`:
+the engine times the options at start on the model's head shape (`querypath.calibrate_attention`), since the
+best choice depends on the GPU, the head shape and the length; `DEFAULT_SPLIT` stands where nothing was timed.
+
 Both kernel calls go through `flash_varlen` (tests put a reference in its place on the CPU). Whether the
 kernel runs on this build and agrees with the matmul attention is probed once (`probe_flash_varlen`); if not,
 the step attends with `staticops.masked_attention`.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -30,11 +36,27 @@ from blockattn.engine.staticops import masked_attention
 FLASH_VARLEN = False  # set by `probe_flash_varlen` (called once by the engine, outside any capture)
 FLASH_VARLEN_ERROR: str | None = None  # why the probe said no (shown in the engine's info)
 _HALF = (torch.bfloat16, torch.float16)
-CHUNK_SLOTS = 2048  # S = capacity // CHUNK_SLOTS chunks of the context (at least 1, at most MAX_CHUNKS)
-MAX_CHUNKS = 16
-# Fold each KV head's query heads into rows for the context call (`_packed_context`). Off until the H200 probe
-# (scripts/gpu/probe_query_attention.py, `flash_packed<S>_graph_ms`) shows it faster; exact either way.
-PACK_GQA = False
+MAX_CHUNKS = 64
+
+
+@dataclass(frozen=True)
+class Split:
+    """How the context call is cut: S = capacity // chunk_slots chunks (at least 1, at most MAX_CHUNKS), and
+    whether each KV head's query heads are folded into rows (`_packed_context`; exact either way)."""
+
+    chunk_slots: int = 2048
+    pack_gqa: bool = False
+
+    def chunks(self, capacity: int) -> int:
+        return max(1, min(MAX_CHUNKS, capacity // max(1, self.chunk_slots)))
+
+    def info(self) -> dict:
+        return {"chunk_slots": self.chunk_slots, "pack_gqa": self.pack_gqa}
+
+
+# where nothing was timed: 2048 slots a chunk, unpacked (H200, Llama-8B shape, 2026-12-03: 0.32 ms a layer at
+# 32k against 1.0 ms in one chunk; scripts/gpu/probe_query_attention.py)
+DEFAULT_SPLIT = Split()
 
 
 def flash_varlen(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_q: torch.Tensor, cu_k: torch.Tensor,
@@ -55,24 +77,22 @@ def flash_applies(key: torch.Tensor) -> bool:
     return FLASH_VARLEN and key.is_cuda and key.dtype in _HALF
 
 
-def chunks_for(capacity: int) -> int:
-    return max(1, min(MAX_CHUNKS, capacity // CHUNK_SLOTS))
-
-
 def buffer_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, end: torch.Tensor,
-                     scale: float | None) -> torch.Tensor:
+                     scale: float | None, split: Split | None = None) -> torch.Tensor:
     """query (1, H, T, D), the last T of the first `end` slots of key/value (1, H_kv, capacity, D), row i
-    seeing slots < end - T + 1 + i; end (1,) device tensor → (1, T, H, D) in query's dtype."""
+    seeing slots < end - T + 1 + i; end (1,) device tensor → (1, T, H, D) in query's dtype. `split`: how the
+    context is cut (None: DEFAULT_SPLIT)."""
+    split = DEFAULT_SPLIT if split is None else split
     _, heads, t, d = query.shape
     scale = d ** -0.5 if scale is None else scale
     q = query[0].transpose(0, 1).contiguous()  # (T, H, D): small; the buffer itself is never copied
     k, v = key[0].transpose(0, 1), value[0].transpose(0, 1)  # (capacity, H_kv, D) views
     capacity, device = k.shape[0], q.device
-    s = chunks_for(capacity)
+    s = split.chunks(capacity)
     start = end - t  # (1,)
     bounds = (torch.arange(s + 1, device=device) * start) // s  # chunk j: slots [bounds[j], bounds[j + 1])
     rows = torch.arange(s + 1, device=device, dtype=torch.int32) * t
-    if PACK_GQA and heads > k.shape[1]:
+    if split.pack_gqa and heads > k.shape[1]:
         ctx, ctx_lse = _packed_context(q, k, v, s, bounds, scale)
     else:
         ctx, ctx_lse = flash_varlen(q.repeat(s, 1, 1), k, v, rows, bounds.to(torch.int32), t, capacity, scale,
@@ -120,11 +140,13 @@ def probe_flash_varlen(device: torch.device) -> bool:
         gen = torch.Generator(device=device).manual_seed(0)
         heads, kv_heads, t, d = 4, 2, 16, 64
         worst = 0.0
-        for capacity, end in ((96, 70), (96, 16), (3 * CHUNK_SLOTS, 2 * CHUNK_SLOTS + 5)):
+        slots = DEFAULT_SPLIT.chunk_slots
+        for capacity, end, split in ((96, 70, None), (96, 16, None), (3 * slots, 2 * slots + 5, None),
+                                     (3 * slots, 2 * slots + 5, Split(64, pack_gqa=True))):
             buffer = torch.randn(2, kv_heads, capacity, d, device=device, dtype=torch.bfloat16, generator=gen)
             query = torch.randn(1, heads, t, d, device=device, dtype=torch.bfloat16, generator=gen)
             key, value = buffer[0].unsqueeze(0), buffer[1].unsqueeze(0)
-            got = buffer_attention(query, key, value, torch.tensor([end], device=device), None)
+            got = buffer_attention(query, key, value, torch.tensor([end], device=device), None, split)
             visible = (torch.arange(capacity, device=device).view(1, -1)
                        <= torch.arange(end - t, end, device=device).view(-1, 1))
             rows = query.reshape(1, kv_heads, heads // kv_heads * t, d)

@@ -33,7 +33,7 @@ from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache
 from blockattn.engine.decodegraph import StaticStepKV, zero_tail
 from blockattn.engine.kvbuffer import SequenceKV
 from blockattn.engine import flashbuffer, staticops
-from blockattn.engine.querypath import Verdicts, timed
+from blockattn.engine.querypath import AttentionPlan, Verdicts, timed
 
 MAX_QUERY_TOKENS = 2048  # longer query blocks run eagerly (see the module docstring)
 # How the static step attends, from one layer of the Llama-8B shape on the H200 (64 query rows, bf16;
@@ -43,7 +43,8 @@ MAX_QUERY_TOKENS = 2048  # longer query blocks run eagerly (see the module docst
 #   SDPA, exact keys (the eager forward's call)           0.057  0.074  0.073  0.126
 # Without paged K/V, flash's variable-length path does not split the keys across thread blocks (32 heads x 1
 # query tile leave most of the 132 SMs idle), so `flashbuffer` splits the context itself. Where flash starts is
-# measured at engine start on the model's head shape (`querypath.flash_crossover`); FLASH_FROM_SLOTS is the
+# measured at engine start on the model's head shape, with how to chunk (`querypath.calibrate_attention`);
+# FLASH_FROM_SLOTS is the
 # length used where nothing can be measured. Past MAX_SCORE_BYTES of matmul scores a step that would use the
 # matmuls declines (bench ttft, 32k: 43.1 ms captured with matmul scores against 28.8 eager), and whether a
 # graph beats the eager forward at all is timed per shape (`querypath.Verdicts`).
@@ -63,18 +64,19 @@ class QueryRowsAttention:
     """T query tokens over a whole static buffer, each row seeing the slots up to its own position.
 
     `visible` (T, capacity) marks them for the two-matmul path; `end` (1,) = the last row's position + 1 is
-    all flash's kernel needs (`flashbuffer.buffer_attention`, taken from `flash_from` slots on). The matmul path
+    all flash's kernel needs (`flashbuffer.buffer_attention`, where `plan` says). The matmul path
     needs no K/V copy for grouped-query attention: the G query heads sharing a KV head become G × T query rows
     of that head, `(1, H, T, D) → (1, H_kv, G·T, D)`, with the mask repeated per head group."""
 
-    def __init__(self, visible: torch.Tensor, end: torch.Tensor, flash_from: int | None = None):
+    def __init__(self, visible: torch.Tensor, end: torch.Tensor, plan: AttentionPlan | None = None):
         self.visible, self.end = visible, end
-        self.flash_from = FLASH_FROM_SLOTS if flash_from is None else flash_from
+        self.plan = AttentionPlan(FLASH_FROM_SLOTS) if plan is None else plan
 
     def __call__(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                  attention_mask, scaling: float | None = None) -> tuple[torch.Tensor, None]:
-        if key.shape[2] >= self.flash_from and flashbuffer.flash_applies(key):
-            return flashbuffer.buffer_attention(query, key, value, self.end, scaling), None
+        if self.plan.uses_flash(key):
+            split = self.plan.split_for(key.shape[2])
+            return flashbuffer.buffer_attention(query, key, value, self.end, scaling, split), None
         b, heads, t, d = query.shape
         kv_heads = key.shape[1]
         groups = heads // kv_heads
@@ -87,12 +89,12 @@ class QueryRowsAttention:
 
 
 def query_step(call: QueryCall, buffer: torch.Tensor, ids: torch.Tensor, positions: torch.Tensor,
-               keep_index: torch.Tensor, flash_from: int | None = None) -> torch.Tensor:
+               keep_index: torch.Tensor, plan: AttentionPlan | None = None) -> torch.Tensor:
     """The static query forward: ids (1, T'), positions (T',), keep_index (K,) device tensors → logits (K, V)."""
     capacity = buffer.shape[3]
     slots = torch.arange(capacity, device=positions.device)
     visible = slots.view(1, capacity) <= positions.view(-1, 1)  # (T', capacity)
-    attention = QueryRowsAttention(visible, positions[-1:] + 1, flash_from)
+    attention = QueryRowsAttention(visible, positions[-1:] + 1, plan)
     return call(ids, positions.view(1, -1), StaticStepKV(buffer, positions), attention, keep_index)
 
 
@@ -111,13 +113,13 @@ class QueryGraphs:
     # eager forward costs): with 32 graphs, keys are evicted before their buffers come back from the pool. A
     # graph keeps only its logits (~200 KB); its intermediates live in the pool all captures share.
     def __init__(self, use_graphs: bool = True, max_graphs: int = 256, max_seen: int = 1024, query_heads: int = 1,
-                 flash_from: int | None = None, time_graphs: bool = True):
+                 plan: AttentionPlan | None = None, time_graphs: bool = True):
         # use_graphs False (tests on the CPU): every eligible query block runs the static step eagerly
         self.use_graphs = use_graphs and SUPPORTS_CUDA_GRAPHS
         self.max_seen = max_seen
         self.query_heads = query_heads  # the model's attention heads: matmul scores are heads × T' × capacity
-        self.flash_from = FLASH_FROM_SLOTS if flash_from is None else flash_from  # buffers this long: flash
-        self.calibration: list[dict] = []  # `querypath.flash_crossover`'s timings, when the engine measured them
+        self.plan = AttentionPlan(FLASH_FROM_SLOTS) if plan is None else plan  # how the step attends
+        self.calibration: list[dict] = []  # `querypath.calibrate_attention`'s timings, when the engine took them
         # time_graphs: keep a shape's graph only if its first replay beats a timed eager run (`querypath`)
         self.verdicts = Verdicts() if time_graphs else None
         self._graphs: GraphCache[_Graph] = GraphCache(max_graphs, "query block")
@@ -184,7 +186,7 @@ class QueryGraphs:
     def _scores_too_large(self, kv: SequenceKV, padded: int) -> bool:
         """Whether the step would attend with matmul scores past MAX_SCORE_BYTES: it declines then (see
         MAX_SCORE_BYTES). Flash's path holds no scores."""
-        if kv.capacity >= self.flash_from and flashbuffer.flash_applies(kv.buffer):
+        if self.plan.uses_flash(kv.buffer):
             return False
         return self.query_heads * padded * kv.capacity * 4 > MAX_SCORE_BYTES
 
@@ -195,7 +197,7 @@ class QueryGraphs:
         ids = torch.zeros(1, padded, dtype=torch.long)
         ids[0, :t] = torch.from_numpy(np.asarray(tokens, dtype=np.int64))
         logits = query_step(call, kv.buffer, ids.to(device), torch.arange(start, start + padded, device=device),
-                            torch.arange(t - keep, t, device=device), self.flash_from)
+                            torch.arange(t - keep, t, device=device), self.plan)
         kv.set_length(start + t)
         return logits
 
@@ -208,13 +210,13 @@ class QueryGraphs:
         ids = torch.zeros(1, padded, dtype=torch.long, device=device)
         positions = torch.arange(start, start + padded, device=device)
         keep_index = torch.arange(padded - keep, padded, device=device)
-        step = lambda: query_step(call, kv.buffer, ids, positions, keep_index, self.flash_from)  # noqa: E731
+        step = lambda: query_step(call, kv.buffer, ids, positions, keep_index, self.plan)  # noqa: E731
         return self._graphs.capture(key, device, step,
                                     lambda graph, logits: _Graph(graph, ids, positions, keep_index, logits))
 
     def info(self) -> dict:
         return {"graphs": len(self._graphs), "captures": self._graphs.captures, "replays": self.replays,
                 "error": self.error, "flash_varlen": flashbuffer.FLASH_VARLEN,
-                "flash_varlen_error": flashbuffer.FLASH_VARLEN_ERROR, "flash_from_slots": self.flash_from,
+                "flash_varlen_error": flashbuffer.FLASH_VARLEN_ERROR, **self.plan.info(),
                 "calibration": self.calibration,
                 "verdicts": self.verdicts.info() if self.verdicts is not None else None}
