@@ -131,3 +131,19 @@ def test_the_engine_never_allows_cudnn_attention():
     assert torch.nn.attention.SDPBackend.MATH in CUDA_SDPA_BACKENDS  # any shape still runs
     with sdpa_backends(torch.device("cpu")):  # the CPU keeps torch's own choice
         pass
+
+
+def test_pool_budget_defaults_to_what_a_long_request_needs_on_cuda(monkeypatch):
+    """The pool's budget: as configured; else 4 GiB on the CPU, and on CUDA a tenth of the device (a 32k
+    request of the Llama-8B shape is 5.4 GB: under a 4 GiB budget its buffer, and so its query graph, never
+    recurred)."""
+    from types import SimpleNamespace
+
+    from blockattn.engine import engine
+
+    assert engine.pool_bytes(123, torch.device("cpu")) == 123
+    assert engine.pool_bytes(None, torch.device("cpu")) == 4 * engine.GiB
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=140 * engine.GiB))
+    assert engine.pool_bytes(None, torch.device("cuda")) == 14 * engine.GiB
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=16 * engine.GiB))
+    assert engine.pool_bytes(None, torch.device("cuda")) == 4 * engine.GiB
