@@ -77,3 +77,17 @@ def test_a_graph_is_kept_unless_clearly_slower_than_eager():
     assert not verdicts.judge(b, 12.0)
     assert verdicts.judge(c, 50.0)  # no eager time measured: nothing to lose to
     assert [v["graph_kept"] for v in verdicts.info()] == [True, False, True]
+
+
+def test_a_long_buffer_attended_with_flash_is_not_declined_for_score_size(flash_everywhere):
+    """The step declines buffers whose matmul scores would pass MAX_SCORE_BYTES, but not where flash attends
+    them (it holds no scores): judged by the request buffer's capacity, not by a dimension of its tensor
+    (the 5-D buffer's third dimension is the KV heads; so judged, 32k requests of the Llama-8B shape ran
+    eagerly on the H200, 2026-12-03)."""
+    from blockattn.engine.graphs import MAX_SCORE_BYTES, QueryGraphs
+    from blockattn.engine.kvbuffer import SequenceKV
+
+    kv = SequenceKV(1, 8, 4, 40960, torch.bfloat16, "cpu")
+    assert 32 * 64 * kv.capacity * 4 > MAX_SCORE_BYTES
+    assert not QueryGraphs(query_heads=32, plan=querypath.AttentionPlan(4096))._scores_too_large(kv, 64)
+    assert QueryGraphs(query_heads=32, plan=querypath.AttentionPlan(65536))._scores_too_large(kv, 64)

@@ -139,9 +139,9 @@ def arena_shape(dims: tuple[int, int, int], dtype: torch.dtype, capacity: int, s
 
 
 def pool_bytes(configured: int | None, device: torch.device) -> int:
-    """The buffer pool's byte budget. A buffer larger than it is never kept, so every request of that shape gets
-    a new address and its query graph, keyed by the address, is never replayed: on the H200 (2026-12-03) the
-    Llama-8B shape's 32k request (40960 slots, 5.4 GB) ran eagerly at 30.9 ms instead of ~24 ms replayed."""
+    """The buffer pool's byte budget. A buffer larger than it is never kept, so each request of that shape may
+    get a new address, and its decode and query graphs, keyed by the address, are captured again instead of
+    replayed: a 32k-token request of the Llama-8B shape with 256 tokens of decode room is 40960 slots, 5.4 GB."""
     if configured is not None:
         return configured
     if device.type == "cuda":

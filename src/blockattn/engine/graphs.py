@@ -74,7 +74,7 @@ class QueryRowsAttention:
 
     def __call__(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                  attention_mask, scaling: float | None = None) -> tuple[torch.Tensor, None]:
-        if self.plan.uses_flash(key):
+        if self.plan.uses_flash(key.shape[2], key):
             split = self.plan.split_for(key.shape[2])
             return flashbuffer.buffer_attention(query, key, value, self.end, scaling, split), None
         b, heads, t, d = query.shape
@@ -186,7 +186,7 @@ class QueryGraphs:
     def _scores_too_large(self, kv: SequenceKV, padded: int) -> bool:
         """Whether the step would attend with matmul scores past MAX_SCORE_BYTES: it declines then (see
         MAX_SCORE_BYTES). Flash's path holds no scores."""
-        if self.plan.uses_flash(kv.buffer):
+        if self.plan.uses_flash(kv.capacity, kv.buffer):
             return False
         return self.query_heads * padded * kv.capacity * 4 > MAX_SCORE_BYTES
 

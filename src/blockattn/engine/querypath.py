@@ -46,8 +46,10 @@ class AttentionPlan:
     flash_from: int
     splits: tuple[tuple[int, flashbuffer.Split], ...] = ()  # (timed length, its fastest split), ascending
 
-    def uses_flash(self, key: torch.Tensor) -> bool:
-        return key.shape[2] >= self.flash_from and flashbuffer.flash_applies(key)
+    def uses_flash(self, capacity: int, buffer: torch.Tensor) -> bool:
+        """Whether a buffer of `capacity` slots, held in `buffer` (any view of it: its device and dtype
+        decide whether flash runs at all), is attended with flash."""
+        return capacity >= self.flash_from and flashbuffer.flash_applies(buffer)
 
     def split_for(self, capacity: int) -> flashbuffer.Split | None:
         chosen = self.splits[0][1] if self.splits else None
