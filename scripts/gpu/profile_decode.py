@@ -3,7 +3,7 @@
     python scripts/gpu/profile_decode.py --out $OUT/profile_decode.json [--models smollm2-shape,llama8b]
 
 Random weights (speed does not depend on them): the SmolLM2-135M shape and the Llama-3-8B shape. For each
-engine setting (graphs; graphs + torch.compile) it measures, after a warm-up:
+engine setting (graphs; graphs + fused layer ops, the default; graphs + torch.compile) it measures, after a warm-up:
     wall_ms       one `decode_one_token` as the caller sees it (host included)
     gpu_ms        CUDA-event time of the same calls (device time; wall >> gpu means host-bound)
     kernels       kernels per step and the top ones by device time (torch.profiler, the eager static step:
@@ -98,7 +98,7 @@ def summary(models: dict) -> list[str]:
     lines = []
     for name, rows in models.items():
         for row in rows:
-            head = f"{name}, compile_decode={row['setting']['compile_decode']}"
+            head = f"{name}, " + ", ".join(f"{k}={v}" for k, v in row["setting"].items())
             if "error" in row:
                 lines.append(f"{head}: failed ({row['error'][:120]})")
                 continue
@@ -118,7 +118,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=48)
     args = parser.parse_args()
     configs = {"smollm2-shape": smollm2_config, "llama8b": llama8b_config}
-    settings = [{"compile_decode": False}, {"compile_decode": True}]
+    settings = [{"compile_decode": False, "fused_ops": False}, {"compile_decode": False, "fused_ops": True},
+                {"compile_decode": True, "fused_ops": True}]
     import transformers
 
     report = {"title": "Decode-step profile — NVIDIA H200", "command": "python scripts/gpu/profile_decode.py",

@@ -105,7 +105,7 @@ fi
 
 DEC_CAP=$(cap 130)
 wants decode && phase "bench decode" "$DEC_CAP" "$LOG" $PY -m blockattn bench decode --device "$DEVICE" --models "$MODELS_DEC" \
-    --variants engine,engine_eager,hf_generate $DEC_ARGS --time-budget $(( DEC_CAP * 3 / 4 )) \
+    --variants engine,engine_unfused,engine_eager,hf_generate $DEC_ARGS --time-budget $(( DEC_CAP * 3 / 4 )) \
     --out "$OUT/bench_decode.json"
 
 # each way the captured query step can attend, one layer of the Llama-8B shape (needs CUDA)

@@ -19,6 +19,7 @@ def test_a_tiny_run_measures_every_variant_and_writes_json_and_plot(tmp_path):
                 if "tokens_per_s" in r or "total_tokens_per_s" in r}
     assert measured == {("hf_generate", "full", 1), ("engine", "block", 1), ("engine", "full", 1),
                         ("engine", "block", 3), ("engine_eager", "block", 1), ("engine_eager", "full", 1),
+                        ("engine_unfused", "block", 1), ("engine_unfused", "full", 1), ("engine_unfused", "block", 3),
                         ("engine_compiled", "block", 1), ("engine_compiled", "block", 3)}
     batched = next(r for r in result["rows"] if r.get("streams") == 3 and "total_tokens_per_s" in r)
     assert batched["total_tokens_per_s"] == pytest.approx(3 * batched["per_stream_tokens_per_s"])

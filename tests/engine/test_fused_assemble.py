@@ -73,13 +73,13 @@ def test_the_engine_with_the_kernel_equals_the_uncached_reference(interpreted):
 
 @pytest.mark.parametrize("broken", ["raises", "wrong"])
 def test_a_failing_or_wrong_kernel_is_switched_off_and_the_result_stays_right(monkeypatch, broken):
-    def bad_kernel(buffer, entry, offset, cos, sin):
+    def bad_kernel(buffer, entries, offsets, cos, sin):
         if broken == "raises":
             raise RuntimeError("no compiler")
-        buffer[:, :, :, offset:offset + entry.shape[3]] = 0  # a kernel bug: writes the wrong numbers
+        buffer[:, :, :, offsets[-1]:offsets[-1] + entries[-1].shape[3]] = 0  # a kernel bug: the wrong numbers
 
     monkeypatch.setattr(fused_assemble, "fused_available", lambda device: True)
-    monkeypatch.setattr(fused_assemble, "place_block", bad_kernel)
+    monkeypatch.setattr(fused_assemble, "place_blocks", bad_kernel)
     parts, n = _parts(torch.float32)
     placer = BlockPlacer(_rope(), compiled=False, fused=True)
     got = _place(placer, parts, n, torch.float32)

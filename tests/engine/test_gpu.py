@@ -352,3 +352,42 @@ def test_the_engine_places_blocks_with_the_triton_kernel():
     out = engine.prefill(blocks[::-1], query, keep_logits=len(query)).logits
     assert engine.placer.fused and engine.placer.fused_error is None, engine.info()
     assert (out - _reference(model, blocks[::-1], query)).abs().max() <= TOL
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_fused_layer_ops_compile_and_agree_with_hf_on_cuda(arch):
+    """The engine's default on CUDA: norms, rotary and SwiGLU compiled by torch.compile. They must really
+    compile here (no silent fallback) and give HF's logits, in fp32 (to float tolerance) and in bf16, eager
+    and through the engine's graph-replayed prefill and decode."""
+    import copy
+
+    from blockattn.engine import flashbuffer, fusedops
+
+    for dtype, tol in (("float32", TOL), ("bfloat16", 3e-2)):
+        model = tiny_model(arch, dtype=dtype).cuda()
+        plain = copy.deepcopy(model)  # never fused: HF's forwards
+        ids = torch.randint(3, 500, (2, 37), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
+        assert fusedops.install(model) > 0
+        with torch.no_grad(), fusedops.enabled():
+            expected, got = plain(ids).logits.float(), model(ids).logits.float()
+        assert fusedops.FAILED is None, fusedops.FAILED
+        assert {fn.__name__ for fn in fusedops._fused} == {"rms_norm", "rotary", "silu_mul"}
+        assert (got - expected).abs().max() <= tol * max(1.0, float(expected.abs().max()))
+        *blocks, query = _blocks([300, 100, 20], seed=3)
+        fused_engine = BlockEngine(model, "tiny", config=EngineConfig(query_flash_from=0))
+        plain_engine = BlockEngine(plain, "tiny", config=EngineConfig(fused_ops=False, cuda_graphs=False,
+                                                                      decode_graphs=False))
+        assert fused_engine.info()["fused_ops"] == {"devices": ["cuda"], "error": None}
+        for _ in range(5):  # seen, timed eagerly, captured, replayed: buffers come back from the pool each time
+            a = fused_engine.prefill(blocks, query, keep_logits=4, max_new_tokens=4)
+            b = plain_engine.prefill(blocks, query, keep_logits=4, max_new_tokens=4)
+            scale = max(1.0, float(b.logits.abs().max()))
+            assert (a.logits.float() - b.logits.float()).abs().max() <= tol * scale
+            token = int(torch.argmax(b.logits[-1]))
+            for _ in range(3):
+                x, y = fused_engine.decode_one_token(a, token), plain_engine.decode_one_token(b, token)
+                assert (x.float() - y.float()).abs().max() <= tol * scale
+                token = int(torch.argmax(y))
+            del a, b
+        assert fused_engine.graphs.info()["replays"] >= 1
+        assert flashbuffer.MERGE_ERROR is None, flashbuffer.MERGE_ERROR

@@ -6,6 +6,7 @@ must, to sample and stream it). Timed after `warmup` runs, device-synchronised; 
 
     engine         the engine as configured by default (CUDA: SDPA without cuDNN, decode graphs, merged LoRA,
                    batched decode from the arena, graph-replayed)
+    engine_unfused the same without the fused norms / rotary / SwiGLU (`engine.fusedops`, on by default on CUDA)
     engine_compiled  the same with `compile_decode` (torch.compile fuses each static step before capture);
                    block mode only, and only the widest batch (each new shape is a compilation)
     engine_eager   the engine with decode graphs and the adapter merge off (what issue 10 measured, minus cuDNN)
@@ -51,7 +52,8 @@ class DecodeBenchConfig:
     streams: list[int] = field(default_factory=lambda: [1, 8, 64])  # batched decode widths (1 = decode_batch alone)
     warmup: int = 1
     repeat: int = 3
-    variants: list[str] = field(default_factory=lambda: ["engine", "engine_compiled", "engine_eager", "hf_generate"])
+    variants: list[str] = field(default_factory=lambda: ["engine", "engine_unfused", "engine_compiled", "engine_eager",
+                                                         "hf_generate"])
     adapter: str = "default"  # SmolLM2's shipped block adapter ("none": base model only)
     time_budget_s: float = 150.0
     seed: int = 0
@@ -151,13 +153,14 @@ def _adapter_for(name: str, bm, cfg: DecodeBenchConfig):
     return load_block_adapter(bm.model, path) if path is not None else None
 
 
-VARIANTS = ("engine", "engine_compiled", "engine_eager", "hf_generate")
+VARIANTS = ("engine", "engine_unfused", "engine_compiled", "engine_eager", "hf_generate")
 
 
 def engine_configs():
     from blockattn.engine.engine import EngineConfig
 
-    return {"engine": EngineConfig(), "engine_compiled": EngineConfig(compile_decode=True),
+    return {"engine": EngineConfig(), "engine_unfused": EngineConfig(fused_ops=False),
+            "engine_compiled": EngineConfig(compile_decode=True),
             "engine_eager": EngineConfig(decode_graphs=False, merge_adapter=False, batch_graphs=False)}
 
 
@@ -204,7 +207,8 @@ def bench_model(name: str, cfg: DecodeBenchConfig, device: torch.device, started
                 record({"variant": variant, "mode": mode, "streams": 1, "adapter": engine.keys.adapter},
                        lambda: single_stream(engine, blocks, question, mode, cfg, device,
                                              cfg.baseline_tokens if slow else None, 1 if slow else None))
-            widths = {"engine": cfg.streams, "engine_compiled": cfg.streams[-1:]}.get(variant, [])
+            widths = {"engine": cfg.streams, "engine_unfused": cfg.streams[-1:],
+                      "engine_compiled": cfg.streams[-1:]}.get(variant, [])
             for streams in widths:
                 record({"variant": variant, "mode": "block", "streams": streams, "batched": True},
                        lambda: batched(engine, blocks, question, "block", streams, cfg, device))
@@ -276,14 +280,14 @@ def goals(rows: list[dict]) -> dict:
 
 
 def table(result: dict) -> str:
-    head = f"{'model':<16}{'variant':<14}{'mode':<7}{'streams':>8}{'tok/s':>10}{'total tok/s':>13}{'ms/token':>10}"
+    head = f"{'model':<16}{'variant':<17}{'mode':<7}{'streams':>8}{'tok/s':>10}{'total tok/s':>13}{'ms/token':>10}"
     lines = [head, "-" * len(head)]
     for r in result["rows"]:
         if "tokens_per_s" not in r and "total_tokens_per_s" not in r:
             continue
         per = r.get("tokens_per_s", r.get("per_stream_tokens_per_s"))
         ms = r.get("ms_per_token", r.get("ms_per_step"))
-        lines.append(f"{r['model']:<16}{r['variant']:<14}{r['mode']:<7}{r['streams']:>8}{per:>10.1f}"
+        lines.append(f"{r['model']:<16}{r['variant']:<17}{r['mode']:<7}{r['streams']:>8}{per:>10.1f}"
                      f"{r.get('total_tokens_per_s', per):>13.1f}{ms:>10.2f}")
     for s in result["skipped"]:
         lines.append(f"skipped: {s}")

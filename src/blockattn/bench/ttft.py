@@ -8,6 +8,7 @@ block (random token ids, seeded). For each model and N, on the engine (`engine.B
     cached    block mode, every block already in the GPU (CPU) tier: place (re-rotate) + query only
     graph     cached, with the query forward replayed from a CUDA graph (`engine.graphs`, the CUDA default;
               `cached` is the same engine with graphs off)
+    graph_unfused  the same without the fused norms / rotary / SwiGLU (`engine.fusedops`, the CUDA default)
     hf        the plain transformers path for the same cached K/V: a DynamicCache holding the context K/V
               (built untimed), then a forward of the question (HF SDPA: mask + repeat_kv + torch.cat)
 
@@ -118,11 +119,13 @@ def hf_cached_ms(engine, blocks, question, device: torch.device, cfg: TTFTBenchC
 
 
 def graph_cached(bm: BenchModel, blocks, question, eager_logits: torch.Tensor, device: torch.device,
-                 cfg: TTFTBenchConfig) -> dict:
-    """Cached TTFT with the query forward replayed from a CUDA graph (captured during the warm-up runs)."""
+                 cfg: TTFTBenchConfig, fused_ops: bool | None = None) -> dict:
+    """Cached TTFT with the query forward replayed from a CUDA graph (captured during the warm-up runs);
+    `fused_ops` False: without the fused norms/rotary/SwiGLU (`engine.fusedops`), for the side-by-side."""
     from blockattn.engine.engine import GiB, BlockEngine, EngineConfig
 
-    engine = BlockEngine(bm.model, bm.identity, config=EngineConfig(gpu_cache_bytes=48 * GiB))  # CUDA: graphs on
+    engine = BlockEngine(bm.model, bm.identity, config=EngineConfig(gpu_cache_bytes=48 * GiB,  # CUDA: graphs on
+                                                                    fused_ops=fused_ops))
     engine.prefill(blocks, question)  # fill the cache
 
     def first_token():
@@ -173,9 +176,14 @@ def bench_size(bm: BenchModel, n: int, cfg: TTFTBenchConfig, device: torch.devic
         if device.type == "cuda":
             engine.store.clear()
             row.update(graph_cached(bm, blocks, question, cached_state.logits, device, cfg))
+            engine.store.clear()
+            unfused = graph_cached(bm, blocks, question, cached_state.logits, device, cfg, fused_ops=False)
+            row["graph_unfused_ms"] = unfused["graph_ms"]
     row["cached_pct_of_full"] = 100 * row["cached_ms"] / row["full_ms"]
     if row.get("graph_ms") is not None:
         row["graph_pct_of_full"] = 100 * row["graph_ms"] / row["full_ms"]
+    if row.get("graph_unfused_ms") is not None:
+        row["graph_unfused_pct_of_full"] = 100 * row["graph_unfused_ms"] / row["full_ms"]
     row["compiled_rotation"] = engine.placer.compiled
     kv_bytes = cached_state.kv.buffer[:, :, :, :n].numel() * cached_state.kv.buffer.element_size()
     row["kv_bytes"] = kv_bytes
@@ -249,14 +257,15 @@ def run(cfg: TTFTBenchConfig, log=print) -> dict:
 def table(result: dict) -> str:
     """A compact text table of the rows."""
     head = f"{'model':<15}{'N':>7}{'blocks':>7}{'full ms':>10}{'cold ms':>10}{'cached ms':>11}{'% full':>8}" \
-           f"{'graph ms':>10}{'% full':>8}{'hf ms':>9}{'assemble':>10}{'query':>9}{'floor':>8}"
+           f"{'graph ms':>10}{'% full':>8}{'unfused':>9}{'hf ms':>9}{'assemble':>10}{'query':>9}{'floor':>8}"
     lines = [head, "-" * len(head)]
     for r in result["rows"]:
         phases = r["cached_phases_ms"]
         floor = f"{r['floor_ms']:.2f}" if "floor_ms" in r else "-"
         graph = f"{r['graph_ms']:>10.2f}{r['graph_pct_of_full']:>8.2f}" if r.get("graph_ms") else f"{'-':>10}{'-':>8}"
+        unfused = f"{r['graph_unfused_ms']:>9.2f}" if r.get("graph_unfused_ms") else f"{'-':>9}"
         lines.append(f"{r['model']:<15}{r['tokens']:>7}{r['blocks']:>7}{r['full_ms']:>10.1f}{r['cold_ms']:>10.1f}"
-                     f"{r['cached_ms']:>11.2f}{r['cached_pct_of_full']:>8.2f}{graph}{r['hf_cached_ms']:>9.1f}"
+                     f"{r['cached_ms']:>11.2f}{r['cached_pct_of_full']:>8.2f}{graph}{unfused}{r['hf_cached_ms']:>9.1f}"
                      f"{phases['assemble']:>10.2f}{phases['query']:>9.2f}{floor:>8}")
     for s in result["skipped"]:
         lines.append(f"skipped: {s}")

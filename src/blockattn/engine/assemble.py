@@ -7,7 +7,7 @@ cost is two passes over the keys and one over the values whatever the number of 
 rotation is compiled into one fused kernel (eager, bf16 keys take ~4 passes through an fp32 temporary: for
 Llama-8B at 32k tokens ~10 ms against ~1 ms); fp32 keys (CPU) are rotated in place in the buffer.
 
-With `fused` (CUDA + Triton) each block is placed by one Triton kernel instead (`fused_assemble`): keys read
+With `fused` (CUDA + Triton) all blocks are placed by one Triton kernel launch instead (`fused_assemble`): keys read
 once, rotated in registers, written once, values copied in the same pass, no gather. The kernel's first
 placement is checked against this torch path; a mismatch or an error switches it off (logged), never a
 wrong or failed request.
@@ -74,8 +74,8 @@ class BlockPlacer:
         cos, sin = rotation_tables(deltas, self.rope, buffer.device)  # (n_blocks, rotary_dim) each
         n = sum(e.shape[3] for e in entries)
         try:
-            for i, (entry, (_, _, offset)) in enumerate(zip(entries, parts)):
-                fused_assemble.place_block(buffer, entry.contiguous(), offset, cos[i], sin[i])
+            contiguous = [entry.contiguous() for entry in entries]  # kept alive until the kernel has read them
+            fused_assemble.place_blocks(buffer, contiguous, [offset for _, _, offset in parts], cos, sin)
             if not self._fused_checked:  # first and last layer, every position: every block, little memory
                 ends = [0, buffer.shape[0] - 1]
                 reference = torch.empty_like(buffer[ends, :, :, :n])

@@ -56,7 +56,7 @@ from blockattn.engine.graphs import QueryGraphs
 from blockattn.engine.querypath import AttentionPlan, calibrate_attention
 from blockattn.engine.keys import KeySpace
 from blockattn.engine.kvbuffer import BatchKV, BufferPool, SequenceKV, bucket_capacity
-from blockattn.engine import flashbuffer, staticops
+from blockattn.engine import flashbuffer, fusedops, staticops
 from blockattn.engine.remote import RedisTier
 from blockattn.engine.sampling import Sampler, SamplingParams
 from blockattn.engine.store import BlockStore, MemoryTier
@@ -93,6 +93,7 @@ class EngineConfig:
     #                                    False: one copy, adapter toggled per call; None: on CUDA only
     buffer_pool_bytes: int | None = None  # freed KV buffers kept for reuse (with decode graphs); None: 4 GiB, on
     #                                       CUDA a tenth of the device's memory if more (`pool_bytes`)
+    fused_ops: bool | None = None  # norms, rotary and SwiGLU as compiled kernels (`fusedops`); None: on CUDA
     compile_decode: bool = False  # torch.compile the static decode steps (single and batched) before capture:
     #                               fewer, fused kernels per step; costs a compilation per shape
     batch_graphs: bool | None = None  # batched decode as a static step over an arena (`batchgraph`), graph-
@@ -166,6 +167,11 @@ class BlockEngine:
         # no PEFT wrapper, no adapter toggling in the hot path: what block mode costs, full mode costs too)
         # (a fully fine-tuned student is a model of its own: full mode stays on the base)
         self.full_model = plain_view(self.model) if self.merged else (self.model if self._lora else model)
+        # norms, rotary, SwiGLU as compiled kernels in this engine's forwards (`fusedops.enabled` in `_mode`)
+        self.fused_ops = on_cuda if self.config.fused_ops is None else self.config.fused_ops
+        if self.fused_ops:
+            for tree in {id(m): m for m in (model, self.model, self.block_model, self.full_model)}.values():
+                fusedops.install(tree)
         self.sinks = adapter.sinks if adapter is not None else None
         self.n_sinks = adapter.sinks_per_block if adapter is not None else 0
         self.n_shared = adapter.shared_sink if adapter is not None else 0
@@ -258,7 +264,8 @@ class BlockEngine:
     def _mode(self, mode: str):
         """Everything a forward in `mode` runs under: the adapter state and the SDPA backends (with a merged
         adapter neither mode toggles anything: each has its own plain model)."""
-        return _Both(nullcontext() if self.merged else self._adapter_state(mode), sdpa_backends(self.device))
+        return _All(nullcontext() if self.merged else self._adapter_state(mode), sdpa_backends(self.device),
+                    fusedops.enabled(self.fused_ops))
 
     # ---------------------------------------------------------------- blocks
     def fetch_blocks(self, blocks: list[np.ndarray], timings_ms: dict[str, float] | None = None
@@ -452,6 +459,8 @@ class BlockEngine:
                 "decode_graphs": self.decode_graphs.info() if self.decode_graphs is not None else None,
                 "batch_graphs": self.batch_decoder.info() if self.batch_decoder is not None else None,
                 "merged_adapter": self.merged, "fp32_scores_bmm": staticops.FP32_SCORES_BMM,
+                "fused_ops": fusedops.info() if self.fused_ops else None,
+                "compiled_merge_error": flashbuffer.MERGE_ERROR,
                 "max_positions": self.max_positions}
 
 
@@ -463,19 +472,21 @@ def plain_view(peft_model: nn.Module) -> nn.Module:
     return copy.deepcopy(peft_model, memo=shared).unload()
 
 
-class _Both:
-    """Two context managers entered as one (a `with` target kept small for the hot path)."""
+class _All:
+    """Context managers entered as one, in order (a `with` target kept small for the hot path)."""
 
-    def __init__(self, first, second):
-        self.first, self.second = first, second
+    def __init__(self, *managers):
+        self.managers = managers
 
     def __enter__(self):
-        self.first.__enter__()
-        self.second.__enter__()
+        for manager in self.managers:
+            manager.__enter__()
 
     def __exit__(self, *exc):
-        self.second.__exit__(*exc)
-        return self.first.__exit__(*exc)
+        suppress = False
+        for manager in reversed(self.managers):
+            suppress = bool(manager.__exit__(*exc)) or suppress
+        return suppress
 
 
 class _PhaseClock:

@@ -77,37 +77,86 @@ def flash_applies(key: torch.Tensor) -> bool:
     return FLASH_VARLEN and key.is_cuda and key.dtype in _HALF
 
 
+@dataclass(frozen=True)
+class ChunkLayout:
+    """Where a step's chunks lie: the same in every layer of one step (they depend only on `end`, the query
+    length and the chunk count), so `QueryRowsAttention` builds it once per step, not once per layer (each
+    build is ~8 small kernels; 32 layers of them showed in the captured graph)."""
+
+    bounds: torch.Tensor  # (S + 1,) int32: chunk j covers context slots [bounds[j], bounds[j + 1])
+    rows: torch.Tensor  # (S + 1,) int32: T·j, the query rows of chunk j (the rows repeated S times)
+    own: torch.Tensor  # (2,) int32: [end - T, end), the query's own slots
+    used: torch.Tensor  # (S + 1, 1, 1) bool: parts that hold keys (an empty chunk takes no weight)
+
+    @staticmethod
+    def build(end: torch.Tensor, t: int, s: int) -> "ChunkLayout":
+        device = end.device
+        start = end - t  # (1,)
+        bounds = (torch.arange(s + 1, device=device) * start) // s
+        used = torch.cat([bounds[1:] > bounds[:-1], torch.ones(1, dtype=torch.bool, device=device)]).view(-1, 1, 1)
+        return ChunkLayout(bounds.to(torch.int32), torch.arange(s + 1, device=device, dtype=torch.int32) * t,
+                           torch.cat([start, end]).to(torch.int32), used)
+
+
 def buffer_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, end: torch.Tensor,
-                     scale: float | None, split: Split | None = None) -> torch.Tensor:
+                     scale: float | None, split: Split | None = None, layout: ChunkLayout | None = None
+                     ) -> torch.Tensor:
     """query (1, H, T, D), the last T of the first `end` slots of key/value (1, H_kv, capacity, D), row i
     seeing slots < end - T + 1 + i; end (1,) device tensor → (1, T, H, D) in query's dtype. `split`: how the
-    context is cut (None: DEFAULT_SPLIT)."""
+    context is cut (None: DEFAULT_SPLIT); `layout`: its `ChunkLayout`, if the caller keeps one per step."""
     split = DEFAULT_SPLIT if split is None else split
     _, heads, t, d = query.shape
     scale = d ** -0.5 if scale is None else scale
     q = query[0].transpose(0, 1).contiguous()  # (T, H, D): small; the buffer itself is never copied
     k, v = key[0].transpose(0, 1), value[0].transpose(0, 1)  # (capacity, H_kv, D) views
-    capacity, device = k.shape[0], q.device
+    capacity = k.shape[0]
     s = split.chunks(capacity)
-    start = end - t  # (1,)
-    bounds = (torch.arange(s + 1, device=device) * start) // s  # chunk j: slots [bounds[j], bounds[j + 1])
-    rows = torch.arange(s + 1, device=device, dtype=torch.int32) * t
+    layout = ChunkLayout.build(end, t, s) if layout is None else layout
     if split.pack_gqa and heads > k.shape[1]:
-        ctx, ctx_lse = _packed_context(q, k, v, s, bounds, scale)
+        ctx, ctx_lse = _packed_context(q, k, v, s, layout.bounds, scale)
     else:
-        ctx, ctx_lse = flash_varlen(q.repeat(s, 1, 1), k, v, rows, bounds.to(torch.int32), t, capacity, scale,
-                                    False)
-    own_bounds = torch.cat([start, end]).to(torch.int32)
-    own, own_lse = flash_varlen(q, k, v, rows[:2], own_bounds, t, t, scale, True)
+        ctx, ctx_lse = flash_varlen(q.repeat(s, 1, 1), k, v, layout.rows, layout.bounds, t, capacity, scale, False)
+    own, own_lse = flash_varlen(q, k, v, layout.rows[:2], layout.own, t, t, scale, True)
+    return merger(q)(ctx, ctx_lse, own, own_lse, layout.used).to(query.dtype).unsqueeze(0)
+
+
+def merge_parts(ctx: torch.Tensor, ctx_lse: torch.Tensor, own: torch.Tensor, own_lse: torch.Tensor,
+                used: torch.Tensor) -> torch.Tensor:
+    """The S + 1 partial attentions as one: ctx (S·T, H, D) with lse (H, S·T), own (T, H, D) with lse (H, T),
+    used (S + 1, 1, 1) → (T, H, D) fp32: out = Σ_j exp(lse_j - m) · out_j / Σ_j exp(lse_j - m)."""
+    t, heads, d = own.shape
+    s = ctx.shape[0] // t
     outs = torch.cat([ctx.view(s, t, heads, d), own.view(1, t, heads, d)]).float()  # (S + 1, T, H, D)
     lses = torch.cat([ctx_lse.view(heads, s, t), own_lse.view(heads, 1, t)], dim=1).permute(1, 2, 0)  # (S+1, T, H)
     # an empty chunk (a context shorter than S slots) takes no weight, whatever its kernel wrote
-    used = torch.cat([bounds[1:] > bounds[:-1], torch.ones(1, dtype=torch.bool, device=device)]).view(-1, 1, 1)
     lses = torch.where(used, lses.float(), float("-inf"))
     weights = torch.exp(lses - lses.amax(dim=0, keepdim=True))  # (S + 1, T, H)
     outs = torch.where(used.unsqueeze(-1), outs, 0.0)
-    out = (weights.unsqueeze(-1) * outs).sum(dim=0) / weights.sum(dim=0).unsqueeze(-1)  # (T, H, D)
-    return out.to(query.dtype).unsqueeze(0)
+    return (weights.unsqueeze(-1) * outs).sum(dim=0) / weights.sum(dim=0).unsqueeze(-1)
+
+
+_COMPILED_MERGE: list = []  # [the compiled merge_parts], built on first use on CUDA
+MERGE_ERROR: str | None = None  # why the compiled merge is not used (shown in the engine's info)
+
+
+def merger(q: torch.Tensor):
+    """merge_parts, compiled into one or two kernels on CUDA (~12 small ones otherwise, in every layer of a
+    captured step); the plain function elsewhere or once compiling it failed."""
+    if not q.is_cuda or MERGE_ERROR is not None:
+        return merge_parts
+    if not _COMPILED_MERGE:
+        _COMPILED_MERGE.append(torch.compile(merge_parts, dynamic=True))
+    compiled = _COMPILED_MERGE[0]
+
+    def run(*args):
+        global MERGE_ERROR
+        try:
+            return compiled(*args)
+        except Exception as exc:  # noqa: BLE001 - the compiled merge is an optimisation, never a failure
+            MERGE_ERROR = f"{type(exc).__name__}: {exc}"[:300]
+            return merge_parts(*args)
+
+    return run
 
 
 def _packed_context(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, s: int, bounds: torch.Tensor,

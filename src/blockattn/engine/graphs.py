@@ -71,12 +71,18 @@ class QueryRowsAttention:
     def __init__(self, visible: torch.Tensor, end: torch.Tensor, plan: AttentionPlan | None = None):
         self.visible, self.end = visible, end
         self.plan = AttentionPlan(FLASH_FROM_SLOTS) if plan is None else plan
+        self._layouts: dict[tuple[int, int], flashbuffer.ChunkLayout] = {}  # (T, chunks) -> this step's layout
 
     def __call__(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                  attention_mask, scaling: float | None = None) -> tuple[torch.Tensor, None]:
         if self.plan.uses_flash(key.shape[2], key):
             split = self.plan.split_for(key.shape[2])
-            return flashbuffer.buffer_attention(query, key, value, self.end, scaling, split), None
+            split = flashbuffer.DEFAULT_SPLIT if split is None else split
+            shape = (query.shape[2], split.chunks(key.shape[2]))
+            layout = self._layouts.get(shape)
+            if layout is None:  # built in the first layer, reused by the others: one step, one layout
+                layout = self._layouts[shape] = flashbuffer.ChunkLayout.build(self.end, *shape)
+            return flashbuffer.buffer_attention(query, key, value, self.end, scaling, split, layout), None
         b, heads, t, d = query.shape
         kv_heads = key.shape[1]
         groups = heads // kv_heads
