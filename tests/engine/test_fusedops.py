@@ -31,7 +31,8 @@ def cpu_fused(monkeypatch):
 
 
 def _logits(model, ids, fused=True):
-    with torch.no_grad(), fusedops.enabled(fused):
+    """As inside a graph capture (where the engine fuses at any size)."""
+    with torch.no_grad(), fusedops.enabled(fused), fusedops.capturing():
         return model(ids).logits
 
 
@@ -49,10 +50,23 @@ def test_a_fused_model_gives_hf_logits_through_the_fused_functions(arch, cpu_fus
     assert cpu_fused == {"rms_norm": 2 * layers + 1, "silu_mul": layers, "rotary": layers}
 
 
+def test_eager_forwards_fuse_only_when_long(cpu_fused, monkeypatch):
+    """Outside a capture a fused call's host time would dominate a short forward: only forwards of
+    EAGER_MIN_TOKENS tokens or more fuse."""
+    monkeypatch.setattr(fusedops, "EAGER_MIN_TOKENS", 10)
+    model = tiny_model()
+    fusedops.install(model)
+    with torch.no_grad(), fusedops.enabled():
+        model(torch.tensor([[5, 9, 2, 7]]))
+        assert cpu_fused == {}
+        model(torch.arange(3, 13).view(1, 10))
+    assert cpu_fused["rms_norm"] == 2 * model.config.num_hidden_layers + 1
+
+
 def test_with_gradients_enabled_the_fused_model_runs_hf_code(cpu_fused):
     model = tiny_model()
     fusedops.install(model)
-    with fusedops.enabled():
+    with fusedops.enabled(), fusedops.capturing():
         model(torch.tensor([[3, 4, 5]])).logits.sum().backward()  # training: HF's forwards, gradients flow
     assert cpu_fused == {}
     assert model.lm_head.weight.grad is not None
@@ -94,7 +108,8 @@ def test_a_copy_of_a_fused_model_computes_with_its_own_weights(cpu_fused):
     assert torch.allclose(_logits(clone, ids), _logits(plain, ids), atol=1e-5)
 
 
-def test_the_engine_fuses_where_asked_and_prefills_the_same(cpu_fused, tmp_path):
+def test_the_engine_fuses_where_asked_and_prefills_the_same(cpu_fused, tmp_path, monkeypatch):
+    monkeypatch.setattr(fusedops, "EAGER_MIN_TOKENS", 1)  # no graphs on the CPU: fuse its eager forwards
     adapter = make_adapter(tmp_path, "llama")
     *blocks, query = random_blocks([12, 30, 5], seed=1)
     model = tiny_model()

@@ -16,6 +16,8 @@ from typing import Any, Callable, Generic, Hashable, TypeVar
 
 import torch
 
+from blockattn.engine import fusedops
+
 log = logging.getLogger(__name__)
 
 SUPPORTS_CUDA_GRAPHS = torch.cuda.is_available() and hasattr(torch.cuda, "CUDAGraph")
@@ -60,12 +62,12 @@ class GraphCache(Generic[Entry]):
                 self._pool = torch.cuda.graph_pool_handle()
             side = torch.cuda.Stream(device)
             side.wait_stream(torch.cuda.current_stream(device))
-            with torch.cuda.stream(side):
+            with torch.cuda.stream(side), fusedops.capturing():  # fused ops compile here, outside the capture
                 step()
             torch.cuda.current_stream(device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
             # thread_local: the server's other threads (tokenizing, cache tiers) may touch CUDA meanwhile
-            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"), fusedops.capturing():
                 output = step()
         except Exception as exc:  # noqa: BLE001 - a step that cannot be captured still runs, eagerly
             self.error = f"{type(exc).__name__}: {exc}"

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
+from blockattn.engine import fusedops
 from blockattn.engine.staticops import masked_attention
 
 FLASH_VARLEN = False  # set by `probe_flash_varlen` (called once by the engine, outside any capture)
@@ -140,9 +141,10 @@ MERGE_ERROR: str | None = None  # why the compiled merge is not used (shown in t
 
 
 def merger(q: torch.Tensor):
-    """merge_parts, compiled into one or two kernels on CUDA (~12 small ones otherwise, in every layer of a
-    captured step); the plain function elsewhere or once compiling it failed."""
-    if not q.is_cuda or MERGE_ERROR is not None:
+    """merge_parts, compiled into one or two kernels in a step being graph-captured on CUDA (~12 small ones
+    otherwise, in every layer); the plain function elsewhere (an eager call would pay the compiled function's
+    host time every time) or once compiling it failed."""
+    if not q.is_cuda or MERGE_ERROR is not None or not fusedops.capturing_now():  # eager: host time would dominate
         return merge_parts
     if not _COMPILED_MERGE:
         _COMPILED_MERGE.append(torch.compile(merge_parts, dynamic=True))

@@ -17,7 +17,8 @@ Whole-step compilation (`EngineConfig.compile_decode`) fuses more, but compiles 
 functions compile once per process, so they are on by default on CUDA.
 
 The math is HF's, in HF's order (fp32 norm, cast, then the weight), so the results agree to bf16 rounding.
-The fused path serves inference only, and only inside `enabled()` (the engine's forwards): with gradients
+Fusing costs host time per call, so it runs in graph-captured steps and in long eager forwards only
+(`EAGER_MIN_TOKENS`). It serves inference only, and only inside `enabled()` (the engine's forwards): with gradients
 enabled (training), off CUDA (`DEVICES`), outside `enabled()`, or once a fused call failed (`FAILED`), every
 patched forward runs HF's own code. Only the architectures whose layers are known to be these exact functions are touched
 (`NORMS`, `MLPS`, `ROTARY_MODULES`); anything else keeps its forward.
@@ -75,24 +76,50 @@ FAILED: str | None = None  # the first error of a fused call: HF's code serves f
 _fused: dict[Callable, Callable] = {}  # function -> its compiled form, built on first use
 
 
-_ON: ContextVar[bool] = ContextVar("blockattn_fused_ops", default=False)
+# Where fusing pays: a compiled function's call costs host time (Python, its guards), ~0.2 ms per layer of
+# the Llama-8B shape on the H200, which made the eager cached path at 2k slower than full prefill (60 ms vs
+# 55, 2026-12-04). Inside a captured step that host time is spent once, at capture; an eager forward pays it
+# every time, and only long ones (a prefill) win it back on the GPU. So: captured steps always, eager
+# forwards from EAGER_MIN_TOKENS tokens on.
+EAGER_MIN_TOKENS = 1024
+_ALLOWED: ContextVar[bool] = ContextVar("blockattn_fused_ops", default=False)
+_CAPTURING: ContextVar[bool] = ContextVar("blockattn_fused_capture", default=False)
 
 
 @contextmanager
-def enabled(on: bool = True):
-    """Fuse inside this block (the engine enters it around its forwards, so an installed model fuses only for
-    an engine that asked: two engines may share one model, one fused and one not)."""
-    token = _ON.set(on)
+def _set(var: ContextVar, on: bool):
+    token = var.set(on)
     try:
         yield
     finally:
-        _ON.reset(token)
+        var.reset(token)
 
 
-def applies(x: torch.Tensor) -> bool:
+def enabled(on: bool = True):
+    """Allow fusing inside this block (the engine enters it around its forwards, so an installed model fuses
+    only for an engine that asked: two engines may share one model, one fused and one not)."""
+    return _set(_ALLOWED, on)
+
+
+def capturing():
+    """A CUDA graph's warm-up and capture run inside this block (`cudagraph.GraphCache`): fuse at any size."""
+    return _set(_CAPTURING, True)
+
+
+def capturing_now() -> bool:
+    return _CAPTURING.get()
+
+
+def applies(x: torch.Tensor, tokens: int) -> bool:
+    """Whether a fused call on `x`, a forward of `tokens` tokens, pays (see EAGER_MIN_TOKENS)."""
     if torch.compiler.is_compiling():  # a whole-step compilation (compile_decode) traces HF's code and fuses it
         return False
-    return _ON.get() and FAILED is None and x.device.type in DEVICES and not torch.is_grad_enabled()
+    return (_ALLOWED.get() and FAILED is None and x.device.type in DEVICES and not torch.is_grad_enabled()
+            and (tokens >= EAGER_MIN_TOKENS or _CAPTURING.get()))
+
+
+def _tokens(x: torch.Tensor) -> int:
+    return x.numel() // max(1, x.shape[-1])
 
 
 def call(fn: Callable, original: Callable, *args):
@@ -113,14 +140,14 @@ def call(fn: Callable, original: Callable, *args):
 class _FusedNorm:
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         original = super().forward
-        if not applies(hidden_states):
+        if not applies(hidden_states, _tokens(hidden_states)):
             return original(hidden_states)
         return call(rms_norm, lambda x, *_: original(x), hidden_states, self.weight, self.variance_epsilon)
 
 
 class _FusedMLP:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not applies(x):
+        if not applies(x, _tokens(x)):
             return super().forward(x)
         return self.down_proj(call(silu_mul, silu_mul, self.gate_proj(x), self.up_proj(x)))
 
@@ -165,7 +192,7 @@ def _patch_rotary(module_name: str) -> None:
         return
 
     def apply_rotary_pos_emb(q, k, cos, sin, unsqueeze_dim=1):
-        if applies(q):
+        if applies(q, q.shape[0] * q.shape[-2]):  # q (B, H, T, D)
             return call(rotary, original, q, k, cos, sin, unsqueeze_dim)
         return original(q, k, cos, sin, unsqueeze_dim)
 
