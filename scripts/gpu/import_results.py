@@ -21,12 +21,12 @@ SPEED_FILES = ("bench_decode", "bench_decode_compiled", "bench_ttft", "bench_ser
                "probe_query_attention", "probe_assemble")
 
 
-def _where(data: dict, date: str) -> str:
+def _where(data: dict, date: str, how: str) -> str:
     env = data.get("env", {})
     software = ", ".join(f"{k} {env[k]}" for k in ("torch", "transformers") if k in env)
     commit = str(data.get("commit", "unknown"))[:7]
     return (f"lent NVIDIA H200 via the device tool, {date}, commit {commit}"
-            + (f" ({software})" if software else "") + ", alone on the GPU (speed phase of scripts/gpu/session.sh)")
+            + (f" ({software})" if software else "") + f", alone on the GPU ({how})")
 
 
 def main() -> None:
@@ -34,6 +34,8 @@ def main() -> None:
     parser.add_argument("results", type=Path)
     parser.add_argument("--date", default=datetime.date.today().isoformat())
     parser.add_argument("--commit", help="the session's commit, for reports that do not name one")
+    parser.add_argument("--how", default="speed phase of scripts/gpu/session.sh",
+                        help="how the reports were run, for their \"where\" field (e.g. direct device calls)")
     args = parser.parse_args()
     speed = args.results / "speed"
     for name in SPEED_FILES:
@@ -44,7 +46,7 @@ def main() -> None:
         data = json.loads(src.read_text())
         if not data.get("commit") and args.commit:
             data["commit"] = args.commit
-        data["where"] = _where(data, args.date)
+        data["where"] = _where(data, args.date, args.how)
         dest = REPORTS / f"{name}_h200.json"
         dest.write_text(json.dumps(data, indent=1) + "\n")
         print(f"wrote {dest}")

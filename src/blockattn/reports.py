@@ -72,16 +72,19 @@ def render_ttft(name: str, data: dict) -> list[str]:
     out += ["Full prefill vs all blocks cached vs cold block prefill (median ms), blocks of "
             f"{data['config']['block_tokens']} tokens + a {data['config']['question_tokens']}-token question.", "",
             "| model | N | full | cold | cached | cached % of full | HF DynamicCache path | CUDA graph | "
-            "graph % of full | assemble | query | floor |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "graph % of full | graph, unfused ops | assemble | query | floor |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in data["rows"]:
         phases = r.get("cached_phases_ms") or {}
         out.append(f"| {r['model']} | {r['tokens']} | {_fmt(r['full_ms'])} | {_fmt(r['cold_ms'])} | "
                    f"{_fmt(r['cached_ms'])} | {_fmt(r['cached_pct_of_full'])} % | {_fmt(r.get('hf_cached_ms'))} | "
-                   f"{_fmt(r.get('graph_ms'))} | {_fmt(r.get('graph_pct_of_full'))} | {_fmt(phases.get('assemble'))} | "
+                   f"{_fmt(r.get('graph_ms'))} | {_fmt(r.get('graph_pct_of_full'))} | "
+                   f"{_fmt(r.get('graph_unfused_ms'))} | {_fmt(phases.get('assemble'))} | "
                    f"{_fmt(phases.get('query'))} | {_fmt(r.get('floor_ms'))} |")
     out += ["", "assemble / query: the cached path's phases timed separately (synchronised, so they add up to more "
-            "than cached); floor: reading the weights and the cached KV once at the measured copy bandwidth."]
+            "than cached); floor: reading the weights and the cached KV once at the measured copy bandwidth; "
+            "graph, unfused ops: the CUDA-graph path in the same run without the fused norms / rotary / SwiGLU "
+            "(`engine.fusedops`, the default on CUDA; - where the run predates them)."]
     out += _graph_choices(data["rows"])
     goal = data.get("goal") or {}
     if goal.get("measured_pct") is not None:
@@ -138,7 +141,8 @@ def render_decode(name: str, data: dict) -> list[str]:
         out += [f"Rows: {data['source']}.", ""]
     out += [f"Greedy decoding after a {cfg['context_tokens']}-token context in blocks of {cfg['block_tokens']}, "
             f"{cfg['new_tokens']} new tokens, each brought to the host. engine: the defaults (CUDA: no cuDNN SDPA, "
-            "decode graphs, merged LoRA); engine_eager: decode graphs and merge off; hf_generate: plain "
+            "decode graphs, merged LoRA, fused norms / rotary / SwiGLU where the run has them); engine_unfused: the "
+            "defaults without the fused ops; engine_eager: decode graphs and merge off; hf_generate: plain "
             "transformers `generate` (SDPA, DynamicCache). Batched rows: `decode_batch` over that many streams.", "",
             "| model | variant | mode | streams | tokens/s per stream | tokens/s total | ms per token (step) |",
             "|---|---|---|---:|---:|---:|---:|"]
