@@ -34,8 +34,22 @@ class TestPrompts:
                             lambda self, text, **kw: calls.append(text) or original(self, text, **kw))
         again = service.chat_prompt([{"role": "user", "content": "Where?"}], list(reversed(DOCS)))
         assert again.blocks[1:] == list(reversed(first.blocks[1:]))
-        assert calls and not any(doc.strip() in text for doc in DOCS for text in calls)  # prefix, question only
+        texts = [text if isinstance(text, str) else " ".join(text) for text in calls]
+        assert calls and not any(doc.strip() in text for doc in DOCS for text in texts)  # prefix, question only
         assert again.tokenize_ms > 0
+
+    def test_new_documents_are_tokenized_in_one_batch_each_on_its_own(self, service, monkeypatch):
+        docs = ["Mount Elbrus is in the Caucasus.", "Lake Baikal is deep.", "Mount Elbrus is in the Caucasus.",
+                "The Danube flows east."]
+        calls = []
+        original = service.tokenizer.__class__.__call__
+        monkeypatch.setattr(service.tokenizer.__class__, "__call__",
+                            lambda self, text, **kw: calls.append(text) or original(self, text, **kw))
+        prompt = service.chat_prompt([{"role": "user", "content": "Which?"}], docs)
+        batches = [text for text in calls if isinstance(text, list)]
+        assert len(batches) == 1 and len(batches[0]) == 3  # the repeated document once
+        alone = [original(service.tokenizer, d.strip() + "\n\n", add_special_tokens=False)["input_ids"] for d in docs]
+        assert prompt.blocks[1:] == alone  # batching never changes a document's tokens (nor its cache key)
 
     def test_a_full_mode_service_runs_documents_in_full_attention(self, tiny_dir):
         full = Service.load(str(tiny_dir), adapter="default", device="cpu", mode="full")

@@ -311,17 +311,16 @@ class Service:
     def _documents_locked(self, texts: list[str]) -> list[list[int]]:
         """`prompts.encode_documents(texts)`, each document's tokens kept by its text (the caller holds the
         tokenizer lock). The lists handed out are shared: never modified downstream."""
+        cache = self._document_tokens
+        missing = list(dict.fromkeys(text for text in texts if text not in cache))
+        for text, tokens in zip(missing, prompts.encode_documents(self.tokenizer, missing)):  # one batched call
+            cache[text] = tokens
         blocks = []
         for text in texts:
-            tokens = self._document_tokens.get(text)
-            if tokens is None:
-                tokens = prompts.encode_documents(self.tokenizer, [text])[0]
-                self._document_tokens[text] = tokens
-                if len(self._document_tokens) > DOCUMENT_TOKENS_CACHED:
-                    self._document_tokens.popitem(last=False)
-            else:
-                self._document_tokens.move_to_end(text)
-            blocks.append(tokens)
+            cache.move_to_end(text)
+            blocks.append(cache[text])
+        while len(cache) > DOCUMENT_TOKENS_CACHED:  # after the lookups: this request's documents are the newest
+            cache.popitem(last=False)
         return blocks
 
     def _with_documents(self, prefix: list[int], documents: list[list[int]], query: list[int],
