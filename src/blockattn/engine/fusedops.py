@@ -66,7 +66,13 @@ def silu_mul(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
 
 
 def inductor(fn: Callable) -> Callable:
-    """fn compiled with dynamic shapes (no cudagraphs of its own: the engine captures whole steps)."""
+    """fn compiled with dynamic shapes (no cudagraphs of its own: the engine captures whole steps). Each function
+    meets a few guard sets (dtypes, a token count of 1 specialised, strided views): room for them, so that none
+    silently runs uncompiled past Dynamo's default limit of 8."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    config.cache_size_limit = max(config.cache_size_limit, 64)
     return torch.compile(fn, dynamic=True)
 
 
