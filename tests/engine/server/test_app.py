@@ -202,3 +202,22 @@ def test_bearer_token(tiny_service):
         assert httpx.get(f"{url}/v1/models").status_code == 401
         assert client(url, api_key="s3cret").models.list().data
         assert httpx.get(f"{url}/health").status_code == 200
+
+
+def test_a_server_process_hands_the_gil_over_often(monkeypatch):
+    """`serve` (the `blockattn serve` process) shortens Python's GIL switch interval, so that a token the model
+    thread produced is streamed without waiting out the default 5 ms; uvicorn itself is not started here."""
+    import sys
+    import types
+
+    from blockattn.engine import server
+
+    before = sys.getswitchinterval()
+    ran = []
+    monkeypatch.setitem(sys.modules, "uvicorn", types.SimpleNamespace(
+        Config=lambda app, **kw: None, Server=lambda config: types.SimpleNamespace(run=lambda sockets: ran.append(1))))
+    try:
+        server.serve(app=None, sock=None)
+        assert ran and sys.getswitchinterval() == pytest.approx(server.SWITCH_INTERVAL_S)
+    finally:
+        sys.setswitchinterval(before)
