@@ -60,8 +60,9 @@ class ServeBenchConfig:
     new_tokens: int = 32  # greedy tokens per request, at most (a stop token may end it sooner)
     requests: int = 0  # measured requests per phase; 0: 4 per client, at least 16
     warmup: int = 0  # unmeasured requests per phase in block mode (the others take 4: they cache no K/V, their
-    #                  warm-up only heats kernels); 0: one per client, at least 48 (the block cache's hit rate
-    #                  settles: 8 warm-up requests left it at 0.58 over the first phase, H200 run 2026-12-02)
+    #                  warm-up only heats kernels); 0: one per client, at least 96 (the block cache's hit rate
+    #                  settles: 8 warm-up requests left it at 0.58 over the first phase, H200 run 2026-12-02; 48
+    #                  left it at 0.77 at one client, 2026-12-04, below the 80 % that issue 10's goal is stated at)
     time_budget_s: float = 90.0  # all measured phases together; each phase gets an equal share
     zipf: float = 1.1  # popularity exponent: document of rank r drawn with weight 1 / r**zipf
     seed: int = 0
@@ -126,7 +127,7 @@ def phase_plan(corpus: Corpus, cfg: ServeBenchConfig, index: int, clients: int, 
     """(warm-up requests, measured requests) of phase `index`: the same for every mode. `budget`: context
     positions per request (default `cfg.context_tokens`)."""
     rng = np.random.default_rng([cfg.seed, index + 1])
-    warm = cfg.warmup or max(48, clients)
+    warm = cfg.warmup or max(96, clients)
     measured = cfg.requests or max(16, 4 * clients)
     requests = plan(corpus, popularity(corpus, cfg.seed), warm + measured, budget or cfg.context_tokens, cfg.zipf,
                     rng, per_document)
