@@ -25,7 +25,8 @@ Speed on CUDA (issue 10): SDPA never picks cuDNN (`attention.sdpa_backends`: it 
 length, 2.5 ms of CPU per call); single-token decode runs as a static-shape step replayed from a CUDA graph
 (`decodegraph`), over buffers drawn from a pool in bucketed capacities so graphs are reused; batched decode
 (the server's running generations) runs as one static step over an arena of slots, replayed from a graph per
-(batch bucket, length bucket) (`batchgraph`).
+(batch bucket, length bucket) (`batchgraph`). Inside those captured steps (and in eager forwards of 1024+ tokens)
+each norm, rotary embedding and SwiGLU is one compiled kernel (`fusedops`, `fused_ops`).
 
 Thread-safe: model work is serialised by one lock; block computation is de-duplicated across concurrent
 callers by the store (a block in flight is awaited, not recomputed).
