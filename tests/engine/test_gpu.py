@@ -355,7 +355,7 @@ def test_the_engine_places_blocks_with_the_triton_kernel():
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_fused_layer_ops_compile_and_agree_with_hf_on_cuda(arch):
+def test_fused_layer_ops_compile_and_agree_with_hf_on_cuda(arch, monkeypatch):
     """The engine's default on CUDA: norms, rotary and SwiGLU compiled by torch.compile. They must really
     compile here (no silent fallback) and give HF's logits, in fp32 (to float tolerance) and in bf16, eager
     and through the engine's graph-replayed prefill and decode."""
@@ -364,11 +364,12 @@ def test_fused_layer_ops_compile_and_agree_with_hf_on_cuda(arch):
     from blockattn.engine import flashbuffer, fusedops
 
     for dtype, tol in (("float32", TOL), ("bfloat16", 3e-2)):
+        monkeypatch.setattr(fusedops, "_fused", {})  # what compiles below, not what earlier tests compiled
         model = tiny_model(arch, dtype=dtype).cuda()
         plain = copy.deepcopy(model)  # never fused: HF's forwards
         ids = torch.randint(3, 500, (2, 37), device="cuda", generator=torch.Generator("cuda").manual_seed(0))
         assert fusedops.install(model) > 0
-        with torch.no_grad(), fusedops.enabled():
+        with torch.no_grad(), fusedops.enabled(), fusedops.capturing():  # fused at any length, as in a capture
             expected, got = plain(ids).logits.float(), model(ids).logits.float()
         assert fusedops.FAILED is None, fusedops.FAILED
         assert {fn.__name__ for fn in fusedops._fused} == {"rms_norm", "rotary", "silu_mul"}

@@ -12,7 +12,7 @@ Each of these is one pure function here, compiled once by torch.compile (dynamic
 serves every token count: a decode token, a batch of them, a query block) into one or two Triton kernels.
 `install` points a model's norm and MLP modules (their class becomes a subclass whose forward calls the fused
 function: copies of the model stay fused) and its modeling module's rotary function at them: a graph-captured
-step then replays about half the kernels, and eager forwards (prefill) get the same fusion.
+step then replays about half the kernels, and long eager forwards (a prefill) get the same fusion.
 Whole-step compilation (`EngineConfig.compile_decode`) fuses more, but compiles per buffer shape; these
 functions compile once per process, so they are on by default on CUDA.
 
