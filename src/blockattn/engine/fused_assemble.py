@@ -83,11 +83,17 @@ def fused_available(device: torch.device) -> bool:
     return _SUPPORTS_TRITON and device.type == "cuda"
 
 
+def _on(device: torch.device, array: np.ndarray) -> torch.Tensor:
+    """A small host table on `device`: through pinned memory on CUDA, so the copy does not block the host."""
+    table = torch.from_numpy(array)
+    return table.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else table
+
+
 def place_blocks(buffer: torch.Tensor, entries: list[torch.Tensor], offsets: list[int], cos: torch.Tensor,
                  sin: torch.Tensor) -> None:
     """buffer (n_layers, 2, H_kv, capacity, D)[:, :, :, offset_i:offset_i + T_i] ← entries[i] (n_layers, 2,
-    H_kv, T_i, D), contiguous, the buffer's dtype), keys rotated by (cos[i], sin[i]) (n_blocks, rotary_dim)
-    fp32; all on one device. One launch for every block: the serving benchmark's requests carry ~55 blocks,
+    H_kv, T_i, D; contiguous, in the buffer's dtype), keys rotated by (cos[i], sin[i]) of (n_blocks, rotary_dim)
+    fp32 tables; all on one device. One launch for every block: the serving benchmark's requests carry ~55 blocks,
     and a launch per block cost more host time than the copy itself."""
     n_layers, _, heads, _, dim = buffer.shape
     if buffer.stride(-1) != 1:
@@ -101,11 +107,7 @@ def place_blocks(buffer: torch.Tensor, entries: list[torch.Tensor], offsets: lis
     tiles = np.stack([np.repeat(np.arange(len(entries)), per_block),
                       np.concatenate([np.arange(k) * T_BLOCK for k in per_block])]).astype(np.int32)
     meta = np.stack([[e.data_ptr() for e in entries], offsets, lengths]).astype(np.int64)
-    device = buffer.device
-    meta_t = torch.from_numpy(meta).pin_memory().to(device, non_blocking=True) if device.type == "cuda" \
-        else torch.from_numpy(meta)
-    tiles_t = torch.from_numpy(tiles).pin_memory().to(device, non_blocking=True) if device.type == "cuda" \
-        else torch.from_numpy(tiles)
+    meta_t, tiles_t = _on(buffer.device, meta), _on(buffer.device, tiles)
     rot = cos.shape[-1]
     half, rest = rot // 2, dim - rot
     grid = (n_layers * heads, tiles.shape[1])
