@@ -174,6 +174,29 @@ def test_query_graphs_serve_requests_of_every_length():
     assert info["error"] is None and info["replays"] >= 3 and info["captures"] <= 2, info
 
 
+def test_one_query_graph_serves_requests_held_at_once():
+    """Requests in flight together (each holding its own buffer, as a server's batch does) share the graph of
+    their shape: captured once, then each request placed straight into the graph's buffer and copied out into
+    its own. Logits equal the eager engine's, and decoding goes on from each request's own buffer."""
+    model = tiny_model().cuda()
+    eager = BlockEngine(model, "tiny", config=EngineConfig(cuda_graphs=False))
+    graphed = BlockEngine(model, "tiny")
+    held = []
+    for seed, (ctx, q) in enumerate([(40, 17), (90, 20), (63, 31), (12, 18), (77, 25), (50, 29)]):
+        *blocks, query = _blocks([ctx, ctx // 2, q], seed=seed)
+        expected = eager.prefill(blocks, query, keep_logits=2, max_new_tokens=8)
+        got = graphed.prefill(blocks, query, keep_logits=2, max_new_tokens=8)
+        assert (got.logits - expected.logits).abs().max() <= TOL, seed
+        held.append((got, expected))
+    info = graphed.graphs.info()
+    assert info["error"] is None and info["captures"] == 1 and info["staged"] >= 3, info
+    assert len({state.kv.buffer.data_ptr() for state, _ in held}) == len(held)
+    for token in (5, 9):
+        for got, expected in held:
+            step = graphed.decode_one_token(got, token) - eager.decode_one_token(expected, token)
+            assert step.abs().max() <= TOL
+
+
 def test_block_prefill_graphs_equal_the_eager_prefill():
     """New documents every request (every block a miss), in one padded shape bucket: captured on the second
     request, replayed after; the logits equal an engine without graphs."""

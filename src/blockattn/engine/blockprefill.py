@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from blockattn.attention.sinks import BlockSinks
-from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache
+from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache, upload
 
 
 def batches_by_tokens(lengths: list[int], max_batch_tokens: int) -> list[list[int]]:
@@ -104,7 +104,7 @@ class PrefillGraphs:
         graph, static_ids, kv = entry
         padded = torch.zeros(rows, cols, dtype=torch.long)
         padded[:b, :length] = ids
-        static_ids.copy_(padded)
+        upload(static_ids, padded)
         graph.replay()
         self.replays += 1
         return kv
@@ -153,7 +153,8 @@ def prefill_blocks(model: nn.Module, blocks: list[list[int]], sinks: BlockSinks 
             ids[row, :len(blocks[i])] = torch.as_tensor(blocks[i], dtype=torch.long)
         kv = graphs.run(model, ids, prefix_of, n_shared + n_sinks, sinks) if graphs is not None else None
         if kv is None:
-            kv = _forward(model, ids.to(device), prefix_of())  # (n_layers, 2, B, H_kv, N, D)
+            host = ids.pin_memory() if device.type == "cuda" else ids  # no host stall (`cudagraph.upload`)
+            kv = _forward(model, host.to(device, non_blocking=True), prefix_of())  # (n_layers, 2, B, H_kv, N, D)
         for row, i in enumerate(batch):
             # always a copy (never `.contiguous()`, which hands back a view when the slice happens to be
             # contiguous): a graph's output is overwritten by its next replay

@@ -350,9 +350,14 @@ class BlockEngine:
             if self.pool is not None:  # bucketed, so that buffers (and their decode graphs) recur
                 capacity = bucket_capacity(capacity)
             kv = SequenceKV(n_layers, kv_heads, head_dim, capacity, self.dtype, self.device, pool=self.pool)
-            self.placer.place(kv, parts)
+            # with a query graph for this shape, the blocks go straight into its buffer (`graphs.staging`)
+            staged = self.graphs.staging(kv, offset, len(query), keep_logits, mode) if self.graphs else None
+            target = kv if staged is None else staged
+            self.placer.place(target, parts)
             clock.lap("assemble")
-            logits = self._forward(kv, query, keep_logits, mode)
+            logits = self._forward(target, query, keep_logits, mode)
+            if staged is not None:
+                kv.copy_from(staged)
             clock.lap("query")
         return Prefilled(kv=kv, logits=logits, mode=mode, cached_blocks=cached, computed_blocks=computed,
                          timings_ms=clock.laps)

@@ -12,9 +12,15 @@ length and every set of documents its own context length. So the query forward i
     K/V write          `index_copy_` at `positions` into the request's whole buffer
     attention          over the whole buffer (1, H_kv, capacity, D); row i sees slots <= start + i
 
-One graph per (buffer address, capacity, T', logits kept, mode): buffers come from the engine's pool in bucketed
-capacities, so the keys recur across requests of different lengths. A key is captured the second time it is
-seen (one-off shapes never pay for a capture). On the CPU, for long query blocks (a full-attention prompt:
+One graph per shape (capacity, T', logits kept, mode), whatever buffer the request holds: a graph bakes in the
+addresses it reads, so each graph runs over a scratch buffer of its capacity (one per capacity, shared by the
+graphs of that capacity: the engine's lock serialises them). The engine places a request's blocks straight into
+the scratch (`staging`), replays, then copies the filled part into the request's own buffer: one copy at
+bandwidth (SmolLM2, 8k tokens: 190 MB). The first version keyed graphs by the request buffer's address: under
+concurrency every request in flight holds its own buffer, and the H200 serving run (2026-12-04) captured 7
+graphs for 22 replays at 8 clients, 43 for 54 at 64, each capture costing more than the eager forward it
+replaces. Capacities are bucketed (`kvbuffer.bucket_capacity`), queries padded to buckets, so shapes recur. A
+shape is captured the second time it is seen (one-off shapes never pay for a capture). On the CPU, for long query blocks (a full-attention prompt:
 flash's causal kernel is faster than a masked one, and launch cost is nothing next to it), or after a failed
 capture (recorded in `error`), the caller runs its eager forward: the same numbers, within float tolerance.
 """
@@ -29,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache
+from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache, upload
 from blockattn.engine.decodegraph import StaticStepKV, zero_tail
 from blockattn.engine.kvbuffer import SequenceKV
 from blockattn.engine import flashbuffer, staticops
@@ -107,18 +113,24 @@ def query_step(call: QueryCall, buffer: torch.Tensor, ids: torch.Tensor, positio
 @dataclass
 class _Graph:
     graph: "torch.cuda.CUDAGraph"
-    ids: torch.Tensor  # (1, T') static input
-    positions: torch.Tensor  # (T',) static input
-    keep_index: torch.Tensor  # (K,) static input
+    kv: SequenceKV  # the scratch buffer it reads and writes
+    inputs: torch.Tensor  # (T' + T' + K,) static input: ids, positions, keep_index (one upload)
+    ids: torch.Tensor  # (1, T') view of inputs
+    positions: torch.Tensor  # (T',) view
+    keep_index: torch.Tensor  # (K,) view
     logits: torch.Tensor  # (K, V) static output
 
 
+def static_inputs(padded: int, keep: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """One device tensor holding a step's three inputs, and its three views (ids (1, T'), positions, keep_index)."""
+    inputs = torch.zeros(2 * padded + keep, dtype=torch.long, device=device)
+    return inputs, inputs[:padded].view(1, padded), inputs[padded:2 * padded], inputs[2 * padded:]
+
+
 class QueryGraphs:
-    # max_graphs: a key holds its buffer's address, so N requests in flight need N graphs per shape. In the H200
-    # serving run (2026-12-02) the query phase took 0.3 ms at one client (replays) and 24 ms at 64 (what the
-    # eager forward costs): with 32 graphs, keys are evicted before their buffers come back from the pool. A
-    # graph keeps only its logits (~200 KB); its intermediates live in the pool all captures share.
-    def __init__(self, use_graphs: bool = True, max_graphs: int = 256, max_seen: int = 1024, query_heads: int = 1,
+    # A graph keeps only its logits (~200 KB) and its scratch buffer (shared per capacity); its intermediates
+    # live in the pool all captures share.
+    def __init__(self, use_graphs: bool = True, max_graphs: int = 64, max_seen: int = 1024, query_heads: int = 1,
                  plan: AttentionPlan | None = None, time_graphs: bool = True):
         # use_graphs False (tests on the CPU): every eligible query block runs the static step eagerly
         self.use_graphs = use_graphs and SUPPORTS_CUDA_GRAPHS
@@ -130,7 +142,9 @@ class QueryGraphs:
         self.verdicts = Verdicts() if time_graphs else None
         self._graphs: GraphCache[_Graph] = GraphCache(max_graphs, "query block")
         self._seen: OrderedDict[tuple, None] = OrderedDict()  # keys seen once (LRU, bounded)
+        self._scratch: dict[tuple, SequenceKV] = {}  # (buffer shape, dtype, device) -> the graphs' buffer
         self.replays = 0
+        self.staged = 0  # requests placed straight into a graph's scratch buffer
 
     @property
     def error(self) -> str | None:  # set when a capture failed: graphs are off from then on
@@ -143,12 +157,8 @@ class QueryGraphs:
         graph cannot run or does not pay."""
         t, start = len(tokens), kv.length
         device = kv.buffer.device
-        if self.error is not None or not 1 < t <= MAX_QUERY_TOKENS or not 1 <= keep <= t:
-            return eager()
-        padded = bucket_query(t)
-        if start + padded > kv.capacity:
-            padded = t  # no room for padding: an exact shape (still recurs when requests do)
-        if start + padded > kv.capacity or self._scores_too_large(kv, padded):
+        padded = self._padded(kv, start, t, keep)
+        if padded is None:
             return eager()
         if not (self.use_graphs and device.type == "cuda"):
             return self._eager(call, kv, tokens, padded, keep)
@@ -156,38 +166,84 @@ class QueryGraphs:
         verdicts = self.verdicts
         if verdicts is not None and not verdicts.graph_wins.get(shape, True):
             return eager()  # timed: the eager forward is faster at this shape
-        key = (kv.buffer.data_ptr(), *shape)
-        graph = self._graphs.get(key)
+        graph = self._graphs.get(shape)
         if graph is None:
-            if key not in self._seen:  # one-off shapes never pay for a capture
-                self._seen[key] = None
+            if shape not in self._seen:  # one-off shapes never pay for a capture
+                self._seen[shape] = None
                 while len(self._seen) > self.max_seen:
                     self._seen.popitem(last=False)
                 return eager()
             if verdicts is not None and shape not in verdicts.eager_ms:  # the graph's yardstick, warm by now
                 logits, verdicts.eager_ms[shape] = timed(eager, device)
                 return logits
-            graph = self._capture(call, kv, key, device)
+            graph = self._capture(call, kv, shape, device)
             if graph is None:
                 return eager()
-        zero_tail(kv)  # masked slots must hold finite numbers (softmax weight 0 × NaN = NaN)
+        own = graph.kv is not kv  # not staged: the context goes into the scratch, the query's K/V comes back
+        if own:
+            graph.kv.buffer[:, :, :, :start].copy_(kv.buffer[:, :, :, :start])
+            graph.kv.set_length(start)
         ids = np.zeros(padded, dtype=np.int64)  # padding: token 0, after the query (never seen by it)
         ids[:t] = tokens
-        graph.ids.copy_(torch.from_numpy(ids).view(1, padded))
-        graph.positions.copy_(torch.arange(start, start + padded))
-        graph.keep_index.copy_(torch.arange(t - keep, t))
+        host = np.concatenate([ids, np.arange(start, start + padded), np.arange(t - keep, t)])
+        upload(graph.inputs, torch.from_numpy(host))
         kept = True
         if verdicts is not None and shape not in verdicts.graph_wins:
             _, replay_ms = timed(graph.graph.replay, device)
             kept = verdicts.judge(shape, replay_ms)
         else:
             graph.graph.replay()
-        kv.set_length(start + t)
+        graph.kv.set_length(start + t)
+        if own:
+            kv.buffer[:, :, :, start:start + t].copy_(graph.kv.buffer[:, :, :, start:start + t])
+            kv.set_length(start + t)
         self.replays += 1
         logits = graph.logits.clone()
-        if not kept:  # it lost to the eager forward, which serves this shape from now on: free its graphs
-            self._graphs.drop_where(lambda k: k[1:] == shape)
+        if not kept:  # it lost to the eager forward, which serves this shape from now on: free its graph
+            self._graphs.drop_where(lambda k: k == shape)
         return logits
+
+    def staging(self, kv: SequenceKV, start: int, t: int, keep: int, mode: str) -> SequenceKV | None:
+        """The scratch buffer (empty, length 0) of the graph that will serve a query of `t` tokens after `start`
+        context slots in a buffer like `kv` (the request's own, still empty), if there is one: the engine places
+        the blocks there, runs the query (`run`, on the scratch), then copies the result into `kv`. None: place
+        into `kv` itself (no graph for this shape yet, or it runs eagerly)."""
+        if not (self.use_graphs and kv.buffer.is_cuda):
+            return None
+        padded = self._padded(kv, start, t, keep)
+        shape = (kv.capacity, padded, keep, mode)
+        if padded is None or self.verdicts is not None and not self.verdicts.graph_wins.get(shape, True):
+            return None
+        graph = self._graphs.get(shape)
+        if graph is None:
+            return None
+        graph.kv.set_length(0)
+        self.staged += 1
+        return graph.kv
+
+    def _padded(self, kv: SequenceKV, start: int, t: int, keep: int) -> int | None:
+        """The padded query length a static step over `kv` would run, or None: this query runs eagerly."""
+        if self.error is not None or not 1 < t <= MAX_QUERY_TOKENS or not 1 <= keep <= t:
+            return None
+        padded = bucket_query(t)
+        if start + padded > kv.capacity:
+            padded = t  # no room for padding: an exact shape (still recurs when requests do)
+        if start + padded > kv.capacity or self._scores_too_large(kv, padded):
+            return None
+        return padded
+
+    def _scratch_like(self, kv: SequenceKV) -> SequenceKV:
+        """The graphs' buffer of `kv`'s shape (zeroed once: it only ever holds real K/V, so masked slots stay
+        finite)."""
+        key = (tuple(kv.buffer.shape), kv.buffer.dtype, str(kv.buffer.device))
+        scratch = self._scratch.get(key)
+        if scratch is None:
+            n_layers, _, kv_heads, capacity, head_dim = kv.buffer.shape
+            scratch = SequenceKV(n_layers, kv_heads, head_dim, capacity, kv.buffer.dtype, kv.buffer.device)
+            scratch.buffer.zero_()
+            scratch.tail_zeroed = True
+            self._scratch[key] = scratch
+        return scratch
 
     def _scores_too_large(self, kv: SequenceKV, padded: int) -> bool:
         """Whether the step would attend with matmul scores past MAX_SCORE_BYTES: it declines then (see
@@ -207,21 +263,22 @@ class QueryGraphs:
         kv.set_length(start + t)
         return logits
 
-    def _capture(self, call: QueryCall, kv: SequenceKV, key: tuple, device: torch.device) -> _Graph | None:
-        _, _, padded, keep, _ = key
+    def _capture(self, call: QueryCall, kv: SequenceKV, shape: tuple, device: torch.device) -> _Graph | None:
+        _, padded, keep, _ = shape
         start = kv.length
-        zero_tail(kv)
-        # the warm-up and the capture write K/V of zeros at [start, start + T'): the replay that follows
+        scratch = self._scratch_like(kv)
+        # the warm-up and the capture write K/V at [start, start + T') of the scratch: the replay that follows
         # overwrites them with the real query's
-        ids = torch.zeros(1, padded, dtype=torch.long, device=device)
-        positions = torch.arange(start, start + padded, device=device)
-        keep_index = torch.arange(padded - keep, padded, device=device)
-        step = lambda: query_step(call, kv.buffer, ids, positions, keep_index, self.plan)  # noqa: E731
-        return self._graphs.capture(key, device, step,
-                                    lambda graph, logits: _Graph(graph, ids, positions, keep_index, logits))
+        inputs, ids, positions, keep_index = static_inputs(padded, keep, device)
+        positions.copy_(torch.arange(start, start + padded, device=device))
+        keep_index.copy_(torch.arange(padded - keep, padded, device=device))
+        step = lambda: query_step(call, scratch.buffer, ids, positions, keep_index, self.plan)  # noqa: E731
+        return self._graphs.capture(shape, device, step, lambda graph, logits: _Graph(
+            graph, scratch, inputs, ids, positions, keep_index, logits))
 
     def info(self) -> dict:
         return {"graphs": len(self._graphs), "captures": self._graphs.captures, "replays": self.replays,
+                "staged": self.staged, "scratch_bytes": sum(kv.nbytes for kv in self._scratch.values()),
                 "error": self.error, "flash_varlen": flashbuffer.FLASH_VARLEN,
                 "flash_varlen_error": flashbuffer.FLASH_VARLEN_ERROR, **self.plan.info(),
                 "calibration": self.calibration,

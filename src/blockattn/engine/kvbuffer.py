@@ -91,6 +91,13 @@ class SequenceKV(Cache):
     def nbytes(self) -> int:
         return self.buffer.numel() * self.buffer.element_size()
 
+    def copy_from(self, other: "SequenceKV") -> None:
+        """Take `other`'s filled part (a buffer of the same shape): one copy, then this length."""
+        n = other.length
+        self.buffer[:, :, :, :n].copy_(other.buffer[:, :, :, :n])
+        self.set_length(n)
+        self.tail_zeroed = False
+
 
 def bucket_capacity(n: int, floor: int = 256) -> int:
     """`n` rounded up to 1, 1.25, 1.5 or 1.75 × a power of two (at least `floor`): at most 25 % more slots, and
