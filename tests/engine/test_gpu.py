@@ -174,6 +174,29 @@ def test_query_graphs_serve_requests_of_every_length():
     assert info["error"] is None and info["replays"] >= 3 and info["captures"] <= 2, info
 
 
+def test_packed_block_prefill_in_bf16_equals_each_block_alone():
+    """bf16 on CUDA: missing blocks are prefilled as one packed sequence through flash's variable-length kernel
+    (eager, captured, replayed); each block's K/V equal the block prefilled alone, to bf16 precision."""
+    from blockattn.attention import prefill_block
+    from blockattn.engine import blockprefill, flashbuffer
+
+    assert flashbuffer.probe_flash_varlen(torch.device("cuda")), flashbuffer.FLASH_VARLEN_ERROR
+    model = tiny_model().cuda().to(torch.bfloat16)
+    sinks = BlockSinks(model.config.hidden_size, per_block=2).cuda()
+    with torch.no_grad():
+        sinks.per_block.normal_()
+    graphs = blockprefill.PrefillGraphs(use_graphs=True)
+    for seed in range(3):  # seen, captured, replayed
+        blocks = _blocks([9, 1, 23, 150, 40], seed=seed)
+        for block, kv in zip(blocks, blockprefill.prefill_blocks(model, blocks, sinks, 2, graphs=graphs)):
+            alone = prefill_block(model, block, sinks, 2)
+            for layer in range(model.config.num_hidden_layers):
+                for got, want in ((kv[layer, 0], alone.keys[layer][0]), (kv[layer, 1], alone.values[layer][0])):
+                    assert (got.float() - want.float()).abs().max() <= 0.02 * want.float().abs().max() + 1e-2
+    info = graphs.info()
+    assert info["error"] is None and info["captures"] == 1 and info["replays"] == 1, info
+
+
 def test_one_query_graph_serves_requests_held_at_once():
     """Requests in flight together (each holding its own buffer, as a server's batch does) share the graph of
     their shape: captured once, then each request placed straight into the graph's buffer and copied out into

@@ -15,6 +15,10 @@ its missing blocks in the serving benchmark, more than the full-attention prefil
 batch is padded to a bucketed shape (count and length rounded up to powers of two; padding is more right
 padding, invisible to every real token), so shapes recur across requests. A shape is captured the second time
 it is seen; batches above `max_tokens` padded tokens are bound by arithmetic, not launches, and stay eager.
+
+Where flash's variable-length kernel runs (CUDA, bf16/fp16), the blocks are not padded into batches at all but
+laid end to end in one packed sequence, each block a sequence of its own (`packedprefill`): one forward over
+their own tokens, graph-replayed per padded total. The padded batches remain for the CPU and fp32.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from torch import nn
 
 from blockattn.attention.sinks import BlockSinks
 from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache, upload
+from blockattn.engine.packedprefill import Pack, groups_by_tokens, packed_forward, packing_applies
 
 
 def batches_by_tokens(lengths: list[int], max_batch_tokens: int) -> list[list[int]]:
@@ -109,6 +114,37 @@ class PrefillGraphs:
         self.replays += 1
         return kv
 
+    def packed(self, model: nn.Module, blocks: list[list[int]], prefix_of, n_prefix: int, sinks=None
+               ) -> tuple[torch.Tensor, Pack] | None:
+        """`blocks` packed (`packedprefill`), padded to a recurring shape and replayed from its graph: (K/V
+        (n_layers, 2, H_kv, N', D), a view of the graph's static output, and the pack saying where each block
+        lies), or None: run it eagerly."""
+        if not self.use_graphs or self.error is not None:
+            return None
+        pack = Pack.build(blocks, n_prefix, pad=True)
+        if pack.tokens > self.max_tokens:
+            return None
+        device = model.get_input_embeddings().weight.device
+        key = ("packed", id(model), id(sinks) if n_prefix else None, n_prefix, pack.tokens, pack.sequences)
+        entry = self._graphs.get(key)
+        if entry is None:
+            if key not in self._seen:  # one-off shapes never pay for a capture
+                if len(self._seen) >= self.max_seen:
+                    self._seen.clear()
+                self._seen[key] = None
+                return None
+            static = torch.from_numpy(pack.values).to(device)  # the capture's warm-up computes this very pack
+            sequences = pack.sequences
+            entry = self._graphs.capture(key, device, lambda: packed_forward(model, static, sequences, prefix_of()),
+                                         lambda graph, kv: (graph, static, kv))
+            if entry is None:
+                return None
+        graph, static, kv = entry
+        upload(static, torch.from_numpy(pack.values))
+        graph.replay()
+        self.replays += 1
+        return kv, pack
+
     def info(self) -> dict:
         return {"graphs": len(self._graphs), "captures": self._graphs.captures, "replays": self.replays,
                 "error": self.error}
@@ -143,6 +179,8 @@ def prefill_blocks(model: nn.Module, blocks: list[list[int]], sinks: BlockSinks 
             return None
         return torch.cat((sinks.shared[:n_shared], sinks.per_block[:n_sinks])).to(embedding.weight.dtype)
 
+    if packing_applies(embedding.weight):
+        return _prefill_packed(model, blocks, prefix_of, n_shared, n_sinks, max_batch_tokens, graphs, sinks)
     out: list[torch.Tensor | None] = [None] * len(blocks)
     lengths = [len(b) for b in blocks]
     grouped = graphs is not None and graphs.use_graphs
@@ -160,4 +198,26 @@ def prefill_blocks(model: nn.Module, blocks: list[list[int]], sinks: BlockSinks 
             # contiguous): a graph's output is overwritten by its next replay
             out[i] = kv[:, :, row, :, n_shared:n_shared + n_sinks + len(blocks[i])].clone(
                 memory_format=torch.contiguous_format)
+    return out
+
+
+def _prefill_packed(model: nn.Module, blocks: list[list[int]], prefix_of, n_shared: int, n_sinks: int,
+                    max_tokens: int, graphs: PrefillGraphs | None, sinks) -> list[torch.Tensor]:
+    """`prefill_blocks` as packed forwards (`packedprefill`): one per `max_tokens` of blocks."""
+    n_prefix = n_shared + n_sinks
+    device = model.get_input_embeddings().weight.device
+    out: list[torch.Tensor | None] = [None] * len(blocks)
+    for group in groups_by_tokens([n_prefix + len(b) for b in blocks], max_tokens):
+        members = [blocks[i] for i in group]
+        replayed = graphs.packed(model, members, prefix_of, n_prefix, sinks) if graphs is not None else None
+        if replayed is None:
+            pack = Pack.build(members, n_prefix, pad=False)
+            host = torch.from_numpy(pack.values)
+            values = host.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else host
+            kv = packed_forward(model, values, pack.sequences, prefix_of())
+        else:
+            kv, pack = replayed
+        for i, start, size in zip(group, pack.starts, pack.sizes):
+            # a copy: a graph's output is overwritten by its next replay
+            out[i] = kv[:, :, :, start + n_shared:start + size].clone(memory_format=torch.contiguous_format)
     return out
