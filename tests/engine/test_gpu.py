@@ -194,7 +194,7 @@ def test_packed_block_prefill_in_bf16_equals_each_block_alone():
                 for got, want in ((kv[layer, 0], alone.keys[layer][0]), (kv[layer, 1], alone.values[layer][0])):
                     assert (got.float() - want.float()).abs().max() <= 0.02 * want.float().abs().max() + 1e-2
     info = graphs.info()
-    assert info["error"] is None and info["captures"] == 1 and info["replays"] == 1, info
+    assert info["error"] is None and info["captures"] == 1 and info["replays"] == 2, info  # the capture replays too
 
 
 def test_one_query_graph_serves_requests_held_at_once():

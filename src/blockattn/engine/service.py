@@ -162,9 +162,15 @@ class Generation:
     state: Prefilled | None = None
 
     def start(self) -> str:
+        self.begin()
+        return "" if self.done else self.first()
+
+    def begin(self) -> None:
+        """The prefill, queued on the device and not waited for: a server begins every request it admits
+        before deciding any first token, so the host prepares the next request while the GPU runs this one."""
         if self.cancel.is_set():  # cancelled while queued: no model work at all
             self.finish_reason, self.done = "cancelled", True
-            return ""
+            return
         self._started = time.perf_counter()
         self.state = self.service.engine.prefill(self.prompt.blocks, self.prompt.query, mode=self.prompt.mode,
                                                  max_new_tokens=self.max_tokens)
@@ -173,7 +179,10 @@ class Generation:
                            timings_ms={"tokenize": self.prompt.tokenize_ms, **self.state.timings_ms})
         self._sampler = Sampler(self.sampling)
         self._text = TextStream(self.service.decode, self.stop)
-        return self.advance(self.state.logits[-1])
+
+    def first(self, greedy_token: int | None = None) -> str:
+        """After `begin`: choose the first token (waits for the prefill); the text it completes."""
+        return self.advance(self.state.logits[-1], greedy_token)
 
     def advance(self, logits: torch.Tensor, greedy_token: int | None = None) -> str:
         """Choose the next token from `logits` (V,) -- the model's prediction after the last token.
@@ -221,6 +230,18 @@ class Generation:
     def text(self) -> str:
         """Run to the end; the whole generated text."""
         return "".join(self)
+
+
+def greedy_first_tokens(generations: list[Generation]) -> dict[int, int]:
+    """id(generation) → its first token, for the greedy ones among generations that have all `begin`-un: one
+    argmax, so one device sync for all of them, after every prefill was queued. Pass each to `first`."""
+    import torch
+
+    greedy = [g for g in generations if g.sampling.greedy and g.state is not None]
+    if not greedy:
+        return {}
+    tokens = torch.stack([g.state.logits[-1] for g in greedy]).argmax(dim=-1).tolist()
+    return dict(zip(map(id, greedy), tokens))
 
 
 def decode_step(generations: list[Generation]) -> list[str]:

@@ -7,8 +7,10 @@ generations (`service.decode_step`) costs little more than one for a single requ
 32 clients would each wait for the 31 others' whole answers.
 
 The loop: take new jobs (waiting for one when idle; otherwise at most `admit_per_step` between two decode
-steps, so running generations keep moving while a burst of arrivals is prefilled), start them (prefill + first
-token), then one batched decode step over every running generation (at most `max_batch` per forward). Plain
+steps, so running generations keep moving while a burst of arrivals is prefilled), start them together (every
+prefill queued on the device first, then every first token decided, greedy ones by one argmax: the host prepares
+one request while the GPU computes the one before), then one batched decode step over every running generation
+(at most `max_batch` per forward). Plain
 jobs (`submit`) run to completion when taken. The queue is bounded, so overload is a fast 429 rather than
 unbounded memory; a generation whose client went away is cancelled between tokens (or skipped before it
 starts), so no worker time is spent on nobody.
@@ -23,7 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable
 
-from blockattn.engine.service import Generation, decode_step
+from blockattn.engine.service import Generation, decode_step, greedy_first_tokens
 
 
 class QueueFull(Exception):
@@ -87,43 +89,66 @@ class ModelWorker:
     # ---------------------------------------------------------------- the model thread
     def _run(self) -> None:
         while True:
-            admitted = 0
-            while not self._running or admitted < self.admit_per_step:
-                try:
-                    item = self._jobs.get(block=not self._running)
+            items, closing = [], False
+            while len(items) < self.admit_per_step:
+                try:  # idle: wait for the first job, then take what else is already waiting
+                    item = self._jobs.get(block=not self._running and not items)
                 except queue.Empty:
                     break
-                if item is None:  # closing: running generations end here, cancelled
-                    for run in self._running:
-                        self._end(run, run.generation.cancel_now())
-                    return
-                admitted += 1
-                self._start(*item)
+                if item is None:
+                    closing = True
+                    break
+                items.append(item)
+            self._start_all(items)
+            if closing:  # running generations end here, cancelled
+                for run in self._running:
+                    self._end(run, run.generation.cancel_now())
+                return
             if self._running:
                 self._step()
 
-    def _start(self, job, future: Future, queued_at: float) -> None:
-        if not future.set_running_or_notify_cancel():
-            return
-        queued = time.perf_counter() - queued_at
-        if callable(job):
+    def _start_all(self, items: list) -> None:
+        """Start the jobs taken together: plain jobs run, generations begin (prefill), then their first tokens."""
+        begun: list[_Running] = []
+        for job, future, queued_at in items:
+            if not future.set_running_or_notify_cancel():
+                continue
+            queued = time.perf_counter() - queued_at
+            if callable(job):
+                try:
+                    future.set_result(job(queued))
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiting request, never kills the thread
+                    future.set_exception(exc)
+                continue
+            generation, on_delta = job
+            run = _Running(generation, on_delta, future, queued, time.perf_counter())
             try:
-                future.set_result(job(queued))
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request, never kills the thread
+                generation.begin()
+            except BaseException as exc:  # noqa: BLE001
                 future.set_exception(exc)
+                continue
+            if generation.done:  # cancelled while queued
+                self._end(run, "")
+            else:
+                begun.append(run)
+        if not begun:
             return
-        generation, on_delta = job
-        run = _Running(generation, on_delta, future, queued, time.perf_counter())
         try:
-            delta = generation.start()
-        except BaseException as exc:  # noqa: BLE001
-            future.set_exception(exc)
-            return
-        if generation.done:
-            self._end(run, delta)
-        else:
-            run.emit(delta)
-            self._running.append(run)
+            greedy = greedy_first_tokens([run.generation for run in begun])
+        except BaseException:  # noqa: BLE001 - each request then decides its own (a failure stays with it)
+            greedy = {}
+        for run in begun:
+            try:
+                delta = run.generation.first(greedy.get(id(run.generation)))
+            except BaseException as exc:  # noqa: BLE001
+                run.generation.done = True
+                run.future.set_exception(exc)
+                continue
+            if run.generation.done:
+                self._end(run, delta)
+            else:
+                run.emit(delta)
+                self._running.append(run)
 
     def _step(self) -> None:
         """One token more for every running generation; finished ones leave."""
