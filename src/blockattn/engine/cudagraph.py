@@ -37,6 +37,13 @@ def upload(static: torch.Tensor, host: torch.Tensor) -> None:
         static.copy_(host)
 
 
+def to_device(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor on `device`, without stalling the host (see `upload`)."""
+    if torch.device(device).type == "cuda":
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device)
+
+
 class GraphCache(Generic[Entry]):
     """Captured graphs by key (each wrapped by the caller in its own entry: the graph and its static tensors)."""
 

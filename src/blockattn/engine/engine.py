@@ -51,6 +51,7 @@ from blockattn.engine.assemble import BlockPlacer
 from blockattn.engine.attention import cached_attention, sdpa_backends
 from blockattn.engine.batchgraph import BatchDecoder
 from blockattn.engine.blockprefill import PrefillGraphs, prefill_blocks
+from blockattn.engine.cudagraph import to_device
 from blockattn.engine.disk import DiskTier
 from blockattn.engine.decodegraph import DecodeGraphs
 from blockattn.engine.graphs import QueryGraphs
@@ -377,7 +378,7 @@ class BlockEngine:
 
     def _plain_forward(self, kv: SequenceKV, tokens: np.ndarray, keep: int, mode: str) -> torch.Tensor:
         start = kv.length
-        ids = torch.from_numpy(tokens).to(self.device).unsqueeze(0)  # (1, T)
+        ids = to_device(torch.from_numpy(tokens), self.device).unsqueeze(0)  # (1, T), no host stall
         positions = torch.arange(start, start + len(tokens), device=self.device).unsqueeze(0)  # (1, T)
         return self._run_model(kv, ids, positions, keep, mode)
 

@@ -160,6 +160,7 @@ class Generation:
     tokens: list[int] = field(default_factory=list)
     done: bool = False
     state: Prefilled | None = None
+    accept_ms: float = 0.0  # a server's time from the request's arrival to handing it to the model thread
 
     def start(self) -> str:
         self.begin()

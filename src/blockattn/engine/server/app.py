@@ -11,7 +11,8 @@ Request life: the event loop parses and validates (4xx on any problem), tokenize
 to the single model thread (`worker.ModelWorker`, which decodes running generations together) and relays its
 text. Every response's `usage` carries
 `"blockattn": {"cached_blocks", "computed_blocks", "ttft_ms", "queue_ms", "timings_ms"}` (timings_ms: where the
-time before the first token went, `service.Usage.timings_ms`).
+time before the first token went, `service.Usage.timings_ms`, and "accept": from the request's arrival until the
+model thread had it -- read, validated, tokenized).
 """
 
 from __future__ import annotations
@@ -193,6 +194,8 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
     def usage_of(generation: Generation, queued: float) -> dict:
         usage = generation.usage.openai()
         usage["blockattn"]["queue_ms"] = round(queued * 1e3, 3)
+        # from the request's arrival to its hand-over to the model thread (read, validated, tokenized)
+        usage["blockattn"]["timings_ms"]["accept"] = round(generation.accept_ms, 3)
         return usage
 
     def observe(generation: Generation, arrived: float, started: float) -> None:
@@ -282,8 +285,11 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
         req = parse(schema, await _read_json(request, max_body_bytes))
         check_model(req.model)
         sampling = sampling_of(req)
-        prompt = await run_in_threadpool(build_prompt, req)
-        generation = await run_in_threadpool(service.generate, prompt, sampling, req.new_tokens, req.stop_list)
+        def prepare():  # one hop to the thread pool, not two: each waits for the GIL while the model thread runs
+            return service.generate(build_prompt(req), sampling, req.new_tokens, req.stop_list)
+
+        generation = await run_in_threadpool(prepare)
+        generation.accept_ms = (time.perf_counter() - arrived) * 1e3
         return await respond(generation, _Format(chat, service.model_name), req.stream, req.include_usage, arrived)
 
     @app.post("/v1/chat/completions")
