@@ -78,8 +78,9 @@ def test_cuda_graph_replay_equals_eager(scores, monkeypatch):
     expected = eager.prefill(blocks, query, keep_logits=4).logits
     outs = [graphed.prefill(blocks, query, keep_logits=4).logits for _ in range(4)]
     info = graphed.graphs.info()
-    if scores == "matmul":  # captured on the second sighting of the key; replays need the same pooled buffer
-        assert info["error"] is None and info["captures"] == 1 and info["replays"] >= 1, info
+    if scores == "matmul":  # captured at the third sighting over the staging scratch, at the fourth over the
+        # lendable buffer (no request holds it any more): two graphs, one shape
+        assert info["error"] is None and info["captures"] == 2 and info["replays"] == 2 and info["lent"] == 1, info
     else:
         assert info["captures"] == 0 and info["replays"] == 0, info
     for out in outs:
@@ -198,9 +199,10 @@ def test_packed_block_prefill_in_bf16_equals_each_block_alone():
 
 
 def test_one_query_graph_serves_requests_held_at_once():
-    """Requests in flight together (each holding its own buffer, as a server's batch does) share the graph of
-    their shape: captured once, then each request placed straight into the graph's buffer and copied out into
-    its own. Logits equal the eager engine's, and decoding goes on from each request's own buffer."""
+    """Requests in flight together (each holding its own buffer, as a server's batch does) share the graphs of
+    their shape: one request gets the lendable buffer as its own, the others are placed straight into the
+    staging buffer and copied out into their own. Logits equal the eager engine's, and decoding goes on from
+    each request's own buffer."""
     model = tiny_model().cuda()
     eager = BlockEngine(model, "tiny", config=EngineConfig(cuda_graphs=False))
     graphed = BlockEngine(model, "tiny")
@@ -212,7 +214,9 @@ def test_one_query_graph_serves_requests_held_at_once():
         assert (got.logits - expected.logits).abs().max() <= TOL, seed
         held.append((got, expected))
     info = graphed.graphs.info()
-    assert info["error"] is None and info["captures"] == 1 and info["staged"] >= 3, info
+    # the third request captured the staging graph; the fourth got the lendable buffer (and its graph); the
+    # others, with it still held, were staged
+    assert info["error"] is None and info["captures"] == 2 and info["lent"] == 1 and info["staged"] == 2, info
     assert len({state.kv.buffer.data_ptr() for state, _ in held}) == len(held)
     for token in (5, 9):
         for got, expected in held:

@@ -351,8 +351,15 @@ class BlockEngine:
             if self.pool is not None:  # bucketed, so that buffers (and their decode graphs) recur
                 capacity = bucket_capacity(capacity)
             kv = SequenceKV(n_layers, kv_heads, head_dim, capacity, self.dtype, self.device, pool=self.pool)
-            # with a query graph for this shape, the blocks go straight into its buffer (`graphs.staging`)
-            staged = self.graphs.staging(kv, offset, len(query), keep_logits, mode) if self.graphs else None
+            # with a query graph for this shape: the buffer its graphs read, lent as this request's own when no
+            # other request holds it; else the blocks go into its staging scratch, copied out after the query
+            staged = None
+            if self.graphs is not None:
+                lent = self.graphs.lend(kv, offset, len(query), keep_logits, mode)
+                if lent is not None:
+                    kv = lent
+                else:
+                    staged = self.graphs.staging(kv, offset, len(query), keep_logits, mode)
             target = kv if staged is None else staged
             self.placer.place(target, parts)
             clock.lap("assemble")

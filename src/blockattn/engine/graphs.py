@@ -16,7 +16,9 @@ One graph per shape (capacity, T', logits kept, mode), whatever buffer the reque
 addresses it reads, so each graph runs over a scratch buffer of its capacity (one per capacity, shared by the
 graphs of that capacity: the engine's lock serialises them). The engine places a request's blocks straight into
 the scratch (`staging`), replays, then copies the filled part into the request's own buffer: one copy at
-bandwidth (SmolLM2, 8k tokens: 190 MB). The first version keyed graphs by the request buffer's address: under
+bandwidth (SmolLM2, 8k tokens: 190 MB; the Llama-8B shape at 32k: 4.3 GB, ~2 ms). So each capacity has a second
+buffer too, lent to a request as its own (`lend`) while no other request holds it, with graphs of its own: one
+request at a time pays no copy, and the requests in flight beside it are staged. The first version keyed graphs by the request buffer's address: under
 concurrency every request in flight holds its own buffer, and the H200 serving run (2026-12-04) captured 7
 graphs for 22 replays at 8 clients, 43 for 54 at 64, each capture costing more than the eager forward it
 replaces. Capacities are bucketed (`kvbuffer.bucket_capacity`), queries padded to buckets, so shapes recur. A
@@ -27,6 +29,7 @@ capture (recorded in `error`), the caller runs its eager forward: the same numbe
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
@@ -113,12 +116,16 @@ def query_step(call: QueryCall, buffer: torch.Tensor, ids: torch.Tensor, positio
 @dataclass
 class _Graph:
     graph: "torch.cuda.CUDAGraph"
-    kv: SequenceKV  # the scratch buffer it reads and writes
+    buffer: torch.Tensor  # the buffer it reads and writes: a staging scratch, or the lendable buffer
     inputs: torch.Tensor  # (T' + T' + K,) static input: ids, positions, keep_index (one upload)
     ids: torch.Tensor  # (1, T') view of inputs
     positions: torch.Tensor  # (T',) view
     keep_index: torch.Tensor  # (K,) view
     logits: torch.Tensor  # (K, V) static output
+
+
+def _buffer_key(buffer: torch.Tensor) -> tuple:
+    return tuple(buffer.shape), buffer.dtype, str(buffer.device)
 
 
 def static_inputs(padded: int, keep: int, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -142,9 +149,12 @@ class QueryGraphs:
         self.verdicts = Verdicts() if time_graphs else None
         self._graphs: GraphCache[_Graph] = GraphCache(max_graphs, "query block")
         self._seen: OrderedDict[tuple, None] = OrderedDict()  # keys seen once (LRU, bounded)
-        self._scratch: dict[tuple, SequenceKV] = {}  # (buffer shape, dtype, device) -> the graphs' buffer
+        self._scratch: dict[tuple, SequenceKV] = {}  # (buffer shape, dtype, device) -> the staging buffer
+        self._lendable: dict[tuple, torch.Tensor] = {}  # (buffer shape, dtype, device) -> the lendable buffer
+        self._lent: set[tuple] = set()  # lendable buffers a live request holds
         self.replays = 0
         self.staged = 0  # requests placed straight into a graph's scratch buffer
+        self.lent = 0  # requests that got a graph's lendable buffer as their own
 
     @property
     def error(self) -> str | None:  # set when a capture failed: graphs are off from then on
@@ -166,23 +176,18 @@ class QueryGraphs:
         verdicts = self.verdicts
         if verdicts is not None and not verdicts.graph_wins.get(shape, True):
             return eager()  # timed: the eager forward is faster at this shape
-        graph = self._graphs.get(shape)
-        if graph is None:
-            if shape not in self._seen:  # one-off shapes never pay for a capture
-                self._seen[shape] = None
-                while len(self._seen) > self.max_seen:
-                    self._seen.popitem(last=False)
-                return eager()
-            if verdicts is not None and shape not in verdicts.eager_ms:  # the graph's yardstick, warm by now
-                logits, verdicts.eager_ms[shape] = timed(eager, device)
-                return logits
-            graph = self._capture(call, kv, shape, device)
+        lendable = self._lendable.get(_buffer_key(kv.buffer))
+        if lendable is not None and lendable.data_ptr() == kv.buffer.data_ptr():  # a lent buffer: its own graphs
+            graph = self._graphs.get((shape, "lend")) or self._capture(call, kv, shape, device, lend=True)
             if graph is None:
                 return eager()
-        own = graph.kv is not kv  # not staged: the context goes into the scratch, the query's K/V comes back
+        else:
+            graph = self._staging_graph(call, kv, shape, device, eager)
+            if not isinstance(graph, _Graph):
+                return graph  # the eager forward's logits
+        own = graph.buffer.data_ptr() != kv.buffer.data_ptr()  # kv is neither staged nor lent: copy in, then out
         if own:
-            graph.kv.buffer[:, :, :, :start].copy_(kv.buffer[:, :, :, :start])
-            graph.kv.set_length(start)
+            graph.buffer[:, :, :, :start].copy_(kv.buffer[:, :, :, :start])
         ids = np.zeros(padded, dtype=np.int64)  # padding: token 0, after the query (never seen by it)
         ids[:t] = tokens
         host = np.concatenate([ids, np.arange(start, start + padded), np.arange(t - keep, t)])
@@ -193,15 +198,59 @@ class QueryGraphs:
             kept = verdicts.judge(shape, replay_ms)
         else:
             graph.graph.replay()
-        graph.kv.set_length(start + t)
         if own:
-            kv.buffer[:, :, :, start:start + t].copy_(graph.kv.buffer[:, :, :, start:start + t])
-            kv.set_length(start + t)
+            kv.buffer[:, :, :, start:start + t].copy_(graph.buffer[:, :, :, start:start + t])
+        kv.set_length(start + t)
         self.replays += 1
         logits = graph.logits.clone()
-        if not kept:  # it lost to the eager forward, which serves this shape from now on: free its graph
-            self._graphs.drop_where(lambda k: k == shape)
+        if not kept:  # it lost to the eager forward, which serves this shape from now on: free its graphs
+            self._graphs.drop_where(lambda k: k[0] == shape)
         return logits
+
+    def _staging_graph(self, call: QueryCall, kv: SequenceKV, shape: tuple, device: torch.device,
+                       eager: Callable[[], torch.Tensor]) -> "_Graph | torch.Tensor":
+        """The shape's graph over the staging scratch -- captured the second time the shape is seen, after a
+        timed eager run -- or the logits of `eager()` when there is none (yet)."""
+        verdicts = self.verdicts
+        graph = self._graphs.get((shape, "stage"))
+        if graph is None:
+            if shape not in self._seen:  # one-off shapes never pay for a capture
+                self._seen[shape] = None
+                while len(self._seen) > self.max_seen:
+                    self._seen.popitem(last=False)
+                return eager()
+            if verdicts is not None and shape not in verdicts.eager_ms:  # the graph's yardstick, warm by now
+                logits, verdicts.eager_ms[shape] = timed(eager, device)
+                return logits
+            graph = self._capture(call, kv, shape, device, lend=False)
+            if graph is None:
+                return eager()
+        return graph
+
+    def lend(self, kv: SequenceKV, start: int, t: int, keep: int, mode: str) -> SequenceKV | None:
+        """A request's own buffer, to use instead of `kv` (a pool buffer of the same shape, still empty): the
+        lendable buffer of its capacity, if the shape's graph exists (it has recurred) and no live request holds
+        that buffer. Its query then replays a graph over it with nothing copied. Back when the returned
+        `SequenceKV` is garbage-collected."""
+        if not (self.use_graphs and kv.buffer.is_cuda):
+            return None
+        padded = self._padded(kv, start, t, keep)
+        shape = (kv.capacity, padded, keep, mode)
+        if padded is None or self.verdicts is not None and not self.verdicts.graph_wins.get(shape, True):
+            return None
+        key = _buffer_key(kv.buffer)
+        if key in self._lent or self._graphs.get((shape, "stage")) is None:
+            return None
+        buffer = self._lendable.get(key)
+        if buffer is None:
+            buffer = self._lendable[key] = torch.zeros_like(kv.buffer)  # finite forever: only real K/V go in
+        n_layers, _, kv_heads, capacity, head_dim = buffer.shape
+        lent = SequenceKV(n_layers, kv_heads, head_dim, capacity, buffer.dtype, buffer.device, buffer=buffer)
+        lent.tail_zeroed = True
+        self._lent.add(key)
+        weakref.finalize(lent, self._lent.discard, key)
+        self.lent += 1
+        return lent
 
     def staging(self, kv: SequenceKV, start: int, t: int, keep: int, mode: str) -> SequenceKV | None:
         """The scratch buffer (empty, length 0) of the graph that will serve a query of `t` tokens after `start`
@@ -214,12 +263,12 @@ class QueryGraphs:
         shape = (kv.capacity, padded, keep, mode)
         if padded is None or self.verdicts is not None and not self.verdicts.graph_wins.get(shape, True):
             return None
-        graph = self._graphs.get(shape)
-        if graph is None:
+        if self._graphs.get((shape, "stage")) is None:
             return None
-        graph.kv.set_length(0)
+        scratch = self._scratch_like(kv)
+        scratch.set_length(0)
         self.staged += 1
-        return graph.kv
+        return scratch
 
     def _padded(self, kv: SequenceKV, start: int, t: int, keep: int) -> int | None:
         """The padded query length a static step over `kv` would run, or None: this query runs eagerly."""
@@ -235,7 +284,7 @@ class QueryGraphs:
     def _scratch_like(self, kv: SequenceKV) -> SequenceKV:
         """The graphs' buffer of `kv`'s shape (zeroed once: it only ever holds real K/V, so masked slots stay
         finite)."""
-        key = (tuple(kv.buffer.shape), kv.buffer.dtype, str(kv.buffer.device))
+        key = _buffer_key(kv.buffer)
         scratch = self._scratch.get(key)
         if scratch is None:
             n_layers, _, kv_heads, capacity, head_dim = kv.buffer.shape
@@ -263,22 +312,26 @@ class QueryGraphs:
         kv.set_length(start + t)
         return logits
 
-    def _capture(self, call: QueryCall, kv: SequenceKV, shape: tuple, device: torch.device) -> _Graph | None:
+    def _capture(self, call: QueryCall, kv: SequenceKV, shape: tuple, device: torch.device,
+                 lend: bool) -> _Graph | None:
+        """The shape's graph over the staging scratch, or (`lend`) over the lent buffer `kv` holds."""
         _, padded, keep, _ = shape
         start = kv.length
-        scratch = self._scratch_like(kv)
-        # the warm-up and the capture write K/V at [start, start + T') of the scratch: the replay that follows
+        buffer = kv.buffer if lend else self._scratch_like(kv).buffer
+        # the warm-up and the capture write K/V at [start, start + T') of the buffer: the replay that follows
         # overwrites them with the real query's
         inputs, ids, positions, keep_index = static_inputs(padded, keep, device)
         positions.copy_(torch.arange(start, start + padded, device=device))
         keep_index.copy_(torch.arange(padded - keep, padded, device=device))
-        step = lambda: query_step(call, scratch.buffer, ids, positions, keep_index, self.plan)  # noqa: E731
-        return self._graphs.capture(shape, device, step, lambda graph, logits: _Graph(
-            graph, scratch, inputs, ids, positions, keep_index, logits))
+        step = lambda: query_step(call, buffer, ids, positions, keep_index, self.plan)  # noqa: E731
+        return self._graphs.capture((shape, "lend" if lend else "stage"), device, step, lambda graph, logits: _Graph(
+            graph, buffer, inputs, ids, positions, keep_index, logits))
 
     def info(self) -> dict:
         return {"graphs": len(self._graphs), "captures": self._graphs.captures, "replays": self.replays,
-                "staged": self.staged, "scratch_bytes": sum(kv.nbytes for kv in self._scratch.values()),
+                "staged": self.staged, "lent": self.lent,
+                "scratch_bytes": sum(kv.nbytes for kv in self._scratch.values())
+                + sum(b.numel() * b.element_size() for b in self._lendable.values()),
                 "error": self.error, "flash_varlen": flashbuffer.FLASH_VARLEN,
                 "flash_varlen_error": flashbuffer.FLASH_VARLEN_ERROR, **self.plan.info(),
                 "calibration": self.calibration,

@@ -60,11 +60,16 @@ class SequenceKV(Cache):
     """The KV of one request, in one buffer. `length` is the next free position (= the next RoPE position)."""
 
     def __init__(self, n_layers: int, kv_heads: int, head_dim: int, capacity: int, dtype: torch.dtype,
-                 device: torch.device | str, pool: "BufferPool | None" = None):
+                 device: torch.device | str, pool: "BufferPool | None" = None, buffer: torch.Tensor | None = None):
+        """`buffer`: one to use as it is (lent by its owner, who learns of its return by a finalizer of its own)."""
         shape = (n_layers, 2, kv_heads, capacity, head_dim)
         # torch.empty: every slot is written before it is read (blocks are copied in, new tokens appended);
         # a static decode step reads the whole buffer and zeroes the unfilled tail first (`tail_zeroed`)
-        if pool is None:
+        if buffer is not None:
+            if tuple(buffer.shape) != shape:
+                raise ValueError(f"buffer of shape {tuple(buffer.shape)}, expected {shape}")
+            self.buffer = buffer
+        elif pool is None:
             self.buffer = torch.empty(shape, dtype=dtype, device=device)
         else:
             self.buffer = pool.take(shape, dtype, device)
