@@ -38,6 +38,7 @@ class BlockPlacer:
 
     def __init__(self, rope: RopeSpec, compiled: bool, fused: bool = False):
         self.rope = rope
+        self._ropes: dict[str, RopeSpec] = {}  # device -> the spec with inv_freq there (`_rope_on`)
         self._rotate = torch.compile(_rotate_into, dynamic=True) if compiled else _rotate_into
         self.compiled = compiled
         self.fused = fused  # place with the Triton kernel where it can run (CUDA)
@@ -71,11 +72,12 @@ class BlockPlacer:
     def _place_fused(self, kv: SequenceKV, entries: list[torch.Tensor], parts) -> bool:
         """Place with the Triton kernel; False (and the kernel off) when it fails or disagrees the first time."""
         buffer = kv.buffer
-        deltas = torch.tensor([offset - start for _, start, offset in parts])
-        # computed on the host, then uploaded: moving the deltas (and inv_freq) to the GPU from pageable memory
-        # waited for everything queued before it, the missing blocks' prefill included (H200, 2026-12-04: the
-        # serving requests' "assemble" phase took 2.9 ms of host time, ~0.1 ms of it placing)
-        cos, sin = (to_device(t, buffer.device) for t in rotation_tables(deltas, self.rope, "cpu"))
+        # the deltas uploaded through pinned memory and inv_freq kept on the device: moved from pageable memory,
+        # each waited for everything queued before it, the missing blocks' prefill included (H200, 2026-12-04:
+        # the serving requests' "assemble" phase took 2.9 ms of host time). Computing the tables on the host
+        # instead was worse there: its fp64 sin/cos took ~14 ms of host time (profile_serve_prefill.py)
+        deltas = to_device(torch.tensor([offset - start for _, start, offset in parts]), buffer.device)
+        cos, sin = rotation_tables(deltas, self._rope_on(buffer.device), buffer.device)
         n = sum(e.shape[3] for e in entries)
         try:
             contiguous = [entry.contiguous() for entry in entries]  # kept alive until the kernel has read them
@@ -96,6 +98,15 @@ class BlockPlacer:
             self.fused, self.fused_error = False, f"{type(exc).__name__}: {exc}"
             log.warning("fused block placement off (%s); using the torch path", self.fused_error)
             return False
+
+    def _rope_on(self, device: torch.device) -> RopeSpec:
+        """The RoPE spec with its frequencies on `device` in fp64 (copied once per device)."""
+        key = str(device)
+        spec = self._ropes.get(key)
+        if spec is None:
+            spec = self._ropes[key] = RopeSpec(self.rope.inv_freq.to(device=device, dtype=torch.float64),
+                                               self.rope.rotary_dim)
+        return spec
 
     def _place_torch(self, buffer: torch.Tensor, entries: list[torch.Tensor], parts, n: int) -> None:
         """buffer (n_layers, 2, H_kv, >= n, D)[..., :n] ← the entries, keys rotated (gather + one rotation)."""
