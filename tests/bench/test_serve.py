@@ -108,3 +108,30 @@ def test_bad_arguments_exit_2_with_one_clear_line(args, message, monkeypatch, ca
         main()
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.startswith("error:") and message in err, err
+
+
+def test_plain_generate_skips_requests_cancelled_while_waiting():
+    """A request cut short by the time budget cancels its future while it waits: the generate thread skips it
+    and keeps serving the others (it used to die settling the cancelled future, and the bench hung)."""
+    import queue
+    import threading
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    from blockattn.bench.serve import HFTarget
+
+    target = object.__new__(HFTarget)
+    target.cfg, target.jobs = SimpleNamespace(hf_max_batch=4), queue.Queue()
+    target.tokens_of = lambda question, documents: [1, 2]
+    target._generate = lambda prompts: [(0.0, 1.0, len(p)) for p in prompts]
+    cancelled, live, later = Future(), Future(), Future()
+    cancelled.cancel()
+    for future in (cancelled, live):
+        target.jobs.put((("q", []), future))
+    thread = threading.Thread(target=target._run, daemon=True)
+    thread.start()
+    assert live.result(timeout=10) == (0.0, 1.0, 2)
+    target.jobs.put((("q", []), later))
+    assert later.result(timeout=10) == (0.0, 1.0, 2) and thread.is_alive()
+    target.jobs.put(None)
+    thread.join(timeout=10)

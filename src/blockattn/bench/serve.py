@@ -282,6 +282,11 @@ class HFTarget:
                     self.jobs.put(None)
                     break
                 batch.append(job)
+            # a request cut short by the time budget cancelled its future meanwhile: settling it would raise and end
+            # this thread, and the next phase would wait for it until killed (H200, 2026-12-04: no plot written)
+            batch = [(text, future) for text, future in batch if future.set_running_or_notify_cancel()]
+            if not batch:
+                continue
             try:
                 results = self._generate([self.tokens_of(*text) for text, _ in batch])
             except BaseException as exc:  # noqa: BLE001 - the batch fails, the thread goes on
