@@ -405,6 +405,23 @@ def render_query_attention(name: str, data: dict) -> list[str]:
     return out + [""]
 
 
+def render_serve_prefill_profile(name: str, data: dict) -> list[str]:
+    """scripts/gpu/profile_serve_prefill.py: a serving-shaped block-mode prefill, phase by phase, and where its
+    host and device time go."""
+    cfg = data["config"]
+    out = [f"### {data['title']} ({name})", ""] + _provenance(name, data)
+    phases = ", ".join(f"{k} {v:.2f}" for k, v in data["phases_ms_median_synced"].items())
+    out += [f"SmolLM2 shape, random weights, bf16; {cfg['requests']} requests of {cfg['blocks']} blocks of 100-170 "
+            f"tokens, {cfg['new']} of them not cached yet. Phases, device-synchronised (median ms): {phases}. "
+            f"One prefill unsynchronised: {data['prefill_ms_median_unsynced']:.2f} ms.", "",
+            "Host time per request (self CPU ms, top 6): " + "; ".join(
+                f"{r['name']} {r['self_cpu_ms']:.2f} ({r['calls']:g}×)" for r in data["host_top_per_request"][:6]),
+            "", "Device time per request (ms, top 6): " + "; ".join(
+                f"{r['name'][:48]}… {r['self_device_ms']:.2f} ({r['calls']:g}×)"
+                for r in data["device_top_per_request"][:6]), ""]
+    return out
+
+
 def render_generic(name: str, data: dict) -> list[str]:
     """Provenance, then the report's own `note` and `summary` lines (derived from its data when it was
     written), for reports without a renderer of their own."""
@@ -434,6 +451,7 @@ RENDERERS: dict[str, Renderer] = {
     "sensitivity_": paper_tables.render_sensitivity,  # F1
     "bench_serve": render_serve,  # T5 serving
     "probe_query_attention": render_query_attention,
+    "profile_serve_prefill": render_serve_prefill_profile,
 }
 
 
