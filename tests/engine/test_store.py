@@ -106,3 +106,13 @@ class TestInFlight:
             results = list(pool.map(lambda i: request([keys[i], keys[i + 1], keys[(i * 7) % 40]]), range(39)))
         assert sorted(computed) == sorted(set(computed)) and len(computed) == 5
         assert all(r >= 1 for r in results)
+
+
+def test_the_gpu_tier_takes_a_quarter_of_the_free_memory_unless_told(monkeypatch):
+    from blockattn.engine.engine import GiB, gpu_tier_bytes
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (100 * GiB, 141 * GiB))
+    assert gpu_tier_bytes(None, torch.device("cuda")) == 25 * GiB
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (2 * GiB, 24 * GiB))
+    assert gpu_tier_bytes(None, torch.device("cuda")) == 1 * GiB  # never below 1 GiB
+    assert gpu_tier_bytes(3 * GiB, torch.device("cuda")) == 3 * GiB  # a budget given is the budget

@@ -29,7 +29,8 @@ def serve(
                                                      "(default: $BLOCKATTN_API_KEY, if set)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     dtype: str = typer.Option("auto", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16, float16."),
-    gpu_cache_gb: float = typer.Option(8.0, help="GPU tier budget for block KV (GB)."),
+    gpu_cache_gb: Optional[float] = typer.Option(None, help="GPU tier budget for block KV (GB). Default: a "
+                                                            "quarter of the GPU memory free after loading."),
     cpu_cache_gb: float = typer.Option(4.0, help="CPU tier budget for block KV (GB)."),
     cuda_graphs: bool = typer.Option(True, help="Replay query blocks (padded to bucketed lengths) and decode "
                                                 "steps from CUDA graphs (CUDA only; ignored on the CPU)."),

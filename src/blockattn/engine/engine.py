@@ -74,7 +74,7 @@ class ContextTooLong(UserError):
 
 @dataclass
 class EngineConfig:
-    gpu_cache_bytes: int = 8 * GiB  # GPU tier budget (used when the model is on CUDA)
+    gpu_cache_bytes: int | None = None  # GPU tier budget (CUDA); None: `gpu_tier_bytes` decides
     cpu_cache_bytes: int = 4 * GiB  # CPU tier budget
     cache_dir: str | None = None  # disk tier directory (persistent across runs); None: no disk tier
     cache_dir_max_bytes: int | None = None  # disk tier budget, LRU across processes sharing it; None: unbounded
@@ -141,6 +141,17 @@ def arena_shape(dims: tuple[int, int, int], dtype: torch.dtype, capacity: int, s
     return capacity, min(slots, budget // BatchDecoder.slot_bytes(dims, capacity, dtype))
 
 
+def gpu_tier_bytes(configured: int | None, device: torch.device) -> int:
+    """The GPU tier's byte budget: a quarter of the device memory free once the weights are in, at least 1 GiB.
+    It was 8 GB whatever the GPU: the serving benchmark's 4858 paragraphs are ~16 GB of SmolLM2 block K/V, so
+    on a 141 GB H200 the tier churned, every request demoting blocks to the CPU tier and promoting others
+    (synchronous copies, under the store's lock: the 64-client run's "lookup" phase took 8.4 ms, 2026-12-04)."""
+    if configured is not None:
+        return configured
+    free, _total = torch.cuda.mem_get_info(device)
+    return max(1 * GiB, free // 4)
+
+
 def pool_bytes(configured: int | None, device: torch.device) -> int:
     """The buffer pool's byte budget. A buffer larger than it is never kept, so each request of that shape may
     get a new address, and its decode and query graphs, keyed by the address, are captured again instead of
@@ -186,7 +197,9 @@ class BlockEngine:
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
         self.keys = KeySpace(model=model_identity, adapter=adapter.identity if adapter is not None else "none",
                              dtype=str(self.dtype), sinks_per_block=self.n_sinks, shared_sink=self.n_shared)
-        tiers = [MemoryTier("gpu", self.device, self.config.gpu_cache_bytes)] if on_cuda else []
+        tiers = []
+        if on_cuda:
+            tiers.append(MemoryTier("gpu", self.device, gpu_tier_bytes(self.config.gpu_cache_bytes, self.device)))
         tiers.append(MemoryTier("cpu", "cpu", self.config.cpu_cache_bytes))
         disk = DiskTier(self.config.cache_dir, self.config.cache_dir_max_bytes) if self.config.cache_dir else None
         remote = RedisTier(self.config.kv_store, self.config.kv_store_bytes) if self.config.kv_store else None

@@ -279,7 +279,7 @@ class Service:
 
     @staticmethod
     def load(model: str = "default", adapter: str | None = DEFAULT_ADAPTER, cache_dir: str | Path | None = None,
-             device: str = "auto", dtype: str = "auto", gpu_cache_gb: float = 8.0, cpu_cache_gb: float = 4.0,
+             device: str = "auto", dtype: str = "auto", gpu_cache_gb: float | None = None, cpu_cache_gb: float = 4.0,
              cuda_graphs: bool | None = None, default_max_tokens: int = DEFAULT_MAX_TOKENS,
              cache_dir_max_gb: float | None = None, kv_store: str | None = None,
              kv_store_gb: float = 4.0, mode: str = "block", compile_decode: bool = False) -> "Service":
@@ -294,7 +294,7 @@ class Service:
             dtype = "bfloat16" if device.startswith("cuda") else "float32"
         if dtype not in ("float32", "bfloat16", "float16"):
             raise UserError(f"unknown dtype {dtype!r}; choose auto, float32, bfloat16 or float16")
-        if gpu_cache_gb < 0 or cpu_cache_gb < 0:
+        if (gpu_cache_gb is not None and gpu_cache_gb < 0) or cpu_cache_gb < 0:
             raise UserError("cache budgets must be >= 0 GB")
         if cache_dir_max_gb is not None and (not cache_dir or cache_dir_max_gb <= 0):
             raise UserError("--cache-dir-max-gb needs --cache-dir and a budget > 0")
@@ -313,7 +313,8 @@ class Service:
             from blockattn.adapter import load_block_adapter
 
             block_adapter = load_block_adapter(loaded.model, adapter_path)
-        config = EngineConfig(gpu_cache_bytes=int(gpu_cache_gb * GiB), cpu_cache_bytes=int(cpu_cache_gb * GiB),
+        config = EngineConfig(gpu_cache_bytes=None if gpu_cache_gb is None else int(gpu_cache_gb * GiB),
+                              cpu_cache_bytes=int(cpu_cache_gb * GiB),
                               cache_dir=str(cache_dir) if cache_dir else None, cuda_graphs=cuda_graphs,
                               cache_dir_max_bytes=int(cache_dir_max_gb * GiB) if cache_dir_max_gb else None,
                               kv_store=kv_store or None, kv_store_bytes=int(kv_store_gb * GiB),
