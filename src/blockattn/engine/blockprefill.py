@@ -94,18 +94,15 @@ class PrefillGraphs:
             return None
         device = model.get_input_embeddings().weight.device
         key = (id(model), id(sinks) if n_prefix else None, n_prefix, rows, cols)
-        entry = self._graphs.get(key)
-        if entry is None:
-            if key not in self._seen:  # one-off shapes never pay for a capture
-                if len(self._seen) >= self.max_seen:
-                    self._seen.clear()
-                self._seen[key] = None
-                return None
+
+        def capture():
             static_ids = torch.zeros(rows, cols, dtype=torch.long, device=device)
-            entry = self._graphs.capture(key, device, lambda: _forward(model, static_ids, prefix_of()),
-                                         lambda graph, kv: (graph, static_ids, kv))
-            if entry is None:
-                return None
+            return self._graphs.capture(key, device, lambda: _forward(model, static_ids, prefix_of()),
+                                        lambda graph, kv: (graph, static_ids, kv))
+
+        entry = self._entry(key, capture)
+        if entry is None:
+            return None
         graph, static_ids, kv = entry
         padded = torch.zeros(rows, cols, dtype=torch.long)
         padded[:b, :length] = ids
@@ -126,24 +123,34 @@ class PrefillGraphs:
             return None
         device = model.get_input_embeddings().weight.device
         key = ("packed", id(model), id(sinks) if n_prefix else None, n_prefix, pack.tokens, pack.sequences)
-        entry = self._graphs.get(key)
-        if entry is None:
-            if key not in self._seen:  # one-off shapes never pay for a capture
-                if len(self._seen) >= self.max_seen:
-                    self._seen.clear()
-                self._seen[key] = None
-                return None
+
+        def capture():
             static = torch.from_numpy(pack.values).to(device)  # the capture's warm-up computes this very pack
             sequences = pack.sequences
-            entry = self._graphs.capture(key, device, lambda: packed_forward(model, static, sequences, prefix_of()),
-                                         lambda graph, kv: (graph, static, kv))
-            if entry is None:
-                return None
+            return self._graphs.capture(key, device, lambda: packed_forward(model, static, sequences, prefix_of()),
+                                        lambda graph, kv: (graph, static, kv))
+
+        entry = self._entry(key, capture)
+        if entry is None:
+            return None
         graph, static, kv = entry
         upload(static, torch.from_numpy(pack.values))
         graph.replay()
         self.replays += 1
         return kv, pack
+
+    def _entry(self, key: tuple, capture):
+        """The graph entry under `key`: captured (`capture()`) the second time the key is seen, None before
+        (one-off shapes never pay for a capture) or when the capture failed."""
+        entry = self._graphs.get(key)
+        if entry is None:
+            if key not in self._seen:
+                if len(self._seen) >= self.max_seen:
+                    self._seen.clear()
+                self._seen[key] = None
+                return None
+            entry = capture()
+        return entry
 
     def info(self) -> dict:
         return {"graphs": len(self._graphs), "captures": self._graphs.captures, "replays": self.replays,

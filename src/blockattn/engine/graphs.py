@@ -232,14 +232,8 @@ class QueryGraphs:
         lendable buffer of its capacity, if the shape's graph exists (it has recurred) and no live request holds
         that buffer. Its query then replays a graph over it with nothing copied. Back when the returned
         `SequenceKV` is garbage-collected."""
-        if not (self.use_graphs and kv.buffer.is_cuda):
-            return None
-        padded = self._padded(kv, start, t, keep)
-        shape = (kv.capacity, padded, keep, mode)
-        if padded is None or self.verdicts is not None and not self.verdicts.graph_wins.get(shape, True):
-            return None
         key = _buffer_key(kv.buffer)
-        if key in self._lent or self._graphs.get((shape, "stage")) is None:
+        if key in self._lent or self._served_shape(kv, start, t, keep, mode) is None:
             return None
         buffer = self._lendable.get(key)
         if buffer is None:
@@ -257,18 +251,23 @@ class QueryGraphs:
         context slots in a buffer like `kv` (the request's own, still empty), if there is one: the engine places
         the blocks there, runs the query (`run`, on the scratch), then copies the result into `kv`. None: place
         into `kv` itself (no graph for this shape yet, or it runs eagerly)."""
+        if self._served_shape(kv, start, t, keep, mode) is None:
+            return None
+        scratch = self._scratch_like(kv)
+        scratch.set_length(0)
+        self.staged += 1
+        return scratch
+
+    def _served_shape(self, kv: SequenceKV, start: int, t: int, keep: int, mode: str) -> tuple | None:
+        """The shape of the query `run` would serve from a graph (one exists, and it beat the eager forward),
+        or None."""
         if not (self.use_graphs and kv.buffer.is_cuda):
             return None
         padded = self._padded(kv, start, t, keep)
         shape = (kv.capacity, padded, keep, mode)
         if padded is None or self.verdicts is not None and not self.verdicts.graph_wins.get(shape, True):
             return None
-        if self._graphs.get((shape, "stage")) is None:
-            return None
-        scratch = self._scratch_like(kv)
-        scratch.set_length(0)
-        self.staged += 1
-        return scratch
+        return shape if self._graphs.get((shape, "stage")) is not None else None
 
     def _padded(self, kv: SequenceKV, start: int, t: int, keep: int) -> int | None:
         """The padded query length a static step over `kv` would run, or None: this query runs eagerly."""
