@@ -26,7 +26,12 @@ length, 2.5 ms of CPU per call); single-token decode runs as a static-shape step
 (`decodegraph`), over buffers drawn from a pool in bucketed capacities so graphs are reused; batched decode
 (the server's running generations) runs as one static step over an arena of slots, replayed from a graph per
 (batch bucket, length bucket) (`batchgraph`). Inside those captured steps (and in eager forwards of 1024+ tokens)
-each norm, rotary embedding and SwiGLU is one compiled kernel (`fusedops`, `fused_ops`).
+each norm, rotary embedding and SwiGLU is one compiled kernel (`fusedops`, `fused_ops`). A request's missing
+blocks are prefilled as one packed sequence through flash's variable-length kernel (`packedprefill`); its query
+block replays the graph of its shape, over a buffer the graph owns: lent to the request as its own when no
+other request holds it, else a staging buffer copied out after the query (`graphs`). Small host-to-device
+inputs go through pinned memory (`cudagraph.upload`), so the host queues a whole prefill without waiting for
+the GPU until the first token is chosen.
 
 Thread-safe: model work is serialised by one lock; block computation is de-duplicated across concurrent
 callers by the store (a block in flight is awaited, not recomputed).
