@@ -23,6 +23,7 @@ their own tokens, graph-replayed per padded total. The padded batches remain for
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -193,9 +194,10 @@ def prefill_blocks(model: nn.Module, blocks: list[list[int]], sinks: BlockSinks 
     grouped = graphs is not None and graphs.use_graphs
     for batch in (batches_by_bucket if grouped else batches_by_tokens)(lengths, max_batch_tokens):
         longest = max(len(blocks[i]) for i in batch)
-        ids = torch.zeros(len(batch), longest, dtype=torch.long)
-        for row, i in enumerate(batch):
-            ids[row, :len(blocks[i])] = torch.as_tensor(blocks[i], dtype=torch.long)
+        padded = np.zeros((len(batch), longest), dtype=np.int64)
+        for row, i in enumerate(batch):  # blocks: lists or (read-only, shared) int64 arrays
+            padded[row, :len(blocks[i])] = blocks[i]
+        ids = torch.from_numpy(padded)
         kv = graphs.run(model, ids, prefix_of, n_shared + n_sinks, sinks) if graphs is not None else None
         if kv is None:
             host = ids.pin_memory() if device.type == "cuda" else ids  # no host stall (`cudagraph.upload`)

