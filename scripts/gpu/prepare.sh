@@ -25,9 +25,7 @@ if [[ " $WANT " == *" wheels "* ]]; then
     mkdir -p .devcache/whl
     specs=()
     for p in gguf fastapi starlette pydantic pydantic_core annotated-types annotated-doc typing-inspection \
-             typing_extensions opentelemetry-api uvicorn httptools uvloop redis nltk; do
-        specs+=("$p==$(version "$p")")
-    done
+             typing_extensions opentelemetry-api uvicorn redis nltk; do specs+=("$p==$(version "$p")"); done
     $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux_2_28_x86_64 --platform any \
         -d .devcache/whl "${specs[@]}"
