@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from blockattn.engine.cudagraph import to_device
+
 try:
     import triton
     import triton.language as tl
@@ -83,12 +85,6 @@ def fused_available(device: torch.device) -> bool:
     return _SUPPORTS_TRITON and device.type == "cuda"
 
 
-def _on(device: torch.device, array: np.ndarray) -> torch.Tensor:
-    """A small host table on `device`: through pinned memory on CUDA, so the copy does not block the host."""
-    table = torch.from_numpy(array)
-    return table.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else table
-
-
 def place_blocks(buffer: torch.Tensor, entries: list[torch.Tensor], offsets: list[int], cos: torch.Tensor,
                  sin: torch.Tensor) -> None:
     """buffer (n_layers, 2, H_kv, capacity, D)[:, :, :, offset_i:offset_i + T_i] ← entries[i] (n_layers, 2,
@@ -107,7 +103,7 @@ def place_blocks(buffer: torch.Tensor, entries: list[torch.Tensor], offsets: lis
     tiles = np.stack([np.repeat(np.arange(len(entries)), per_block),
                       np.concatenate([np.arange(k) * T_BLOCK for k in per_block])]).astype(np.int32)
     meta = np.stack([[e.data_ptr() for e in entries], offsets, lengths]).astype(np.int64)
-    meta_t, tiles_t = _on(buffer.device, meta), _on(buffer.device, tiles)
+    meta_t, tiles_t = (to_device(torch.from_numpy(table), buffer.device) for table in (meta, tiles))
     rot = cos.shape[-1]
     half, rest = rot // 2, dim - rot
     grid = (n_layers * heads, tiles.shape[1])
