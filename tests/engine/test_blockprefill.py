@@ -77,6 +77,7 @@ def _replay_captures_eagerly(monkeypatch):
     def fake_capture(self, key, device, step, wrap):
         output = step()
         self._entries[key] = entry = wrap(_ReplayedEagerly(step, output), output)
+        self.captures += 1
         return entry
 
     monkeypatch.setattr(blockprefill, "SUPPORTS_CUDA_GRAPHS", True)

@@ -167,3 +167,47 @@ def test_static_query_step_with_flash_equals_the_eager_forward(cpu_flash, tmp_pa
     assert cpu_flash and (got.logits - expected.logits).abs().max() <= TOL
     token = int(torch.argmax(expected.logits[-1]))
     assert (eager.decode_one_token(expected, token) - static.decode_one_token(got, token)).abs().max() <= TOL
+
+
+def test_shape_graphs_lend_one_buffer_and_stage_the_others(monkeypatch):
+    """The query graphs' bookkeeping, on the CPU with captures faked by eager re-runs (the real ones run in
+    tests/engine/test_gpu.py): requests held at once share their shape's graphs; the first one after the
+    capture gets the lendable buffer as its own, the others are staged and copied out; logits and the decoding
+    that follows equal an engine without graphs; a dropped request gives the buffer back for the next one."""
+    import gc
+
+    from blockattn.engine import graphs
+    from tests.engine.test_blockprefill import _replay_captures_eagerly
+
+    _replay_captures_eagerly(monkeypatch)
+    monkeypatch.setattr(graphs, "replayable", lambda buffer: True)
+    model = tiny_model()
+    eager = BlockEngine(model, "tiny", config=EngineConfig(cuda_graphs=False, decode_graphs=False))
+    # decode_graphs: the buffer pool, whose bucketed capacities make the shapes recur (the steps run eagerly here)
+    graphed = BlockEngine(model, "tiny", config=EngineConfig(cuda_graphs=True, time_query_graphs=False,
+                                                             decode_graphs=True))
+    graphed.graphs.use_graphs = True
+    g = torch.Generator().manual_seed(0)
+    held = []
+    for ctx, q in [(40, 17), (90, 20), (63, 31), (12, 18), (77, 25), (50, 29)]:  # one shape: 256 slots, 32 rows
+        blocks = [torch.randint(3, 500, (n,), generator=g).tolist() for n in (ctx, ctx // 2)]
+        query = torch.randint(3, 500, (q,), generator=g).tolist()
+        expected = eager.prefill(blocks, query, keep_logits=2, max_new_tokens=8)
+        got = graphed.prefill(blocks, query, keep_logits=2, max_new_tokens=8)
+        assert (got.logits - expected.logits).abs().max() <= 1e-4
+        held.append((got, expected))
+    info = graphed.graphs.info()
+    # seen (eager), captured over the staging buffer (the context copied in), lent (its own graph), staged × 3
+    assert info["captures"] == 2 and info["replays"] == 5 and info["lent"] == 1 and info["staged"] == 3, info
+    assert len({state.kv.buffer.data_ptr() for state, _ in held}) == len(held)
+    for token in (5, 9):
+        for got, expected in held:
+            assert (graphed.decode_one_token(got, token) - eager.decode_one_token(expected, token)).abs().max() <= 1e-4
+    lent_buffer = next(state.kv.buffer.data_ptr() for state, _ in held
+                       if any(b.data_ptr() == state.kv.buffer.data_ptr() for b in graphed.graphs._lendable.values()))
+    held.clear()
+    gc.collect()
+    blocks = [torch.randint(3, 500, (n,), generator=g).tolist() for n in (30, 15)]
+    again = graphed.prefill(blocks, torch.randint(3, 500, (20,), generator=g).tolist(), keep_logits=2,
+                            max_new_tokens=8)
+    assert graphed.graphs.info()["lent"] == 2 and again.kv.buffer.data_ptr() == lent_buffer

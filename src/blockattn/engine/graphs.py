@@ -124,6 +124,12 @@ class _Graph:
     logits: torch.Tensor  # (K, V) static output
 
 
+def replayable(buffer: torch.Tensor) -> bool:
+    """Whether graphs can run over `buffer` (a CUDA one). A function, so that tests can run the graphs'
+    bookkeeping on the CPU with captures faked by eager re-runs."""
+    return buffer.is_cuda
+
+
 def _buffer_key(buffer: torch.Tensor) -> tuple:
     return tuple(buffer.shape), buffer.dtype, str(buffer.device)
 
@@ -170,7 +176,7 @@ class QueryGraphs:
         padded = self._padded(kv, start, t, keep)
         if padded is None:
             return eager()
-        if not (self.use_graphs and device.type == "cuda"):
+        if not (self.use_graphs and replayable(kv.buffer)):
             return self._eager(call, kv, tokens, padded, keep)
         shape = (kv.capacity, padded, keep, mode)
         verdicts = self.verdicts
@@ -261,7 +267,7 @@ class QueryGraphs:
     def _served_shape(self, kv: SequenceKV, start: int, t: int, keep: int, mode: str) -> tuple | None:
         """The shape of the query `run` would serve from a graph (one exists, and it beat the eager forward),
         or None."""
-        if not (self.use_graphs and kv.buffer.is_cuda):
+        if not (self.use_graphs and replayable(kv.buffer)):
             return None
         padded = self._padded(kv, start, t, keep)
         shape = (kv.capacity, padded, keep, mode)
