@@ -29,7 +29,7 @@ from torch import nn
 
 from blockattn.attention.sinks import BlockSinks
 from blockattn.engine.cudagraph import SUPPORTS_CUDA_GRAPHS, GraphCache, upload
-from blockattn.engine.packedprefill import Pack, groups_by_tokens, packed_forward, packing_applies
+from blockattn.engine.packedprefill import Pack, bucket_pow2, groups_by_tokens, packed_forward, packing_applies
 
 
 def batches_by_tokens(lengths: list[int], max_batch_tokens: int) -> list[list[int]]:
@@ -62,10 +62,6 @@ def batches_by_bucket(lengths: list[int], max_batch_tokens: int, least: int = 32
 def stack_layers(cache) -> torch.Tensor:
     """A transformers cache → one tensor (n_layers, 2, B, H_kv, N, D)."""
     return torch.stack([torch.stack((layer.keys, layer.values)) for layer in cache.layers])
-
-
-def bucket_pow2(n: int, least: int) -> int:
-    return max(least, 1 << max(0, n - 1).bit_length())
 
 
 class PrefillGraphs:

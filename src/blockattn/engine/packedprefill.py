@@ -39,7 +39,8 @@ def packing_applies(weight: torch.Tensor) -> bool:
     return flashbuffer.flash_applies(weight)
 
 
-def pow2(n: int, least: int) -> int:
+def bucket_pow2(n: int, least: int) -> int:
+    """`n` rounded up to a power of two, at least `least` (the padded prefill's buckets too)."""
     return max(least, 1 << max(0, n - 1).bit_length())
 
 
@@ -65,7 +66,7 @@ class Pack:
         total = sum(sizes)
         padded = bucket_capacity(total, LEAST_TOKENS) if pad else total
         count = len(sizes) + 1  # the blocks, then the padding (an empty sequence when there is none)
-        sequences = pow2(count, LEAST_SEQUENCES) if pad else count
+        sequences = bucket_pow2(count, LEAST_SEQUENCES) if pad else count
         width = max(padded, sequences + 1)  # the cu_seqlens row needs sequences + 1 entries
         values = np.zeros((4, width), dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int).tolist() if sizes else []
