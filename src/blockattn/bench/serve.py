@@ -367,6 +367,20 @@ def graph_counts(before: dict, after: dict) -> dict:
     return out
 
 
+def worker_split(before: dict, after: dict) -> dict:
+    """The model thread during a phase, from two /metrics scrapes: seconds admitting (prefills, first tokens),
+    decoding and idle, its loops, and the mean jobs started and milliseconds spent per loop."""
+    delta = lambda name: after.get(name, 0.0) - before.get(name, 0.0)  # noqa: E731
+    seconds = {phase: round(delta(f'blockattn_worker_seconds_total{{phase="{phase}"}}'), 3)
+               for phase in ("admit", "decode", "idle")}
+    loops = delta("blockattn_worker_loops_total")
+    if not loops:
+        return {}
+    return {"seconds": seconds, "loops": int(loops), "decode_steps": int(delta("blockattn_worker_decode_steps_total")),
+            "admitted_per_loop": round(delta("blockattn_worker_admitted_total") / loops, 3),
+            "ms_per_loop": round(1e3 * sum(seconds.values()) / loops, 3)}
+
+
 def summarise(records: list[dict], elapsed: float, before: dict, after: dict) -> dict:
     ok = [r for r in records if r["ok"]]
     ttft = [r["first"] - r["start"] for r in ok]
@@ -399,6 +413,7 @@ def summarise(records: list[dict], elapsed: float, before: dict, after: dict) ->
                   "hit_rate": round(hits / looked_up, 4) if looked_up else None},
         "gpu_max_allocated_gb": round(peak / 2**30, 3) if peak else None,
         "graphs": graph_counts(before, after),
+        "worker": worker_split(before, after),
         "server_timings_ms_p50": {k: round(statistics.median(v), 3) for k, v in timings.items()},
     }
 

@@ -169,8 +169,8 @@ class Generation:
         return "" if self.done else self.first()
 
     def begin(self) -> None:
-        """The prefill, queued on the device and not waited for: a server begins every request it admits
-        before deciding any first token, so the host prepares the next request while the GPU runs this one."""
+        """The prefill, queued on the device and not waited for: a server begins the next request it admits
+        before deciding this one's first token, so the host prepares one while the GPU runs the other."""
         if self.cancel.is_set():  # cancelled while queued: no model work at all
             self.finish_reason, self.done = "cancelled", True
             return
@@ -233,18 +233,6 @@ class Generation:
     def text(self) -> str:
         """Run to the end; the whole generated text."""
         return "".join(self)
-
-
-def greedy_first_tokens(generations: list[Generation]) -> dict[int, int]:
-    """id(generation) → its first token, for the greedy ones among generations that have all `begin`-un: one
-    argmax, so one device sync for all of them, after every prefill was queued. Pass each to `first`."""
-    import torch
-
-    greedy = [g for g in generations if g.sampling.greedy and g.state is not None]
-    if not greedy:
-        return {}
-    tokens = torch.stack([g.state.logits[-1] for g in greedy]).argmax(dim=-1).tolist()
-    return dict(zip(map(id, greedy), tokens))
 
 
 def decode_step(generations: list[Generation]) -> list[str]:

@@ -93,3 +93,53 @@ def test_a_failing_generation_fails_alone_and_a_cancelled_one_stops(tiny_service
     worker.submit_generation(good, lambda d: None).result(timeout=30)
     assert good.finish_reason in ("length", "stop")
     worker.close()
+
+
+def test_deltas_are_flushed_once_per_step_and_before_each_request_settles(tiny_service):
+    """The relay hands a step's deltas to the event loop together (`relay.DeltaRelay`): the worker must flush
+    after every step, and before it settles a future, or the end of a stream could overtake its last deltas."""
+    from blockattn.engine.sampling import SamplingParams
+
+    log: list[tuple] = []
+    worker = ModelWorker(admit_per_step=8, flush=lambda: log.append(("flush",)))
+    gate = threading.Event()
+    worker.submit(lambda queued: gate.wait(10))
+    prompts = _prompts(tiny_service)[:3]
+    futures = []
+    for i, p in enumerate(prompts):
+        future = worker.submit_generation(tiny_service.generate(p, SamplingParams(), 6),
+                                          lambda delta, i=i: log.append(("delta", i)))
+        future.add_done_callback(lambda _f, i=i: log.append(("settled", i)))
+        futures.append(future)
+    gate.set()
+    for f in futures:
+        f.result(timeout=60)
+    worker.close()
+    for i in range(len(prompts)):
+        settled = log.index(("settled", i))
+        last_delta = max(k for k, entry in enumerate(log) if entry == ("delta", i))
+        assert ("flush",) in log[last_delta:settled], f"request {i} settled before its deltas were flushed"
+    # one flush per step for all three streams, not one per delta
+    assert log.count(("flush",)) < sum(entry[0] == "delta" for entry in log)
+    assert worker.decode_steps >= 5 and worker.admitted == 4 and worker.loops >= worker.decode_steps
+    assert worker.seconds["admit"] > 0 and worker.seconds["decode"] > 0
+
+
+def test_the_relay_delivers_in_order_on_the_loop_and_not_before_a_flush():
+    import asyncio
+
+    from blockattn.engine.server.relay import DeltaRelay
+
+    async def main():
+        relay, events = DeltaRelay(), asyncio.Queue()
+        push = relay.sink(events)
+        thread = threading.Thread(target=lambda: [push(t) for t in ("a", "b", "c")])
+        thread.start()
+        thread.join()
+        await asyncio.sleep(0)
+        assert events.empty()  # nothing crosses before the flush
+        threading.Thread(target=relay.flush).start()
+        got = [await asyncio.wait_for(events.get(), 5) for _ in range(3)]
+        assert got == [("delta", "a"), ("delta", "b"), ("delta", "c")]
+
+    asyncio.run(main())

@@ -36,6 +36,7 @@ from blockattn.engine.engine import ContextTooLong
 from blockattn.engine.sampling import SamplingParams
 from blockattn.engine.server.errors import APIError, error_body
 from blockattn.engine.server.metrics import Metrics
+from blockattn.engine.server.relay import DeltaRelay
 from blockattn.engine.server.schemas import ChatRequest, CompletionRequest, parse
 from blockattn.engine.server.worker import ModelWorker, QueueFull
 from blockattn.engine.service import Generation, Service
@@ -133,8 +134,9 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
                max_body_bytes: int = 16 << 20) -> FastAPI:
     """The FastAPI app. Model work runs on one worker thread (running generations decoded together, at most
     `max_batch` per forward), started here and stopped at shutdown."""
-    worker = ModelWorker(max_queue, max_batch=max_batch)
-    metrics = Metrics(service.engine.store, lambda: worker.depth, service.engine)
+    relay = DeltaRelay()
+    worker = ModelWorker(max_queue, max_batch=max_batch, flush=relay.flush)
+    metrics = Metrics(service.engine.store, lambda: worker.depth, service.engine, worker)
     model_names = (service.model_name, DEFAULT_ALIAS)
 
     @asynccontextmanager
@@ -216,10 +218,10 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
             observe(generation, arrived, started)
             return fmt.full("".join(pieces), generation.finish_reason, usage_of(generation, queued))
 
-        loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
-        pending = submit(generation, lambda delta: loop.call_soon_threadsafe(events.put_nowait, ("delta", delta)))
-        # scheduled after every delta already handed to the loop, so the end never overtakes a delta
+        pending = submit(generation, relay.sink(events))
+        # scheduled after every delta already handed to the loop (the worker flushes the relay before it settles
+        # a future), so the end never overtakes a delta
         pending.add_done_callback(lambda _f: events.put_nowait(("end", None)))
 
         async def sse():

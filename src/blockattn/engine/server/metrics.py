@@ -19,6 +19,10 @@
     blockattn_graph_replays_total{kind}            steps replayed from a graph
     blockattn_graph_eager_steps_total{kind}        static decode steps run without a graph (decode, batch)
     blockattn_graph_failed{kind}                   1 once a capture failed (that kind stays eager)
+    blockattn_worker_seconds_total{phase}          the model thread's wall time: admit (prefills and first tokens),
+                                                   decode (batched steps), idle (waiting for work)
+    blockattn_worker_loops_total, blockattn_worker_admitted_total, blockattn_worker_decode_steps_total
+                                                   its loops, the jobs they started, the decode steps they ran
 
 Cache numbers are read from the engine's store at scrape time, so they cannot drift from its own stats.
 """
@@ -101,6 +105,24 @@ class GraphCollector:
         yield from (captures, replays, eager, failed)
 
 
+class WorkerCollector:
+    """Where the model thread's time goes (`worker.ModelWorker` counters, read at scrape time): under load it
+    is the bottleneck, and prefill (admit) against decode is the split its scheduling decides."""
+
+    def __init__(self, worker):
+        self.worker = worker
+
+    def collect(self):
+        seconds = CounterMetricFamily("blockattn_worker_seconds", "Model thread wall time by phase",
+                                      labels=["phase"])
+        for phase, value in dict(self.worker.seconds).items():
+            seconds.add_metric([phase], value)
+        yield seconds
+        for name, doc in (("loops", "Model thread loops"), ("admitted", "Jobs started by the model thread"),
+                          ("decode_steps", "Batched decode steps")):
+            yield CounterMetricFamily(f"blockattn_worker_{name}", doc, value=getattr(self.worker, name))
+
+
 def gpu_max_allocated() -> int:
     """Peak bytes torch has allocated on the current CUDA device in this process; 0 without CUDA."""
     import torch
@@ -109,7 +131,7 @@ def gpu_max_allocated() -> int:
 
 
 class Metrics:
-    def __init__(self, store: BlockStore, queue_depth, engine=None):
+    def __init__(self, store: BlockStore, queue_depth, engine=None, worker=None):
         self.registry = CollectorRegistry()
         self.requests = Counter("blockattn_requests", "HTTP requests by endpoint and status code",
                                 ["endpoint", "status"], registry=self.registry)
@@ -127,3 +149,5 @@ class Metrics:
         self.registry.register(CacheCollector(store))
         if engine is not None:
             self.registry.register(GraphCollector(engine))
+        if worker is not None:
+            self.registry.register(WorkerCollector(worker))

@@ -7,10 +7,10 @@ generations (`service.decode_step`) costs little more than one for a single requ
 32 clients would each wait for the 31 others' whole answers.
 
 The loop: take new jobs (waiting for one when idle; otherwise at most `admit_per_step` between two decode
-steps, so running generations keep moving while a burst of arrivals is prefilled), start them together (every
-prefill queued on the device first, then every first token decided, greedy ones by one argmax: the host prepares
-one request while the GPU computes the one before), then one batched decode step over every running generation
-(at most `max_batch` per forward). Plain
+steps, so running generations keep moving while a burst of arrivals is prefilled), start them (each prefill
+queued on the device, the one before it then given its first token: the host prepares one request while the
+GPU computes the one before), then one batched decode step over every running generation (at most `max_batch`
+per forward). Plain
 jobs (`submit`) run to completion when taken. The queue is bounded, so overload is a fast 429 rather than
 unbounded memory; a generation whose client went away is cancelled between tokens (or skipped before it
 starts), so no worker time is spent on nobody.
@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable
 
-from blockattn.engine.service import Generation, decode_step, greedy_first_tokens
+from blockattn.engine.service import Generation, decode_step
 
 
 class QueueFull(Exception):
@@ -46,8 +46,14 @@ class _Running:
 
 
 class ModelWorker:
-    def __init__(self, max_queue: int = 256, max_batch: int = 32, admit_per_step: int = 4):
+    def __init__(self, max_queue: int = 256, max_batch: int = 32, admit_per_step: int = 4,
+                 flush: Callable[[], None] = lambda: None):
+        """`flush`: called after each batch of starts and each decode step, and before any future is settled,
+        so that a relay collecting the deltas of a step (`relay.DeltaRelay`) hands them on in order."""
         self.max_batch, self.admit_per_step = max_batch, admit_per_step
+        self._flush = flush
+        self.seconds = {"admit": 0.0, "decode": 0.0, "idle": 0.0}  # the model thread's wall time, by what it did
+        self.loops = self.admitted = self.decode_steps = 0
         self._jobs: queue.Queue = queue.Queue(maxsize=max_queue)
         self._running: list[_Running] = []
         self._thread = threading.Thread(target=self._run, name="blockattn-model", daemon=True)
@@ -90,6 +96,7 @@ class ModelWorker:
     def _run(self) -> None:
         while True:
             items, closing = [], False
+            waited = time.perf_counter()
             while len(items) < self.admit_per_step:
                 try:  # idle: wait for the first job, then take what else is already waiting
                     item = self._jobs.get(block=not self._running and not items)
@@ -99,56 +106,71 @@ class ModelWorker:
                     closing = True
                     break
                 items.append(item)
+            admitting = time.perf_counter()
             self._start_all(items)
+            decoding = time.perf_counter()
             if closing:  # running generations end here, cancelled
                 for run in self._running:
                     self._end(run, run.generation.cancel_now())
                 return
             if self._running:
                 self._step()
+                self.decode_steps += 1
+            self.loops += 1
+            self.admitted += len(items)
+            self.seconds["idle"] += admitting - waited
+            self.seconds["admit"] += decoding - admitting
+            self.seconds["decode"] += time.perf_counter() - decoding
 
     def _start_all(self, items: list) -> None:
-        """Start the jobs taken together: plain jobs run, generations begin (prefill), then their first tokens."""
-        begun: list[_Running] = []
+        """Start the jobs taken together: plain jobs run; generations begin (prefill queued) one after another,
+        each one's first token decided once the next one has begun. So the host prepares a prefill while the
+        device runs the one before, and no request waits for the prefills admitted after it: deciding every first
+        token at the end (one argmax for all) made the first of 4 admitted wait for the other three's host work,
+        which is most of a cached block-mode prefill."""
+        pending: _Running | None = None
         for job, future, queued_at in items:
             if not future.set_running_or_notify_cancel():
                 continue
             queued = time.perf_counter() - queued_at
             if callable(job):
                 try:
-                    future.set_result(job(queued))
+                    result = job(queued)
                 except BaseException as exc:  # noqa: BLE001 - handed to the waiting request, never kills the thread
-                    future.set_exception(exc)
+                    self._fail(future, exc)
+                else:
+                    future.set_result(result)
                 continue
             generation, on_delta = job
             run = _Running(generation, on_delta, future, queued, time.perf_counter())
             try:
                 generation.begin()
             except BaseException as exc:  # noqa: BLE001
-                future.set_exception(exc)
+                self._fail(future, exc)
                 continue
             if generation.done:  # cancelled while queued
                 self._end(run, "")
-            else:
-                begun.append(run)
-        if not begun:
-            return
-        try:
-            greedy = greedy_first_tokens([run.generation for run in begun])
-        except BaseException:  # noqa: BLE001 - each request then decides its own (a failure stays with it)
-            greedy = {}
-        for run in begun:
-            try:
-                delta = run.generation.first(greedy.get(id(run.generation)))
-            except BaseException as exc:  # noqa: BLE001
-                run.generation.done = True
-                run.future.set_exception(exc)
                 continue
-            if run.generation.done:
-                self._end(run, delta)
-            else:
-                run.emit(delta)
-                self._running.append(run)
+            if pending is not None:
+                self._first(pending)
+            pending = run
+        if pending is not None:
+            self._first(pending)
+
+    def _first(self, run: _Running) -> None:
+        """A begun generation's first token (waits for its prefill), handed on at once."""
+        try:
+            delta = run.generation.first()
+        except BaseException as exc:  # noqa: BLE001
+            run.generation.done = True
+            self._fail(run.future, exc)
+            return
+        if run.generation.done:
+            self._end(run, delta)
+        else:
+            run.emit(delta)
+            self._running.append(run)
+            self._flush()
 
     def _step(self) -> None:
         """One token more for every running generation; finished ones leave."""
@@ -163,7 +185,7 @@ class ModelWorker:
             except BaseException as exc:  # noqa: BLE001 - those requests fail; the thread and the others go on
                 for run in chunk:
                     run.generation.done = True
-                    run.future.set_exception(exc)
+                    self._fail(run.future, exc)
                 continue
             for run, delta in zip(chunk, deltas):
                 if run.generation.done:
@@ -171,9 +193,15 @@ class ModelWorker:
                 else:
                     run.emit(delta)
         self._running = [r for r in self._running if not r.generation.done]
+        self._flush()
 
     def _end(self, run: _Running, tail: str) -> None:
         run.emit(tail)
         run.generation.done = True
         if not run.future.done():
+            self._flush()  # its deltas first: the end must not overtake them
             run.future.set_result((run.queued, run.started))
+
+    def _fail(self, future: Future, exc: BaseException) -> None:
+        self._flush()
+        future.set_exception(exc)
