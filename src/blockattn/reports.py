@@ -226,6 +226,17 @@ def render_serve(name: str, data: dict) -> list[str]:
         out += ["", "Block-mode server, where the time before the first token went (median ms per request): " +
                 "; ".join(f"{n} clients: " + ", ".join(f"{k} {v:.2f}" for k, v in t.items()) for n, t in timings)
                 + ". keys and lookup are parts of blocks; query is not synchronised."]
+    split = [(p["mode"], p["clients"], p["summary"].get("worker")) for p in data["phases"]]
+    if any(w for _, _, w in split):
+        out += ["", "The model thread per phase (its wall time admitting = prefills and first tokens, decoding, idle; "
+                    "jobs started and milliseconds per loop):", "",
+                "| mode | clients | admit s | decode s | idle s | loops | jobs per loop | ms per loop |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for mode, clients, w in split:
+            if w:
+                sec = w["seconds"]
+                out.append(f"| {mode} | {clients} | {sec['admit']:.2f} | {sec['decode']:.2f} | {sec['idle']:.2f} | "
+                           f"{w['loops']} | {w['admitted_per_loop']:.2f} | {w['ms_per_loop']:.2f} |")
     return out + _image(name, "serving TTFT") + [""]
 
 

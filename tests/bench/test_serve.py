@@ -83,6 +83,10 @@ def test_cpu_run_end_to_end_writes_every_field(tmp_path, monkeypatch, capsys):
         assert s["tokens_per_s_total"] > 0 and s["decode_tokens_per_s_per_stream"]["p50"] > 0
         assert p["cut_short"] is False and p["documents_per_request_mean"] >= 1
         assert "gpu_max_allocated_gb" in s
+        if p["mode"] != "hf_generate":  # a server: its model thread's split, from /metrics
+            w = s["worker"]
+            assert w["loops"] >= w["decode_steps"] > 0 and w["admitted_per_loop"] > 0
+            assert w["seconds"]["admit"] > 0 and w["seconds"]["decode"] > 0
         if p["mode"] == "block":
             assert s["cache"]["hit_rate"] is not None and s["cache"]["hits"] + s["cache"]["computed"] > 0
             assert {"tokenize", "keys", "lookup", "assemble", "query"} <= set(s["server_timings_ms_p50"])
@@ -91,6 +95,7 @@ def test_cpu_run_end_to_end_writes_every_field(tmp_path, monkeypatch, capsys):
     assert {"ttft_p50_block_over_full", "ttft_p50_block_over_hf_generate"} <= set(result["ratios"][0])
     text = "\n".join(render_serve("bench_serve_cpu.json", result))
     assert text.count("| hf_generate |") == 2 and "Goal (block TTFT p50 ≤ 0.25× full" in text
+    assert "| ms per loop |" in text
 
 
 @pytest.mark.parametrize("args, message", [

@@ -17,33 +17,34 @@ import threading
 
 class DeltaRelay:
     def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._pending: list[tuple[asyncio.Queue, object]] = []
+        self._pending: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue, object]] = []
         self._lock = threading.Lock()
 
     def sink(self, events: asyncio.Queue):
-        """A per-request `on_delta` for the worker (call on the event loop): each delta goes, at the next
-        flush, into `events` as ("delta", text)."""
-        self._loop = asyncio.get_running_loop()
+        """A per-request `on_delta` for the worker (call on the event loop that reads `events`): each delta goes,
+        at the next flush, into `events` as ("delta", text), on that loop."""
+        loop = asyncio.get_running_loop()
 
         def push(delta: str) -> None:
             with self._lock:
-                self._pending.append((events, ("delta", delta)))
+                self._pending.append((loop, events, ("delta", delta)))
 
         return push
 
     def flush(self) -> None:
-        """Hand everything pushed so far to the event loop, in one call (from the model thread)."""
+        """Hand everything pushed so far to its event loop, in one call per loop (from the model thread)."""
         with self._lock:
             batch, self._pending = self._pending, []
-        if not batch or self._loop is None:
-            return
-        try:
-            self._loop.call_soon_threadsafe(_deliver, batch)
-        except RuntimeError:  # the loop has closed (server shutting down): nobody is listening any more
-            pass
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Queue, object]]] = {}
+        for loop, events, item in batch:
+            by_loop.setdefault(loop, []).append((events, item))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # that loop has closed (server shutting down): nobody is listening any more
+                pass
 
 
-def _deliver(batch: list[tuple[asyncio.Queue, object]]) -> None:
-    for events, item in batch:
+def _deliver(items: list[tuple[asyncio.Queue, object]]) -> None:
+    for events, item in items:
         events.put_nowait(item)
