@@ -196,7 +196,9 @@ def render_serve(name: str, data: dict) -> list[str]:
             f"≤ {c['new_tokens']} greedy new tokens, closed-loop clients. block / full: `blockattn serve --mode "
             "block|full` over loopback, streamed; hf_generate: plain transformers `generate` (SDPA, DynamicCache) "
             f"in the benchmark's process, at most {c['hf_max_batch']} requests per call. TTFT: request sent → "
-            "first content chunk." + (" **Partial run** (cut at its budget)." if data.get("partial") else ""), "",
+            "first content chunk." + (" Both servers ran the model in a process of its own (`serve "
+                                      "--engine-process`)." if c.get("engine_process") else "")
+            + (" **Partial run** (cut at its budget)." if data.get("partial") else ""), "",
             "| mode | clients | ok / requests | docs per request | TTFT p50 ms | TTFT p99 ms | tokens/s per stream | "
             "tokens/s total | requests/s | hit rate | GPU GB | cut short |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]

@@ -71,6 +71,7 @@ class ServeBenchConfig:
     hf_max_batch: int = 16  # most requests one plain `generate` call takes together
     request_timeout_s: float = 300.0
     corpus: str | None = None  # HotpotQA file; None: $BLOCKATTN_HOTPOTQA or ../shared/data/hotpotqa/dev500.jsonl.gz
+    engine_process: bool = False  # the servers run the model in a process of their own (`serve --engine-process`)
 
 
 # ---------------------------------------------------------------- corpus and requests
@@ -145,6 +146,8 @@ class ServerTarget:
 
         self.mode = mode
         args = ["--model", model, "--mode", mode, "--max-batch", str(cfg.max_batch), "--max-queue", "4096"]
+        if cfg.engine_process:
+            args.append("--engine-process")
         if mode == "block":
             args += ["--adapter", cfg.adapter]
         # as many CPU threads as plain generate gets here: one target runs at a time, the others idle (passive)

@@ -230,6 +230,8 @@ def serve(
     adapter: str = typer.Option("default", help="The block-mode server's --adapter."),
     max_batch: int = typer.Option(64, help="The servers' --max-batch."),
     hf_max_batch: int = typer.Option(16, help="Most requests one plain `generate` call takes together."),
+    engine_process: bool = typer.Option(False, help="Both servers run `serve --engine-process` (the model in a "
+                                                    "process of its own)."),
     hotpotqa: Optional[Path] = typer.Option(None, help="HotpotQA file (default: $BLOCKATTN_HOTPOTQA or "
                                                        "../shared/data/hotpotqa/dev500.jsonl.gz)."),
     out: Path = typer.Option(Path("reports/bench_serve.json"), help="JSON output; the plot goes beside it (.png)."),
@@ -255,7 +257,7 @@ def serve(
     cfg = ServeBenchConfig(model=model, device=device, clients=parse_clients(clients), modes=chosen,
                            context_tokens=context_tokens, new_tokens=new_tokens, requests=requests, warmup=warmup,
                            time_budget_s=time_budget, zipf=zipf, seed=seed, adapter=adapter, max_batch=max_batch,
-                           hf_max_batch=hf_max_batch, corpus=str(corpus))
+                           hf_max_batch=hf_max_batch, corpus=str(corpus), engine_process=engine_process)
     result = run(cfg, "blockattn " + " ".join(sys.argv[1:]), out, log=lambda line: typer.echo(line, err=True))
     typer.echo(table(result))
     typer.echo(f"wrote {out} and {out.with_suffix('.png')}")

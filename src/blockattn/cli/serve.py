@@ -40,6 +40,9 @@ def serve(
     max_queue: int = typer.Option(256, help="Most generations waiting for the model; more get HTTP 429."),
     max_batch: int = typer.Option(32, help="Most running generations decoded in one forward."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
+    engine_process: bool = typer.Option(False, help="Run the model in a process of its own, HTTP in this one: "
+                                                    "parsing, tokenizing and streaming then never compete with "
+                                                    "the model thread for Python's GIL."),
 ) -> None:
     """Serve the engine over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...)."""
     from blockattn.engine.server import bind, create_app
@@ -56,11 +59,24 @@ def serve(
         raise UserError(f"unknown --log-level {log_level!r}")
     api_key = api_key or os.environ.get("BLOCKATTN_API_KEY") or None
     sock = bind(host, port)  # fail fast (exit 2) on a taken port, before loading the model
-    service = Service.load(model, adapter=adapter, cache_dir=cache_dir, cache_dir_max_gb=cache_dir_max_gb,
-                           kv_store=kv_store, kv_store_gb=kv_store_gb,
-                           device=device, dtype=dtype, gpu_cache_gb=gpu_cache_gb, cpu_cache_gb=cpu_cache_gb,
-                           cuda_graphs=None if cuda_graphs else False, mode=mode, compile_decode=compile_decode)
+    load = dict(model=model, adapter=adapter, cache_dir=cache_dir, cache_dir_max_gb=cache_dir_max_gb,
+                kv_store=kv_store, kv_store_gb=kv_store_gb, device=device, dtype=dtype, gpu_cache_gb=gpu_cache_gb,
+                cpu_cache_gb=cpu_cache_gb, cuda_graphs=None if cuda_graphs else False, mode=mode,
+                compile_decode=compile_decode)
+    engine = None
+    if engine_process:
+        from blockattn.engine.server.engineproc import EngineProcess
+
+        engine = EngineProcess(load, max_queue=max_queue, max_batch=max_batch)
+        service = engine.front_service()
+    else:
+        service = Service.load(**load)
     bound_host, bound_port = sock.getsockname()[:2]
-    typer.echo(f"blockattn: serving {service.model_name} ({mode} mode, adapter: {service.adapter_name or 'none'}) on "
-               f"http://{bound_host}:{bound_port}/v1", err=True)
-    run(create_app(service, api_key=api_key, max_queue=max_queue, max_batch=max_batch), sock, log_level=log_level)
+    typer.echo(f"blockattn: serving {service.model_name} ({mode} mode, adapter: {service.adapter_name or 'none'}"
+               f"{', model in its own process' if engine else ''}) on http://{bound_host}:{bound_port}/v1", err=True)
+    try:
+        run(create_app(service, api_key=api_key, max_queue=max_queue, max_batch=max_batch, engine=engine), sock,
+            log_level=log_level)
+    finally:
+        if engine is not None:
+            engine.close()  # also when uvicorn never ran the app's shutdown

@@ -62,6 +62,7 @@ from blockattn.engine.decodegraph import DecodeGraphs
 from blockattn.engine.graphs import QueryGraphs
 from blockattn.engine.querypath import AttentionPlan, calibrate_attention
 from blockattn.engine.keys import KeySpace
+from blockattn.engine.limits import ContextTooLong, EngineLimits  # noqa: F401 - ContextTooLong: re-exported
 from blockattn.engine.kvbuffer import BatchKV, BufferPool, SequenceKV, bucket_capacity
 from blockattn.engine import flashbuffer, fusedops, staticops
 from blockattn.engine.remote import RedisTier
@@ -71,10 +72,6 @@ from blockattn.errors import UserError
 
 MODES = ("block", "full")
 GiB = 1 << 30
-
-
-class ContextTooLong(UserError):
-    """The prompt plus the requested new tokens do not fit the model's window."""
 
 
 @dataclass
@@ -200,6 +197,7 @@ class BlockEngine:
         self.vocab_size = weight.shape[0]
         self.dims = model_dims(model.config)
         self.max_positions = getattr(model.config, "max_position_embeddings", None)
+        self.limits = EngineLimits(self.vocab_size, self.max_positions, self.n_sinks, self.n_shared)
         self.keys = KeySpace(model=model_identity, adapter=adapter.identity if adapter is not None else "none",
                              dtype=str(self.dtype), sinks_per_block=self.n_sinks, shared_sink=self.n_shared)
         tiers = []
@@ -248,32 +246,15 @@ class BlockEngine:
         return BatchDecoder(self.dims, self.dtype, self.device, capacity, slots, use_graphs=on_cuda,
                             compile_step=cfg.compile_decode) if slots else None
 
-    # ---------------------------------------------------------------- checks
+    # ---------------------------------------------------------------- checks (`limits.EngineLimits`)
     def check_tokens(self, tokens: Sequence[int] | np.ndarray, what: str) -> np.ndarray:
-        """The ids as an int64 array; UserError when one is outside the vocabulary (vectorised: a 32k-token
-        prompt is checked in microseconds, not the milliseconds a Python loop takes)."""
-        try:
-            ids = np.asarray(tokens, dtype=np.int64).reshape(-1)
-        except (TypeError, ValueError, OverflowError):
-            raise UserError(f"{what}: token ids must be integers") from None
-        bad = ids[(ids < 0) | (ids >= self.vocab_size)]
-        if bad.size:
-            raise UserError(f"{what}: token id {int(bad[0])} outside the vocabulary (0..{self.vocab_size - 1})")
-        return ids
+        return self.limits.check_tokens(tokens, what)
 
     def positions_needed(self, blocks: Sequence[Sequence[int]], query: Sequence[int], mode: str) -> int:
-        """Positions a prompt occupies (sink tokens included in block mode)."""
-        if mode == "full":
-            return sum(len(b) for b in blocks) + len(query)
-        content = [b for b in blocks if len(b) or self.n_sinks]
-        return self.n_shared + sum(self.n_sinks + len(b) for b in content) + len(query)
+        return self.limits.positions_needed(blocks, query, mode)
 
     def check_fits(self, blocks: Sequence[Sequence[int]], query: Sequence[int], mode: str, max_new_tokens: int) -> None:
-        """Raise UserError when prompt + new tokens exceed the model's window."""
-        needed = self.positions_needed(blocks, query, mode) + max_new_tokens
-        if self.max_positions is not None and needed > self.max_positions:
-            raise ContextTooLong(f"context too long: the prompt needs {needed - max_new_tokens} positions + "
-                                 f"{max_new_tokens} new tokens, over the model's {self.max_positions}-token window")
+        self.limits.check_fits(blocks, query, mode, max_new_tokens)
 
     def _adapter_state(self, mode: str):
         return self.model.disable_adapter() if (mode == "full" and self._lora) else nullcontext()

@@ -27,6 +27,7 @@ import numpy as np
 
 from blockattn.engine import prompt as prompts
 from blockattn.engine.engine import GiB, BlockEngine, ContextTooLong, EngineConfig, Prefilled
+from blockattn.engine.limits import EngineLimits
 from blockattn.engine.sampling import Sampler, SamplingParams
 from blockattn.engine.segmenting import split_documents
 from blockattn.engine.text import TextStream
@@ -253,17 +254,24 @@ def decode_step(generations: list[Generation]) -> list[str]:
 
 
 class Service:
-    def __init__(self, engine: BlockEngine, tokenizer, model_name: str, adapter_name: str | None,
-                 default_max_tokens: int = DEFAULT_MAX_TOKENS, mode: str = "block"):
+    def __init__(self, engine: BlockEngine | None, tokenizer, model_name: str, adapter_name: str | None,
+                 default_max_tokens: int = DEFAULT_MAX_TOKENS, mode: str = "block", *,
+                 limits: EngineLimits | None = None, stop_ids: frozenset[int] | None = None):
+        """engine None: a service that only builds and checks prompts (by `limits`, the engine's, and `stop_ids`),
+        for a process that hands them to an engine elsewhere (`serve --engine-process`)."""
         if mode not in SERVE_MODES:
             raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(SERVE_MODES)}")
+        if engine is None and (limits is None or stop_ids is None):
+            raise ValueError("a service without an engine needs its limits and stop ids")
         self.mode = mode  # what requests with documents run in
         self.engine = engine
+        self.limits = engine.limits if engine is not None else limits
         self.tokenizer = tokenizer
         self.model_name = model_name
         self.adapter_name = adapter_name  # the adapter's display name (shipped name or path), or None
         self.default_max_tokens = default_max_tokens
-        self.stop_ids = frozenset(prompts.stop_token_ids(tokenizer, engine.base.config))
+        self.stop_ids = frozenset(prompts.stop_token_ids(tokenizer, engine.base.config)) if engine is not None \
+            else frozenset(stop_ids)
         self._tokenizer_lock = threading.Lock()
         self._document_tokens: OrderedDict[str, list[int]] = OrderedDict()  # under the tokenizer lock
 
@@ -388,7 +396,7 @@ class Service:
             query = list(text_or_ids)
             if not query:
                 raise UserError("prompt is empty")
-            self.engine.check_tokens(query, "prompt")
+            self.limits.check_tokens(query, "prompt")
         if not documents:
             return Prompt([], query, "full", tokenize_ms=(time.perf_counter() - started) * 1e3)
         texts = split_documents(documents, segment)  # outside the lock: the segmenter has its own tokenizer
@@ -402,14 +410,14 @@ class Service:
         capped by the room left."""
         if requested is not None and requested < 1:
             raise UserError("max_tokens must be at least 1")
-        used = self.engine.positions_needed(prompt.blocks, prompt.query, prompt.mode)
-        window = self.engine.max_positions
+        used = self.limits.positions_needed(prompt.blocks, prompt.query, prompt.mode)
+        window = self.limits.max_positions
         if requested is None:
             requested = self.default_max_tokens if window is None else min(self.default_max_tokens, window - used)
             if requested < 1:
                 raise ContextTooLong(f"context too long: the prompt needs {used} positions, "
                                      f"the model's window is {window}")
-        self.engine.check_fits(prompt.blocks, prompt.query, prompt.mode, requested)
+        self.limits.check_fits(prompt.blocks, prompt.query, prompt.mode, requested)
         return requested
 
     def generate(self, prompt: Prompt, sampling: SamplingParams | None = None, max_tokens: int | None = None,

@@ -36,9 +36,10 @@ from blockattn.engine.engine import ContextTooLong
 from blockattn.engine.sampling import SamplingParams
 from blockattn.engine.server.errors import APIError, error_body
 from blockattn.engine.server.metrics import Metrics
-from blockattn.engine.server.relay import DeltaRelay
+from blockattn.engine.server.engineproc import EngineProcess, EngineUnavailable
+from blockattn.engine.server.local import LocalEngine
 from blockattn.engine.server.schemas import ChatRequest, CompletionRequest, parse
-from blockattn.engine.server.worker import ModelWorker, QueueFull
+from blockattn.engine.server.worker import QueueFull
 from blockattn.engine.service import Generation, Service
 from blockattn.errors import UserError
 
@@ -131,18 +132,22 @@ class _Format:
 
 
 def create_app(service: Service, api_key: str | None = None, max_queue: int = 256, max_batch: int = 32,
-               max_body_bytes: int = 16 << 20) -> FastAPI:
+               max_body_bytes: int = 16 << 20, engine: EngineProcess | None = None) -> FastAPI:
     """The FastAPI app. Model work runs on one worker thread (running generations decoded together, at most
-    `max_batch` per forward), started here and stopped at shutdown."""
-    relay = DeltaRelay()
-    worker = ModelWorker(max_queue, max_batch=max_batch, flush=relay.flush)
-    metrics = Metrics(service.engine.store, lambda: worker.depth, service.engine, worker)
+    `max_batch` per forward), started here and stopped at shutdown: in this process (`local.LocalEngine`), or
+    with `engine` in the engine process it stands for, `service` then being its `front_service()`."""
+    if engine is None:
+        local = LocalEngine(service, max_queue, max_batch)
+        metrics = Metrics(service.engine.store, lambda: local.worker.depth, service.engine, local.worker)
+    else:
+        metrics = Metrics()  # the engine's own metrics come from its process at each scrape
+    model = local if engine is None else engine
     model_names = (service.model_name, DEFAULT_ALIAS)
 
     @asynccontextmanager
     async def lifespan(_app):
         yield
-        worker.close()
+        model.close()
 
     app = FastAPI(title="blockattn", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(_CountRequests, metrics=metrics)
@@ -156,6 +161,11 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
     async def _user_error(_request, exc: UserError):
         code = "context_length_exceeded" if isinstance(exc, ContextTooLong) else None
         return APIError(400, str(exc), code=code).response()
+
+    @app.exception_handler(EngineUnavailable)
+    async def _engine_gone(_request, exc: EngineUnavailable):
+        return APIError(503, f"{exc}; the server cannot generate until it is restarted", type="server_error",
+                        code="engine_unavailable").response()
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_request, exc: StarletteHTTPException):
@@ -186,9 +196,9 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
             raise APIError(404, f"model {name!r} does not exist; this server serves {service.model_name!r} "
                                 f"(alias {DEFAULT_ALIAS!r})", param="model", code="model_not_found")
 
-    def submit(generation: Generation, on_delta) -> asyncio.Future:
+    async def submit(generation: Generation, on_delta) -> asyncio.Future:
         try:
-            return asyncio.wrap_future(worker.submit_generation(generation, on_delta))
+            return await model.submit(generation, on_delta)
         except QueueFull:
             raise APIError(429, "the server is busy (generation queue full); retry later",
                            type="rate_limit_error", code="server_busy") from None
@@ -209,7 +219,7 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
     async def respond(generation: Generation, fmt: _Format, stream: bool, include_usage: bool, arrived: float):
         if not stream:
             pieces: list[str] = []
-            pending = submit(generation, pieces.append)
+            pending = await submit(generation, pieces.append)
             try:
                 queued, started = await pending
             except asyncio.CancelledError:  # the client went away: stop generating for nobody
@@ -219,7 +229,7 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
             return fmt.full("".join(pieces), generation.finish_reason, usage_of(generation, queued))
 
         events: asyncio.Queue = asyncio.Queue()
-        pending = submit(generation, relay.sink(events))
+        pending = await submit(generation, model.relay.sink(events))
         # scheduled after every delta already handed to the loop (the worker flushes the relay before it settles
         # a future), so the end never overtakes a delta
         pending.add_done_callback(lambda _f: events.put_nowait(("end", None)))
@@ -259,12 +269,23 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
     # ---------------------------------------------------------------- routes
     @app.get("/health")
     async def health():
+        try:
+            state = await model.call("state", timeout=5.0)
+        except (asyncio.TimeoutError, EngineUnavailable) as exc:  # the engine process is gone or stuck
+            return JSONResponse({"status": "unavailable", "model": service.model_name,
+                                 "error": str(exc) or "the engine process did not answer"}, status_code=503)
         return {"status": "ok", "model": service.model_name, "adapter": service.adapter_name, "mode": service.mode,
-                "queue_depth": worker.depth, "running": worker.running}
+                **state}
 
     @app.get("/metrics")
     async def prometheus():
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        text = generate_latest(metrics.registry).decode()
+        if engine is not None:  # the engine's own metrics (cache, graphs, model thread) live in its process
+            try:
+                text += await engine.call("metrics")
+            except (asyncio.TimeoutError, EngineUnavailable) as exc:
+                log.warning("engine metrics unavailable: %s", exc)
+        return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     def model_card(name: str) -> dict:
         return {"id": name, "object": "model", "created": 0, "owned_by": "blockattn"}
@@ -288,7 +309,7 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
         check_model(req.model)
         sampling = sampling_of(req)
         def prepare():  # one hop to the thread pool, not two: each waits for the GIL while the model thread runs
-            return service.generate(build_prompt(req), sampling, req.new_tokens, req.stop_list)
+            return model.prepare(service, build_prompt(req), sampling, req.new_tokens, req.stop_list)
 
         generation = await run_in_threadpool(prepare)
         generation.accept_ms = (time.perf_counter() - arrived) * 1e3

@@ -131,7 +131,10 @@ def gpu_max_allocated() -> int:
 
 
 class Metrics:
-    def __init__(self, store: BlockStore, queue_depth, engine=None, worker=None):
+    """The server's metrics. With `store` (the model in this process) the engine's too; without, only the HTTP
+    side, and /metrics adds the engine process's own text (`engine_registry`)."""
+
+    def __init__(self, store: BlockStore | None = None, queue_depth=None, engine=None, worker=None):
         self.registry = CollectorRegistry()
         self.requests = Counter("blockattn_requests", "HTTP requests by endpoint and status code",
                                 ["endpoint", "status"], registry=self.registry)
@@ -142,12 +145,25 @@ class Metrics:
         self.prompt_tokens = Counter("blockattn_prompt_tokens", "Prompt tokens of completed generations",
                                      registry=self.registry)
         self.generated_tokens = Counter("blockattn_generated_tokens", "Tokens generated", registry=self.registry)
-        Gauge("blockattn_queue_depth", "Generations waiting for the model thread",
-              registry=self.registry).set_function(queue_depth)
-        Gauge("blockattn_gpu_max_allocated_bytes", "torch.cuda.max_memory_allocated of the server process",
-              registry=self.registry).set_function(gpu_max_allocated)
-        self.registry.register(CacheCollector(store))
-        if engine is not None:
-            self.registry.register(GraphCollector(engine))
-        if worker is not None:
-            self.registry.register(WorkerCollector(worker))
+        if store is not None:
+            register_engine_side(self.registry, store, queue_depth, engine, worker)
+
+
+def register_engine_side(registry: CollectorRegistry, store: BlockStore, queue_depth, engine=None,
+                         worker=None) -> None:
+    """The metrics the model's process keeps: queue depth, GPU memory, the block cache, graphs, the model thread."""
+    Gauge("blockattn_queue_depth", "Generations waiting for the model thread",
+          registry=registry).set_function(queue_depth)
+    Gauge("blockattn_gpu_max_allocated_bytes", "torch.cuda.max_memory_allocated of the server process",
+          registry=registry).set_function(gpu_max_allocated)
+    registry.register(CacheCollector(store))
+    if engine is not None:
+        registry.register(GraphCollector(engine))
+    if worker is not None:
+        registry.register(WorkerCollector(worker))
+
+
+def engine_registry(store: BlockStore, queue_depth, engine=None, worker=None) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    register_engine_side(registry, store, queue_depth, engine, worker)
+    return registry
