@@ -78,6 +78,12 @@ class TestBadInput:
         code, err = self._main(monkeypatch, capsys, *args)
         assert code == 2 and err.startswith("error:")
 
+    @pytest.mark.parametrize("size", [["--dim", "130"], ["--layers", "0"], ["--ffn", "0"]])
+    def test_a_tagger_size_that_cannot_be_built_exits_2_before_training(self, monkeypatch, capsys, tmp_path, size):
+        code, err = self._main(monkeypatch, capsys, "train", "--data", tmp_path, "--work", tmp_path / "w", *size)
+        assert code == 2 and err.startswith("error:") and "--dim" in err
+        assert not (tmp_path / "w").exists()
+
     def test_empty_stdin_in_a_real_process(self):
         result = subprocess.run([sys.executable, "-m", "blockattn", "segment", "-", "--method", "fixed"],
                                 input=b"", capture_output=True, timeout=60)

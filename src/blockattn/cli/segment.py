@@ -153,8 +153,12 @@ def train(
                                                "documents of different categories."),
     embeddings_from: Optional[Path] = typer.Option(None, help="Take the static token embeddings from this "
                                                               "weights file instead of distilling MiniLM."),
+    dim: int = typer.Option(128, help="The tagger's hidden width (a multiple of its 4 heads)."),
+    layers: int = typer.Option(4, help="The tagger's transformer layers."),
+    ffn: int = typer.Option(512, help="The tagger's feed-forward width."),
 ) -> None:
     """Train the learned segmenter on the train split, select on validation, export numpy weights."""
+    from blockattn.errors import UserError
     from blockattn.segment.learned.train import train as run_training
 
     command = (f"blockattn segment train --data {data} --steps {steps} --batch-size {batch_size} "
@@ -162,7 +166,11 @@ def train(
                + f" --seed {seed} --work {work} --device {device}" + (f" --out {out}" if out else "")
                + (f" --heading-share {heading_share}" if heading_share else "")
                + (f" --cross-category {cross_category}" if cross_category else "")
-               + (f" --embeddings-from {embeddings_from}" if embeddings_from else ""))
+               + (f" --embeddings-from {embeddings_from}" if embeddings_from else "")
+               + ("" if (dim, layers, ffn) == (128, 4, 512) else f" --dim {dim} --layers {layers} --ffn {ffn}"))
+    if min(dim, layers, ffn) < 1 or dim % 4:
+        raise UserError("--dim must be a positive multiple of 4 (the tagger's heads); --layers and --ffn >= 1")
     run_training(data, out=out, steps=steps, batch_size=batch_size, eval_every=eval_every,
                  train_per_category=train_per_category, seed=seed, work=work, device=device, command=command,
-                 heading_share=heading_share, cross_category=cross_category, embeddings_from=embeddings_from)
+                 heading_share=heading_share, cross_category=cross_category, embeddings_from=embeddings_from,
+                 dim=dim, layers=layers, ffn=ffn)

@@ -215,13 +215,15 @@ def _single_level_cut(segmenter: LearnedSegmenter, doc: Document, level: str) ->
 def train(data: Path, out: Path | None = None, steps: int = 3000, seed: int = 0, work: Path = Path("runs/segmenter"),
           device: str = "cpu", batch_size: int = 32, lr: float = 1e-3, eval_every: int = 500,
           val_per_category: int = 8, train_per_category: int | None = None, command: str = "",
-          heading_share: float = 0.0, cross_category: int = 0, embeddings_from: Path | None = None) -> Path:
+          heading_share: float = 0.0, cross_category: int = 0, embeddings_from: Path | None = None,
+          dim: int = 128, layers: int = 4, ffn: int = 512) -> Path:
     """Train, select on validation, tune decoding, export; returns the weights path. WORK/train_report.json
     records `command` and this call's wall seconds (a resumed run counts only its own).
 
     heading_share, cross_category: the augmentations of augment.py (that share of the headingless prose
     rows again with synthetic headings; that many cross-category concatenations), added to the train
-    rows; validation stays plain SemanticSeg."""
+    rows; validation stays plain SemanticSeg. dim, layers, ffn: the tagger's size (`config.TaggerConfig`; it
+    travels in the weights file, so inference needs nothing else)."""
     import torch
     from rich.console import Console
 
@@ -248,7 +250,7 @@ def train(data: Path, out: Path | None = None, steps: int = 3000, seed: int = 0,
     del train_rows
     val_docs = _validation_sample(val_rows, val_per_category, seed)
 
-    tagger_config = cfg.TaggerConfig(in_dim=3 * EMBED_DIM + N_SCALARS)
+    tagger_config = cfg.TaggerConfig(in_dim=3 * EMBED_DIM + N_SCALARS, dim=dim, layers=layers, ffn=ffn)
     decoding = cfg.DecodeConfig(level_tokens={**cfg.DecodeConfig().level_tokens, **level_tokens},
                                 level_sigma={**cfg.DecodeConfig().level_sigma, **level_sigma},
                                 level_mean_tokens={**cfg.DecodeConfig().level_mean_tokens,
