@@ -137,11 +137,11 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
     `max_batch` per forward), started here and stopped at shutdown: in this process (`local.LocalEngine`), or
     with `engine` in the engine process it stands for, `service` then being its `front_service()`."""
     if engine is None:
-        local = LocalEngine(service, max_queue, max_batch)
+        model = local = LocalEngine(service, max_queue, max_batch)
         metrics = Metrics(service.engine.store, lambda: local.worker.depth, service.engine, local.worker)
     else:
+        model = engine
         metrics = Metrics()  # the engine's own metrics come from its process at each scrape
-    model = local if engine is None else engine
     model_names = (service.model_name, DEFAULT_ALIAS)
 
     @asynccontextmanager
