@@ -169,14 +169,15 @@ class EngineProcess:
             self._sinks[generation.rid] = on_delta
             self._done[generation.rid] = (done, generation)
             self._accepted[generation.rid] = (loop, accepted)
-        self._send(("gen", generation.rid, generation.prompt, generation.sampling, generation.max_tokens,
-                    generation.stop))
         try:
+            self._send(("gen", generation.rid, generation.prompt, generation.sampling, generation.max_tokens,
+                        generation.stop))
             await accepted
         except BaseException:
             with self._lock:
                 self._sinks.pop(generation.rid, None)
                 self._done.pop(generation.rid, None)
+                self._accepted.pop(generation.rid, None)
             raise
         return asyncio.wrap_future(done)
 
@@ -189,8 +190,8 @@ class EngineProcess:
             if self._dead:
                 raise EngineUnavailable(self._dead)
             self._calls[cid] = (loop, reply)
-        self._send(("call", cid, what))
         try:
+            self._send(("call", cid, what))
             return await asyncio.wait_for(reply, timeout)
         finally:
             with self._lock:
