@@ -442,3 +442,33 @@ def test_fused_layer_ops_compile_and_agree_with_hf_on_cuda(arch, monkeypatch):
             del a, b
         assert fused_engine.graphs.info()["replays"] >= 1
         assert flashbuffer.MERGE_ERROR is None, flashbuffer.MERGE_ERROR
+
+
+def test_an_engine_process_on_cuda_answers_what_the_in_process_engine_answers(tmp_path):
+    """`serve --engine-process` on the GPU: the spawned engine initialises CUDA itself (the front end never does)
+    and its greedy answers equal those of the same service in this process."""
+    import asyncio
+
+    from blockattn.engine.sampling import SamplingParams
+    from blockattn.engine.server.engineproc import EngineProcess
+    from blockattn.engine.service import Service
+    from blockattn.models.tiny import save_tiny_model
+
+    model_dir = save_tiny_model(tmp_path / "tiny")
+    load = dict(model=str(model_dir), adapter="none", device="cuda", dtype="float32")
+    here = Service.load(**load)
+    docs = ["The lighthouse stands on a reef.", "Bees dance to share where food is."]
+    expected = here.generate(here.rag_prompt(docs, "Where?"), SamplingParams(), 6).text()
+    engine = EngineProcess(load)
+    try:
+        front = engine.front_service()
+
+        async def ask() -> str:
+            pieces: list[str] = []
+            generation = engine.prepare(front, front.rag_prompt(docs, "Where?"), SamplingParams(), 6, [])
+            await (await engine.submit(generation, pieces.append))
+            return "".join(pieces)
+
+        assert asyncio.run(ask()) == expected
+    finally:
+        engine.close()
