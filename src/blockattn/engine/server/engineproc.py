@@ -28,6 +28,7 @@ import asyncio
 import itertools
 import logging
 import multiprocessing
+import signal
 import threading
 import time
 from concurrent.futures import Future
@@ -301,6 +302,8 @@ def run_engine(conn, load: dict, max_queue: int, max_batch: int) -> None:
     from blockattn.engine.server import tune_interpreter
     from blockattn.engine.server.metrics import engine_registry
 
+    # Ctrl-C reaches the whole process group: the front end shuts down and then closes us, with requests ended
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     tune_interpreter()
     try:
         service = Service.load(**load)
