@@ -4,16 +4,16 @@ and `background(service)` (a live server in a thread, for tests and the load ben
 from __future__ import annotations
 
 import socket
-import sys
 import threading
 import time
 from contextlib import contextmanager
 from typing import Iterator
 
 from blockattn.engine.server.app import create_app
+from blockattn.engine.server.worker import SWITCH_INTERVAL_S, tune_interpreter
 from blockattn.errors import UserError
 
-__all__ = ["background", "bind", "create_app", "serve"]
+__all__ = ["SWITCH_INTERVAL_S", "background", "bind", "create_app", "serve", "tune_interpreter"]
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -34,19 +34,6 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as exc:
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return sock
-
-
-# The model thread (mostly Python launching kernels) and the event loop that streams tokens share the GIL, and
-# Python hands it over every 5 ms by default: a token the model thread had produced could wait that long to be
-# sent. At 0.5 ms, the streamed request's client TTFT minus its server-side time (tokenize + queue + prefill)
-# fell from 3.96 to 3.22 ms p50 (tiny model on 2 CPU cores, 56 HotpotQA paragraphs a request, 3 alternating
-# runs of 75 requests each way, 2026-12-04); on a GPU the model thread holds the GIL more of the time.
-SWITCH_INTERVAL_S = 0.0005
-
-
-def tune_interpreter() -> None:
-    """Settings for a server process (process-wide, so `serve` sets them, not `create_app`)."""
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def serve(app, sock: socket.socket, log_level: str = "info") -> None:

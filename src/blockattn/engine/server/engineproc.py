@@ -35,7 +35,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from blockattn.engine.server.relay import DeltaRelay
-from blockattn.engine.server.worker import ModelWorker, QueueFull
+from blockattn.engine.server.worker import ModelWorker, QueueFull, tune_interpreter
 from blockattn.engine.service import Generation, Service, Usage
 from blockattn.errors import UserError
 
@@ -299,7 +299,6 @@ def run_engine(conn, load: dict, max_queue: int, max_batch: int) -> None:
     the front end goes away)."""
     from prometheus_client import generate_latest
 
-    from blockattn.engine.server import tune_interpreter
     from blockattn.engine.server.metrics import engine_registry
 
     # Ctrl-C reaches the whole process group: the front end shuts down and then closes us, with requests ended
