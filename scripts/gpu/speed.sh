@@ -5,11 +5,13 @@
 #   OUT=/some/dir scripts/gpu/speed.sh [--budget SECONDS] [--device cuda|cpu] [--smoke] [--phases LIST]
 #                                      [--serve-budget SECONDS]
 #
-# --phases: a comma-separated subset of tests,decode,probe,ttft,serve,compiled,profile (default: all), for a
-# short lease that re-measures what changed.
+# --phases: a comma-separated subset of tests,decode,probe,ttft,serve,serve_split,compiled,profile (default: all),
+# for a short lease that re-measures what changed. serve_split: `bench serve --engine-process` (the model in a
+# process of its own), written to bench_serve_engineproc.json beside the in-process bench_serve.json.
 #
 # Writes to $OUT: speed_log.txt (phases, exit codes, durations, the benchmark tables), gpu_tests.txt,
-# bench_decode.json + .png, bench_ttft.json + .png, bench_serve.json + .png, bench_decode_compiled.json + .png,
+# bench_decode.json + .png, bench_ttft.json + .png, bench_serve.json + .png, bench_serve_engineproc.json + .png,
+# bench_decode_compiled.json + .png,
 # profile_decode.json. Every phase has its own time cap taken from
 # what is left of the budget, so a slow phase cannot eat the rest; a failed phase is logged and the next one
 # runs. SmolLM2 comes from $BLOCKATTN_SMOLLM2_GGUF (default: the staged /tmp/stage copy, as in
@@ -19,7 +21,7 @@ set -u
 BUDGET=300
 DEVICE=cuda
 SMOKE=0
-PHASES=tests,decode,probe,ttft,serve,compiled,profile
+PHASES=tests,decode,probe,ttft,serve,serve_split,compiled,profile
 SERVE_BUDGET_ARG=""
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -33,8 +35,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 for p in ${PHASES//,/ }; do  # a misspelt phase would otherwise run nothing, silently
-    case "$p" in tests|decode|probe|ttft|serve|compiled|profile) ;;
-        *) echo "speed.sh: unknown phase $p (tests,decode,probe,ttft,serve,compiled,profile)" >&2; exit 2 ;; esac
+    case "$p" in tests|decode|probe|ttft|serve|serve_split|compiled|profile) ;;
+        *) echo "speed.sh: unknown phase $p (tests,decode,probe,ttft,serve,serve_split,compiled,profile)" >&2
+           exit 2 ;; esac
 done
 : "${OUT:?set OUT to the output directory}"
 mkdir -p "$OUT"
@@ -128,6 +131,10 @@ wants ttft && phase "bench ttft" "$TTFT_CAP" "$LOG" $PY -m blockattn bench ttft 
 SERVE_CAP=$(cap 160)
 wants serve && phase "bench serve" "$SERVE_CAP" "$LOG" $PY -m blockattn bench serve --device "$DEVICE" $SERVE_ARGS \
     --time-budget "$SERVE_BUDGET" --out "$OUT/bench_serve.json"
+SPLIT_CAP=$(cap 160)
+wants serve_split && phase "bench serve --engine-process" "$SPLIT_CAP" "$LOG" $PY -m blockattn bench serve \
+    --device "$DEVICE" $SERVE_ARGS --engine-process --time-budget "$SERVE_BUDGET" \
+    --out "$OUT/bench_serve_engineproc.json"
 
 # torch.compile'd steps last and apart: each shape is a compilation (tens of seconds), its own JSON
 CMP_CAP=$(cap 130)
