@@ -206,7 +206,7 @@ class EngineProcess:
             self._closed = True
         try:
             self._send(("close",))
-        except (OSError, ValueError):  # the pipe is already closed: the process is gone
+        except EngineUnavailable:  # already gone
             pass
         self._process.join(30)
         if self._process.is_alive():
@@ -301,8 +301,10 @@ def run_engine(conn, load: dict, max_queue: int, max_batch: int) -> None:
 
     from blockattn.engine.server.metrics import engine_registry
 
-    # Ctrl-C reaches the whole process group: the front end shuts down and then closes us, with requests ended
+    # Ctrl-C, and `timeout` or a supervisor stopping the process group, reach us too: the front end shuts down
+    # gracefully and then closes us, and we also end when its pipe closes (it died), so we ignore both signals
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     tune_interpreter()
     try:
         service = Service.load(**load)
