@@ -165,6 +165,20 @@ def test_blockattn_serve_with_engine_process_serves_and_stops_its_child(tiny_dir
     assert not any(_alive(pid) for pid in children), "the engine process outlived the server"
 
 
+def test_an_engine_process_ends_when_its_server_is_killed(tiny_dir):
+    """SIGKILL leaves the front end no time to close the engine: the engine sees its pipe close and exits."""
+    from blockattn.bench.serverproc import ServerProcess
+
+    server = ServerProcess("--model", str(tiny_dir), "--adapter", "none", "--engine-process")
+    children = _children(server.proc.pid)
+    assert children
+    server.kill()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in children), "the engine process outlived a killed server"
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
