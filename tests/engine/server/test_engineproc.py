@@ -26,6 +26,12 @@ def engine(tiny_dir):
 
 
 @pytest.fixture(scope="module")
+def local_url(tiny_service):
+    with background(tiny_service) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def split_url(engine):
     with background(engine.front_service(), engine=engine) as url:
         yield url
@@ -53,8 +59,8 @@ def _streamed_text(url: str, **extra) -> str:
     return "".join(pieces)
 
 
-def test_the_engine_process_answers_what_the_in_process_model_answers(split_url, server_url):
-    here, there = _chat(server_url).json(), _chat(split_url).json()
+def test_the_engine_process_answers_what_the_in_process_model_answers(split_url, local_url):
+    here, there = _chat(local_url).json(), _chat(split_url).json()
     assert there["choices"][0]["message"] == here["choices"][0]["message"]
     assert there["choices"][0]["finish_reason"] == here["choices"][0]["finish_reason"]
     for key in ("prompt_tokens", "completion_tokens"):
@@ -62,7 +68,7 @@ def test_the_engine_process_answers_what_the_in_process_model_answers(split_url,
     blockattn = there["usage"]["blockattn"]
     assert blockattn["cached_blocks"] + blockattn["computed_blocks"] == 3  # prefix + two documents
     assert {"tokenize", "query", "accept"} <= set(blockattn["timings_ms"])
-    assert _streamed_text(split_url) == _streamed_text(server_url) != ""
+    assert _streamed_text(split_url) == _streamed_text(local_url) != ""
 
 
 def test_bad_requests_are_refused_in_the_front_end_before_the_stream(split_url):
