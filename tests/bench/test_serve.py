@@ -105,6 +105,7 @@ def test_cpu_run_end_to_end_writes_every_field(tmp_path, monkeypatch, capsys):
     (["--device", "tpu"], "--device"),
     (["--context-tokens", "4"], "--context-tokens"),
     (["--time-budget", "0"], "--time-budget"),
+    (["--admit-per-step", "0"], "--admit-per-step"),
     (["--hotpotqa", "/nonexistent/hotpot.jsonl.gz"], "not found"),
 ])
 def test_bad_arguments_exit_2_with_one_clear_line(args, message, monkeypatch, capsys):

@@ -61,6 +61,7 @@ def test_a_taken_port_is_a_clean_error(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("args", [["--port", "70000"], ["--max-queue", "0"], ["--log-level", "loud"],
+                                  ["--port", "0", "--admit-per-step", "0"],
                                   ["--port", "0", "--kv-store", "http://127.0.0.1:6379/0"],
                                   ["--port", "0", "--kv-store", "redis://127.0.0.1:6379/zero"],
                                   ["--port", "0", "--cache-dir-max-gb", "1"],

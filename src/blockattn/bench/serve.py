@@ -72,6 +72,7 @@ class ServeBenchConfig:
     request_timeout_s: float = 300.0
     corpus: str | None = None  # HotpotQA file; None: $BLOCKATTN_HOTPOTQA or ../shared/data/hotpotqa/dev500.jsonl.gz
     engine_process: bool = False  # the servers run the model in a process of their own (`serve --engine-process`)
+    admit_per_step: int = 4  # the servers' --admit-per-step
 
 
 # ---------------------------------------------------------------- corpus and requests
@@ -145,7 +146,8 @@ class ServerTarget:
         from blockattn.bench.serverproc import ServerProcess
 
         self.mode = mode
-        args = ["--model", model, "--mode", mode, "--max-batch", str(cfg.max_batch), "--max-queue", "4096"]
+        args = ["--model", model, "--mode", mode, "--max-batch", str(cfg.max_batch), "--max-queue", "4096",
+                "--admit-per-step", str(cfg.admit_per_step)]
         if cfg.engine_process:
             args.append("--engine-process")
         if mode == "block":

@@ -232,6 +232,7 @@ def serve(
     hf_max_batch: int = typer.Option(16, help="Most requests one plain `generate` call takes together."),
     engine_process: bool = typer.Option(False, help="Both servers run `serve --engine-process` (the model in a "
                                                     "process of its own)."),
+    admit_per_step: int = typer.Option(4, help="The servers' --admit-per-step."),
     hotpotqa: Optional[Path] = typer.Option(None, help="HotpotQA file (default: $BLOCKATTN_HOTPOTQA or "
                                                        "../shared/data/hotpotqa/dev500.jsonl.gz)."),
     out: Path = typer.Option(Path("reports/bench_serve.json"), help="JSON output; the plot goes beside it (.png)."),
@@ -246,9 +247,10 @@ def serve(
     bad = [m for m in chosen if m not in MODES]
     if bad or not chosen:
         raise UserError(f"--modes: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(MODES)}")
-    if context_tokens < 16 or new_tokens < 1 or requests < 0 or warmup < 0 or max_batch < 1 or hf_max_batch < 1:
-        raise UserError("--context-tokens must be >= 16, --new-tokens, --max-batch and --hf-max-batch >= 1, "
-                        "--requests and --warmup >= 0")
+    if context_tokens < 16 or new_tokens < 1 or requests < 0 or warmup < 0 or max_batch < 1 or hf_max_batch < 1 \
+            or admit_per_step < 1:
+        raise UserError("--context-tokens must be >= 16, --new-tokens, --max-batch, --hf-max-batch and "
+                        "--admit-per-step >= 1, --requests and --warmup >= 0")
     if time_budget <= 0 or zipf < 0:
         raise UserError("--time-budget must be > 0 and --zipf >= 0")
     corpus = hotpotqa or default_path()
@@ -257,7 +259,8 @@ def serve(
     cfg = ServeBenchConfig(model=model, device=device, clients=parse_clients(clients), modes=chosen,
                            context_tokens=context_tokens, new_tokens=new_tokens, requests=requests, warmup=warmup,
                            time_budget_s=time_budget, zipf=zipf, seed=seed, adapter=adapter, max_batch=max_batch,
-                           hf_max_batch=hf_max_batch, corpus=str(corpus), engine_process=engine_process)
+                           hf_max_batch=hf_max_batch, corpus=str(corpus), engine_process=engine_process,
+                           admit_per_step=admit_per_step)
     result = run(cfg, "blockattn " + " ".join(sys.argv[1:]), out, log=lambda line: typer.echo(line, err=True))
     typer.echo(table(result))
     typer.echo(f"wrote {out} and {out.with_suffix('.png')}")

@@ -39,6 +39,9 @@ def serve(
                                                     "waits for a compilation (tens of seconds)."),
     max_queue: int = typer.Option(256, help="Most generations waiting for the model; more get HTTP 429."),
     max_batch: int = typer.Option(32, help="Most running generations decoded in one forward."),
+    admit_per_step: int = typer.Option(4, help="Most new requests started (prefilled) between two decode steps: "
+                                               "more lowers the wait of a burst, fewer keeps running streams "
+                                               "moving."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     engine_process: bool = typer.Option(False, help="Run the model in a process of its own, HTTP in this one: "
                                                     "parsing, tokenizing and streaming then never compete with "
@@ -55,6 +58,8 @@ def serve(
         raise UserError("--max-queue must be at least 1")
     if max_batch < 1:
         raise UserError("--max-batch must be at least 1")
+    if admit_per_step < 1:
+        raise UserError("--admit-per-step must be at least 1")
     if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
         raise UserError(f"unknown --log-level {log_level!r}")
     api_key = api_key or os.environ.get("BLOCKATTN_API_KEY") or None
@@ -67,7 +72,7 @@ def serve(
     if engine_process:
         from blockattn.engine.server.engineproc import EngineProcess
 
-        engine = EngineProcess(load, max_queue=max_queue, max_batch=max_batch)
+        engine = EngineProcess(load, max_queue=max_queue, max_batch=max_batch, admit_per_step=admit_per_step)
         service = engine.front_service()
     else:
         service = Service.load(**load)
@@ -75,7 +80,8 @@ def serve(
     typer.echo(f"blockattn: serving {service.model_name} ({mode} mode, adapter: {service.adapter_name or 'none'}"
                f"{', model in its own process' if engine else ''}) on http://{bound_host}:{bound_port}/v1", err=True)
     try:
-        run(create_app(service, api_key=api_key, max_queue=max_queue, max_batch=max_batch, engine=engine), sock,
+        run(create_app(service, api_key=api_key, max_queue=max_queue, max_batch=max_batch, engine=engine,
+                       admit_per_step=admit_per_step), sock,
             log_level=log_level)
     finally:
         if engine is not None:

@@ -132,12 +132,14 @@ class _Format:
 
 
 def create_app(service: Service, api_key: str | None = None, max_queue: int = 256, max_batch: int = 32,
-               max_body_bytes: int = 16 << 20, engine: EngineProcess | None = None) -> FastAPI:
+               max_body_bytes: int = 16 << 20, engine: EngineProcess | None = None,
+               admit_per_step: int = 4) -> FastAPI:
     """The FastAPI app. Model work runs on one worker thread (running generations decoded together, at most
-    `max_batch` per forward), started here and stopped at shutdown: in this process (`local.LocalEngine`), or
+    `max_batch` per forward, at most `admit_per_step` new ones started between two decode steps), started here and
+    stopped at shutdown: in this process (`local.LocalEngine`), or
     with `engine` in the engine process it stands for, `service` then being its `front_service()`."""
     if engine is None:
-        model = local = LocalEngine(service, max_queue, max_batch)
+        model = local = LocalEngine(service, max_queue, max_batch, admit_per_step)
         metrics = Metrics(service.engine.store, lambda: local.worker.depth, service.engine, local.worker)
     else:
         model = engine

@@ -14,10 +14,11 @@ from blockattn.engine.service import Generation, Service
 
 
 class LocalEngine:
-    def __init__(self, service: Service, max_queue: int = 256, max_batch: int = 32):
+    def __init__(self, service: Service, max_queue: int = 256, max_batch: int = 32, admit_per_step: int = 4):
         self.service = service
         self.relay = DeltaRelay()
-        self.worker = ModelWorker(max_queue, max_batch=max_batch, flush=self.relay.flush)
+        self.worker = ModelWorker(max_queue, max_batch=max_batch, admit_per_step=admit_per_step,
+                                  flush=self.relay.flush)
 
     def prepare(self, service: Service, prompt, sampling, max_tokens: int | None, stop) -> Generation:
         return service.generate(prompt, sampling, max_tokens, stop)
