@@ -30,7 +30,6 @@ import logging
 import multiprocessing
 import signal
 import threading
-import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -315,8 +314,11 @@ def run_engine(conn, load: dict, max_queue: int, max_batch: int, admit_per_step:
     send_lock = threading.Lock()
 
     def send(message) -> None:
-        with send_lock:
-            conn.send(message)
+        try:
+            with send_lock:
+                conn.send(message)
+        except (OSError, ValueError):  # the front end is gone (its pipe closed): the main loop ends on its own
+            pass
 
     outbox: list[tuple[int, str]] = []
     outbox_lock = threading.Lock()
@@ -382,4 +384,3 @@ def run_engine(conn, load: dict, max_queue: int, max_batch: int, admit_per_step:
     for generation in list(running.values()):
         generation.cancel.set()
     worker.close()
-    time.sleep(0)  # let the last sends go
