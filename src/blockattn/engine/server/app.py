@@ -136,8 +136,8 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
                admit_per_step: int = 4) -> FastAPI:
     """The FastAPI app. Model work runs on one worker thread (running generations decoded together, at most
     `max_batch` per forward, at most `admit_per_step` new ones started between two decode steps), started here and
-    stopped at shutdown: in this process (`local.LocalEngine`), or
-    with `engine` in the engine process it stands for, `service` then being its `front_service()`."""
+    stopped at shutdown: in this process (`local.LocalEngine`), or, given `engine`, in the engine process it stands
+    for (`service` is then its `front_service()`)."""
     if engine is None:
         model = local = LocalEngine(service, max_queue, max_batch, admit_per_step)
         metrics = Metrics(service.engine.store, lambda: local.worker.depth, service.engine, local.worker)

@@ -87,9 +87,9 @@ class RemoteGeneration:
     """The front end's view of a generation running in the engine process: what the HTTP layer reads of a
     `service.Generation` (usage, finish reason, cancel, accept time)."""
 
-    def __init__(self, rid: int, prompt, sampling, max_tokens: int, stop: list[str], cancel: _Cancel):
+    def __init__(self, rid: int, prompt, sampling, max_tokens: int, stop: list[str], cancel: _Cancel | None):
         self.rid, self.prompt, self.sampling, self.max_tokens, self.stop = rid, prompt, sampling, max_tokens, stop
-        self.cancel = cancel
+        self.cancel = cancel  # set by `EngineProcess.prepare`, which needs the generation to build it
         self.usage = Usage(prompt_tokens=prompt.prompt_tokens)
         self.finish_reason: str | None = None
         self.accept_ms = 0.0
