@@ -347,6 +347,14 @@ def render_segmentation_train(name: str, data: dict) -> list[str]:
             f"validation WindowDiff {data['best_val_windowdiff']:.4f} at step {data['best_step']}; shipped weights "
             f"`{data['weights']}`: {data['weights_bytes'] / 1e6:.1f} MB, {data['total_parameters']:,} parameters "
             f"({data['tagger_parameters']:,} in the tagger). Machine: {data['machine']}."]
+    for run in data.get("not_shipped", []):  # candidates measured against the shipped weights and kept out
+        out += ["", f"Not shipped: {run['what']}. `{run['command']}` (data built at {run['data_built_at']}; "
+                f"{run['train_documents']} training documents, {run['wall_s'] / 60:.0f} min, peak "
+                f"{run['peak_rss_mb'] / 1024:.1f} GB, {run['machine']}).", "",
+                "| WindowDiff at the gold count on | shipped | candidate | command |", "|---|---:|---:|---|"]
+        out += [f"| {c['on']} | {c['shipped']:.4f} | {c['candidate']:.4f} | `{c['command']}` |"
+                for c in run["comparisons"]]
+        out += ["", f"Verdict: {run['verdict']}."]
     return out + [""]
 
 
