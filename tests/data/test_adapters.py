@@ -9,7 +9,7 @@ from pathlib import Path
 from blockattn.data.documents import COARSE, FINE, MEDIUM, NONE
 from blockattn.data.sources import (SOURCES, code, conversations, debianpolicy, dictionaries, emails, encyclopedia,
                                     fortunes, htmldocs, legal, manpages, manuals, news, novels, perl, rvignettes,
-                                    scripture, speeches, vimfaq)
+                                    scripture, speeches, textfaqs)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -364,16 +364,31 @@ class TestHtml:
         assert "apt install x\napt remove y" in text and "Sub text & more." in text
 
 
-class TestVimFaq:
+class TestTextFaqs:
     def test_sections_after_the_index_questions_coarse_with_headings(self, package_tree):
         faq = ("INDEX\n\nSECTION 1 - GENERAL\n    1.1. What is Tiny?\n\nSECTION 2 - USE\n    2.1. How?\n\n"
                "=====\n\nSECTION 1 - GENERAL\n\n\n1.1. What is Tiny?\n\nTiny is small.\n\nVery small.\n\n"
                "1.2. Is Tiny\n     free?\n\nYes.\n\n=====\n\nSECTION 2 - USE\n\n2.1. How?\n\nLike this:\n\n"
                "    :tiny go\n\n=====\n\nCurrent Maintainer: Someone\n")
         root = package_tree({"usr/share/doc/vim/FAQ.gz": gz(faq)})
-        docs = check(list(vimfaq.parse([root])), "vim-faq", "faq")
+        docs = check(list(textfaqs.parse([root])), "vim-faq", "faq")
         assert [d.id for d in docs] == ["vim-faq/01", "vim-faq/02"] and docs[0].title == "Vim FAQ 1: General"
         assert [(p.level, p.heading) for p in docs[0].pieces] == [
             (COARSE, "1.1. What is Tiny?\n\n"), (NONE, ""), (COARSE, "1.2. Is Tiny free?\n\n")]
         assert docs[0].text(markup=False) == "Tiny is small.\n\nVery small.\n\nYes.\n\n"
         assert "Maintainer" not in docs[1].text() and "    :tiny go" in docs[1].text()
+
+    def test_lsof_numbering_depth_is_the_level_after_the_contents(self, package_tree):
+        faq = ("Table of Contents:\n\n1.0\tGeneral\n1.1\tWhat?\n2.0\tPorts\n\n______\n\n"
+               "1.0\tGeneral\n\n1.1\tWhat is it?\n\n\tA tool.\n\n\tIt lists.\n\n"
+               "1.1.1\tIs it\n\tfree?\n\n\tYes.\n\n1.1.1.1\tReally?\n\n\tReally.\n\n"
+               "2.0\tPorts\n\n2.1\tWhich?\n\n\tMany.\n")
+        root = package_tree({"usr/share/doc/lsof/00FAQ.gz": gz(faq)})
+        docs = check(list(textfaqs.parse_lsof([root])), "lsof-faq", "faq")
+        assert [(d.id, d.title) for d in docs] == [("lsof-faq/01", "lsof FAQ 1: General"),
+                                                    ("lsof-faq/02", "lsof FAQ 2: Ports")]
+        assert [(p.level, p.heading) for p in docs[0].pieces] == [
+            (COARSE, "1.1 What is it?\n\n"), (NONE, ""), (MEDIUM, "1.1.1 Is it free?\n\n"),
+            (FINE, "1.1.1.1 Really?\n\n")]
+        assert docs[0].text(markup=False) == "\tA tool.\n\n\tIt lists.\n\n\tYes.\n\n\tReally.\n\n"
+        assert docs[1].text(markup=False) == "\tMany.\n\n"

@@ -88,7 +88,7 @@ SECTIONS: dict[str, Callable[[Document], str | None]] = {
     "cpython-stdlib": _doc, "go-stdlib": _doc, "linux": _doc,
     "python-docs": _doc, "linux-docs": _doc, "git-docs": _doc, "perl-docs": _doc, "postgres-docs": _doc,
     "manpages": _doc, "factbook": _doc, "wikipedia": _doc,
-    "python-faq": _doc, "perlfaq": _doc, "debian-faq": _doc, "vim-faq": _doc,
+    "python-faq": _doc, "perlfaq": _doc, "debian-faq": _doc, "vim-faq": _doc, "lsof-faq": _doc,
     # one unit per document: the source's own grouping of them
     "fortunes": _group, "chatterbot": _group, "chitchat": _chat_prompt, "gcide": _letter, "wn": _letter, "foldoc": _letter,
     "bbc-news": _bbc_topic, "spamassassin": _mail_folder, "sotu": _president, "licenses": _licence_family,

@@ -16,7 +16,7 @@ from blockattn.data.documents import COARSE, Document, Unit
 from blockattn.data.fetch import fetch
 from blockattn.data.sources import (code, conversations, debianpolicy, dictionaries, emails, encyclopedia, fortunes,
                                     htmldocs, legal, manpages, manuals, news, novels, perl, rvignettes, scripture,
-                                    speeches, vimfaq)
+                                    speeches, textfaqs)
 from blockattn.data.sources.base import Source
 from blockattn.errors import UserError
 from blockattn.models.home import blockattn_home
@@ -28,7 +28,7 @@ _ALL = (novels.AUSTEN, novels.MOBYDICK, scripture.WEB, scripture.KJV, fortunes.F
         dictionaries.GCIDE, dictionaries.WORDNET, dictionaries.FOLDOC,
         conversations.CHITCHAT, conversations.CHATTERBOT, emails.SPAMASSASSIN, speeches.SOTU, legal.LICENSES,
         news.LEE_NEWS, news.BBC_NEWS, htmldocs.POSTGRES_DOCS, htmldocs.DEBIAN_FAQ,
-        vimfaq.VIM_FAQ)
+        textfaqs.VIM_FAQ, textfaqs.LSOF_FAQ)
 
 # Reserved as text SemanticSeg never contains (issues 3, 14): only `build-unseen --set NAME` reads these.
 UNSEEN_SETS: dict[str, tuple[Source, ...]] = {"r-vignettes": (rvignettes.R_VIGNETTES,),
