@@ -79,14 +79,19 @@ def parse_lsof(roots: Sequence[Path]) -> Iterator[Document]:
         elif sections:
             sections[-1].append(head)
     for i, (top, *questions) in enumerate(sections):
-        pieces = []
+        pieces, pending, pending_level = [], "", FINE
         for j, question in enumerate(questions):
             following = questions[j + 1] if j + 1 < len(questions) else (
                 sections[i + 1][0] if i + 1 < len(sections) else None)
             chunk = text[question.start():following.start() if following else len(text)]
             heading, _, answer = chunk.partition("\n\n")  # a wrapped heading runs to the first blank line
-            level = _NUMBER_LEVELS.get(question.group(1).count(".") + 1, FINE)
-            pieces += section(answer, level, heading=" ".join(heading.split()) + "\n\n")
+            level = min(pending_level, _NUMBER_LEVELS.get(question.group(1).count(".") + 1, FINE))
+            heading = pending + " ".join(heading.split()) + "\n\n"
+            body = section(answer, level, heading=heading)
+            # a heading without text of its own ("3.43.6 LTdnlc test issues") opens the next question's piece,
+            # which takes the stronger of the two levels
+            pending, pending_level = ("", FINE) if body else (heading, level)
+            pieces += body
         if pieces:
             pieces[0] = replace(pieces[0], level=COARSE)  # a document opens at its strongest level
             number = top.group(1).split(".")[0]
@@ -97,4 +102,5 @@ def parse_lsof(roots: Sequence[Path]) -> Iterator[Document]:
 LSOF_FAQ = Source(
     name="lsof-faq", category="faq", packages=(Package("debian", "lsof", "4.95.0-1"),),
     license="Purdue licence (the package's copyright file, Files: *)",
-    description="the lsof FAQ, questions numbered up to four deep, grouped by its sections", parse=parse_lsof)
+    description="the lsof FAQ, questions numbered up to four deep, grouped by its sections", parse=parse_lsof,
+    version=2)
