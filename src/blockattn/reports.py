@@ -242,6 +242,41 @@ def render_serve(name: str, data: dict) -> list[str]:
     return out + _image(name, "serving TTFT") + [""]
 
 
+def _single_client_spread(rows: list[dict]) -> str:
+    """With one client the settings have little to act on (no queue, one job per step), so the spread of its
+    TTFT p50 across the runs shows their run-to-run noise."""
+    parts = []
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        values = [r["ttft_p50_ms"] for r in rows if r["clients"] == 1 and r["mode"] == mode and r["ttft_p50_ms"]]
+        if len(values) > 1:
+            parts.append(f"{mode} {min(values):.1f}–{max(values):.1f} ms")
+    return (" At 1 client, where the settings have little to act on, TTFT p50 spread across the runs: "
+            + ", ".join(parts) + ": differences within that are noise.") if parts else ""
+
+
+def render_serve_compare(name: str, data: dict) -> list[str]:
+    """`blockattn bench serve-compare`: server settings side by side, each over the first (baseline) run."""
+    c = data["config"]
+    out = [f"### {data['title']} — {data.get('machine')}", ""] + _provenance(name, data)
+    runs = "; ".join(f"{r['run']}: {r['setting']} (`{r['file']}`{', partial' if r.get('partial') else ''})"
+                     for r in data["runs"])
+    out += [f"{c['model']}, ~{c['context_tokens']} context tokens, ≤ {c['new_tokens']} new tokens. Runs: {runs}. "
+            "×: over run 0 at the same clients and mode. Runs made one after another on one machine, each setting "
+            "once." + _single_client_spread(data["rows"]), "",
+            "| clients | mode | setting | requests/s | × | tokens/s total | TTFT p50 ms | × | TTFT p99 ms |",
+            "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in data["rows"]:
+        out.append(f"| {r['clients']} | {r['mode']} | {r['setting']} | {_fmt(r['requests_per_s'])} | "
+                   f"{_fmt(r['requests_per_s_over_baseline'])} | {_fmt(r['tokens_per_s_total'], '{:.0f}')} | "
+                   f"{_fmt(r['ttft_p50_ms'], '{:.1f}')} | {_fmt(r['ttft_p50_ms_over_baseline'])} | "
+                   f"{_fmt(r['ttft_p99_ms'], '{:.1f}')} |")
+    ratios = [r for r in data.get("block_over_full", []) if r.get("ttft_p50_block_over_full") is not None]
+    if ratios:
+        out += ["", "Block / full TTFT p50 within each run (goal ≤ 0.25): " + "; ".join(
+            f"{r['setting']} at {r['clients']}: ×{r['ttft_p50_block_over_full']:.2f}" for r in ratios) + "."]
+    return out + _image(name, "serving settings") + [""]
+
+
 def render_distill_gpu(name: str, data: dict) -> list[str]:
     out = ["### Block distillation vs block fine-tuning — GPU run", ""] + _provenance(name, data)
     out += ["| objective | steps | tokens | train s | tokens/s | probe KL start → end | peak GB |",
@@ -471,6 +506,7 @@ RENDERERS: dict[str, Renderer] = {
     "segkl_": paper_tables.render_segkl,  # T3
     "sensitivity_": paper_tables.render_sensitivity,  # F1
     "bench_serve": render_serve,  # T5 serving
+    "bench_serve_compare": render_serve_compare,
     "probe_query_attention": render_query_attention,
     "profile_serve_prefill": render_serve_prefill_profile,
 }

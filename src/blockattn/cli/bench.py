@@ -264,3 +264,21 @@ def serve(
     result = run(cfg, "blockattn " + " ".join(sys.argv[1:]), out, log=lambda line: typer.echo(line, err=True))
     typer.echo(table(result))
     typer.echo(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+@app.command("serve-compare")
+def serve_compare(
+    reports: list[Path] = typer.Argument(..., help="Two or more `bench serve` JSON reports of one machine; the "
+                                                   "first is the baseline."),
+    out: Path = typer.Option(Path("reports/bench_serve_compare.json"), help="JSON output; the plot goes beside it."),
+) -> None:
+    """Server settings side by side: several `bench serve` runs (e.g. with and without --engine-process) as one
+    table of requests/s, tokens/s and TTFT, each over the first run's."""
+    from blockattn.bench.serve_compare import run
+
+    result = run(reports, out, "blockattn " + " ".join(sys.argv[1:]))
+    for row in result["rows"]:
+        typer.echo(f"{row['clients']:>3} {row['mode']:<12} {row['setting']:<26} req/s {row['requests_per_s']:>7.2f}"
+                   f" (x{row['requests_per_s_over_baseline']})  TTFT p50 {row['ttft_p50_ms']:>8.1f} ms"
+                   f" (x{row['ttft_p50_ms_over_baseline']})")
+    typer.echo(f"wrote {out} and {out.with_suffix('.png')}")
