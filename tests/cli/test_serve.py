@@ -27,6 +27,7 @@ def test_serves_the_default_model_with_an_api_key():
         line = proc.stderr.readline()  # "blockattn: serving ... on http://127.0.0.1:PORT/v1"
         match = re.search(r"http://([\d.]+):(\d+)/v1", line)
         assert match, line + proc.stderr.read() if proc.poll() is not None else line
+        assert "own process" not in line  # on the CPU the model stays in the server's process by default
         client = openai.OpenAI(base_url=match.group(0), api_key="k", max_retries=0, timeout=120)
         deadline = time.monotonic() + 60
         while True:
@@ -71,3 +72,18 @@ def test_bad_flags_exit_2(monkeypatch, capsys, args):
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code == 2 and capsys.readouterr().err.startswith("error: ")
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda"])
+def test_a_device_the_machine_lacks_is_a_clean_error_before_anything_starts(monkeypatch, capsys, device):
+    """The default --engine-process depends on the device: resolving it must not turn a bad --device into a
+    traceback or a spawned engine that dies."""
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    monkeypatch.setattr(sys, "argv", ["blockattn", "serve", "--port", "0", "--device", device])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error: ") and device in err

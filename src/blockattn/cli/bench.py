@@ -230,8 +230,10 @@ def serve(
     adapter: str = typer.Option("default", help="The block-mode server's --adapter."),
     max_batch: int = typer.Option(64, help="The servers' --max-batch."),
     hf_max_batch: int = typer.Option(16, help="Most requests one plain `generate` call takes together."),
-    engine_process: bool = typer.Option(False, help="Both servers run `serve --engine-process` (the model in a "
-                                                    "process of its own)."),
+    engine_process: Optional[bool] = typer.Option(
+        None, "--engine-process/--no-engine-process",
+        help="Both servers run the model in a process of its own (`serve --engine-process`). Default: as "
+             "`serve` does (on with CUDA, off on the CPU)."),
     admit_per_step: int = typer.Option(4, help="The servers' --admit-per-step."),
     hotpotqa: Optional[Path] = typer.Option(None, help="HotpotQA file (default: $BLOCKATTN_HOTPOTQA or "
                                                        "../shared/data/hotpotqa/dev500.jsonl.gz)."),
@@ -259,7 +261,8 @@ def serve(
     cfg = ServeBenchConfig(model=model, device=device, clients=parse_clients(clients), modes=chosen,
                            context_tokens=context_tokens, new_tokens=new_tokens, requests=requests, warmup=warmup,
                            time_budget_s=time_budget, zipf=zipf, seed=seed, adapter=adapter, max_batch=max_batch,
-                           hf_max_batch=hf_max_batch, corpus=str(corpus), engine_process=engine_process,
+                           hf_max_batch=hf_max_batch, corpus=str(corpus),
+                           engine_process=device == "cuda" if engine_process is None else engine_process,
                            admit_per_step=admit_per_step)
     result = run(cfg, "blockattn " + " ".join(sys.argv[1:]), out, log=lambda line: typer.echo(line, err=True))
     typer.echo(table(result))

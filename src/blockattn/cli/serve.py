@@ -43,14 +43,16 @@ def serve(
                                                "more lowers the wait of a burst, fewer keeps running streams "
                                                "moving."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
-    engine_process: bool = typer.Option(False, help="Run the model in a process of its own, HTTP in this one: "
-                                                    "parsing, tokenizing and streaming then never compete with "
-                                                    "the model thread for Python's GIL."),
+    engine_process: Optional[bool] = typer.Option(
+        None, "--engine-process/--no-engine-process",
+        help="Run the model in a process of its own, HTTP in this one: parsing, tokenizing and streaming then "
+             "never compete with the model thread for Python's GIL. Default: on where the model runs on CUDA "
+             "(H100, 2026-12-07: 1.4-1.6x block-mode requests/s at 8 and 64 clients), off on the CPU."),
 ) -> None:
     """Serve the engine over an OpenAI-compatible HTTP API (/v1/chat/completions, /v1/completions, ...)."""
     from blockattn.engine.server import bind, create_app
     from blockattn.engine.server import serve as run
-    from blockattn.engine.service import Service
+    from blockattn.engine.service import Service, resolve_device
 
     if mode not in ("block", "full"):
         raise UserError(f"--mode must be block or full, got {mode!r}")
@@ -69,6 +71,8 @@ def serve(
                 cpu_cache_gb=cpu_cache_gb, cuda_graphs=None if cuda_graphs else False, mode=mode,
                 compile_decode=compile_decode)
     engine = None
+    if engine_process is None:  # the device as Service.load resolves it (a bad one is a clear error here)
+        engine_process = resolve_device(device).startswith("cuda")
     if engine_process:
         from blockattn.engine.server.engineproc import EngineProcess
 
@@ -86,3 +90,4 @@ def serve(
     finally:
         if engine is not None:
             engine.close()  # also when uvicorn never ran the app's shutdown
+
