@@ -65,7 +65,8 @@ def test_cpu_run_end_to_end_writes_every_field(tmp_path, monkeypatch, capsys):
     out = tmp_path / "bench_serve.json"
     monkeypatch.setattr(sys, "argv", ["blockattn", "bench", "serve", "--device", "cpu", "--model", "tiny",
                                       "--clients", "1,2", "--context-tokens", "160", "--new-tokens", "3",
-                                      "--requests", "3", "--warmup", "2", "--time-budget", "60", "--out", str(out)])
+                                      "--requests", "3", "--warmup", "2", "--time-budget", "60",
+                                      "--client-processes", "2", "--out", str(out)])
     with pytest.raises(SystemExit) as exit_info:
         main()
     assert exit_info.value.code in (0, None), capsys.readouterr().err
@@ -82,6 +83,8 @@ def test_cpu_run_end_to_end_writes_every_field(tmp_path, monkeypatch, capsys):
         assert 0 < s["ttft_ms"]["p50"] <= s["ttft_ms"]["p99"] and s["requests_per_s"] > 0
         assert s["tokens_per_s_total"] > 0 and s["decode_tokens_per_s_per_stream"]["p50"] > 0
         assert p["cut_short"] is False and p["documents_per_request_mean"] >= 1
+        # the servers' 2-client phases ran their clients in two load-generator processes, the rest in this one
+        assert p["client_processes"] == (2 if p["clients"] == 2 and p["mode"] != "hf_generate" else 1)
         assert "gpu_max_allocated_gb" in s
         if p["mode"] != "hf_generate":  # a server: its model thread's split, from /metrics
             w = s["worker"]
@@ -106,6 +109,7 @@ def test_cpu_run_end_to_end_writes_every_field(tmp_path, monkeypatch, capsys):
     (["--context-tokens", "4"], "--context-tokens"),
     (["--time-budget", "0"], "--time-budget"),
     (["--admit-per-step", "0"], "--admit-per-step"),
+    (["--client-processes", "-1"], "--client-processes"),
     (["--hotpotqa", "/nonexistent/hotpot.jsonl.gz"], "not found"),
 ])
 def test_bad_arguments_exit_2_with_one_clear_line(args, message, monkeypatch, capsys):

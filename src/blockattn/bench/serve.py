@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import platform
 import queue
 import shutil
 import signal
-import socket
 import statistics
 import tempfile
 import threading
@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from blockattn.bench.load import percentile
+from blockattn.bench.loadgen import ClientProcesses, closed_loop, local_take, open_client, stream_request
 from blockattn.errors import UserError
 from blockattn.reportio import provenance, save_figure, write_report
 
@@ -75,6 +76,9 @@ class ServeBenchConfig:
     # (on with CUDA, off on the CPU), recorded resolved
     engine_process: bool | None = None
     admit_per_step: int = 4  # the servers' --admit-per-step
+    # load-generator processes per server phase (loadgen.ClientProcesses); 0: one per 16 clients, at most a
+    # quarter of this machine's cores (so 1 on a 2-core machine)
+    client_processes: int = 0
 
 
 # ---------------------------------------------------------------- corpus and requests
@@ -157,50 +161,19 @@ class ServerTarget:
         self.process = ServerProcess(*args, device=cfg.device, timeout_s=600, threads=torch.get_num_threads())
         self.url = self.process.url
 
-    async def open(self, cfg: ServeBenchConfig) -> None:
-        import httpx
-
-        transport = httpx.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-        self.client = httpx.AsyncClient(base_url=self.url, transport=transport, timeout=cfg.request_timeout_s,
-                                        limits=httpx.Limits(max_connections=None, max_keepalive_connections=None))
+    async def open(self, cfg: ServeBenchConfig, corpus: Corpus, clients: int) -> None:
+        self.client = open_client(self.url, cfg.request_timeout_s)
+        processes = client_processes(cfg, clients)
+        self.pool = (await asyncio.to_thread(ClientProcesses, self.url, corpus.documents, processes,
+                                             cfg.request_timeout_s)) if processes > 1 else None
 
     async def close(self) -> None:
         await self.client.aclose()
+        if self.pool is not None:
+            await asyncio.to_thread(self.pool.close)
 
     async def request(self, corpus: Corpus, req: dict, cfg: ServeBenchConfig) -> dict:
-        body = {"model": "default", "messages": [{"role": "user", "content": req["question"]}],
-                "documents": [{"text": corpus.documents[d]} for d in req["documents"]],
-                "max_tokens": cfg.new_tokens, "temperature": 0, "stream": True}
-        record: dict = {"ok": False}
-        start = time.perf_counter()
-        try:
-            async with self.client.stream("POST", "/v1/chat/completions", json=body) as response:
-                if response.status_code != 200:
-                    text = (await response.aread()).decode(errors="replace")[:200]
-                    record["error"] = f"HTTP {response.status_code}: {text}"
-                    return record
-                async for line in response.aiter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
-                    chunk = json.loads(line[6:])
-                    if "error" in chunk:
-                        record["error"] = f"in-stream error: {chunk['error'].get('message')}"
-                        return record
-                    choice = (chunk.get("choices") or [{}])[0]
-                    if "first" not in record and (choice.get("delta") or {}).get("content"):
-                        record["first"] = time.perf_counter()
-                    if chunk.get("usage"):
-                        record["usage"] = chunk["usage"]
-            record["end"] = time.perf_counter()
-        except Exception as exc:  # noqa: BLE001 - counted and reported
-            record["error"] = f"{type(exc).__name__}: {exc}"
-            return record
-        usage = record.get("usage") or {}
-        record.update(ok="first" in record and bool(usage), tokens=usage.get("completion_tokens", 0),
-                      start=start, server=usage.get("blockattn", {}))
-        if not record["ok"]:
-            record["error"] = "no content streamed" if usage else "no usage in the stream"
-        return record
+        return await stream_request(self.client, corpus.documents, req, cfg.new_tokens)
 
     def metrics(self) -> dict[str, float]:
         return self.process.metrics()
@@ -248,7 +221,9 @@ class HFTarget:
         self.thread = threading.Thread(target=self._run, name="hf-generate", daemon=True)
         self.thread.start()
 
-    async def open(self, cfg: ServeBenchConfig) -> None:
+    pool = None  # plain generate runs in this process: its clients are coroutines here
+
+    async def open(self, cfg: ServeBenchConfig, corpus: Corpus, clients: int) -> None:
         if self.device.type == "cuda":
             self.torch.cuda.reset_peak_memory_stats()
 
@@ -336,22 +311,21 @@ class HFTarget:
 async def drive(target, corpus: Corpus, requests: list[dict], clients: int, cfg: ServeBenchConfig,
                 deadline: float | None) -> tuple[list[dict], float, bool]:
     """`clients` closed-loop clients through `requests` (each takes the next one when its last is answered);
-    none starts after `deadline`. (records, elapsed seconds, cut short by the deadline)."""
-    pending = iter(requests)
-    records: list[dict] = []
-    cut = False
-
-    async def client() -> None:
-        nonlocal cut
-        for req in pending:
-            if deadline is not None and time.monotonic() > deadline:
-                cut = True
-                return
-            records.append(await target.request(corpus, req, cfg))
-
+    none starts after `deadline`. In the target's load-generator processes where it has them. (records, elapsed
+    seconds, cut short by the deadline)."""
+    if target.pool is not None:
+        return await asyncio.to_thread(target.pool.drive, requests, clients, cfg.new_tokens, deadline)
     started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
+    records, cut = await closed_loop(lambda req: target.request(corpus, req, cfg), requests, clients, deadline,
+                                     local_take(len(requests)))
     return records, time.perf_counter() - started, cut
+
+
+def client_processes(cfg: ServeBenchConfig, clients: int) -> int:
+    """Load-generator processes for a phase of `clients` clients (see `ServeBenchConfig.client_processes`)."""
+    if cfg.client_processes:
+        return max(1, min(cfg.client_processes, clients))
+    return max(1, min(-(-clients // 16), (os.cpu_count() or 2) // 4))
 
 
 def cache_counts(metrics: dict[str, float]) -> tuple[float, float]:
@@ -573,7 +547,8 @@ def run(cfg: ServeBenchConfig, command: str, out: Path, log=print) -> dict:
 
 async def _phase(target, corpus: Corpus, warm: list[dict], measured: list[dict], clients: int,
                  cfg: ServeBenchConfig, share_s: float) -> dict:
-    await target.open(cfg)
+    await target.open(cfg, corpus, clients)
+    processes = target.pool and len(target.pool.workers) or 1
     try:
         warm_records, warm_s, _ = await drive(target, corpus, warm, clients, cfg, None)
         before = await asyncio.to_thread(target.metrics)
@@ -583,7 +558,7 @@ async def _phase(target, corpus: Corpus, warm: list[dict], measured: list[dict],
         await target.close()
     return {"warmup": {"requests": len(warm_records), "errors": sum(not r["ok"] for r in warm_records),
                        "seconds": round(warm_s, 2)},
-            "cut_short": cut, "summary": summarise(records, elapsed, before, after)}
+            "cut_short": cut, "client_processes": processes, "summary": summarise(records, elapsed, before, after)}
 
 
 def table(result: dict) -> str:

@@ -235,6 +235,9 @@ def serve(
         help="Both servers run the model in a process of its own (`serve --engine-process`). Default: as "
              "`serve` does (on with CUDA, off on the CPU)."),
     admit_per_step: int = typer.Option(4, help="The servers' --admit-per-step."),
+    client_processes: int = typer.Option(0, help="Load-generator processes per server phase (0: one per 16 "
+                                                 "clients, at most a quarter of the cores): one Python process "
+                                                 "streaming 64 requests becomes the bottleneck itself."),
     hotpotqa: Optional[Path] = typer.Option(None, help="HotpotQA file (default: $BLOCKATTN_HOTPOTQA or "
                                                        "../shared/data/hotpotqa/dev500.jsonl.gz)."),
     out: Path = typer.Option(Path("reports/bench_serve.json"), help="JSON output; the plot goes beside it (.png)."),
@@ -250,9 +253,9 @@ def serve(
     if bad or not chosen:
         raise UserError(f"--modes: unknown {', '.join(bad) or '(none given)'}; choose from {', '.join(MODES)}")
     if context_tokens < 16 or new_tokens < 1 or requests < 0 or warmup < 0 or max_batch < 1 or hf_max_batch < 1 \
-            or admit_per_step < 1:
+            or admit_per_step < 1 or client_processes < 0:
         raise UserError("--context-tokens must be >= 16, --new-tokens, --max-batch, --hf-max-batch and "
-                        "--admit-per-step >= 1, --requests and --warmup >= 0")
+                        "--admit-per-step >= 1, --requests, --warmup and --client-processes >= 0")
     if time_budget <= 0 or zipf < 0:
         raise UserError("--time-budget must be > 0 and --zipf >= 0")
     corpus = hotpotqa or default_path()
@@ -263,7 +266,7 @@ def serve(
                            time_budget_s=time_budget, zipf=zipf, seed=seed, adapter=adapter, max_batch=max_batch,
                            hf_max_batch=hf_max_batch, corpus=str(corpus),
                            engine_process=device == "cuda" if engine_process is None else engine_process,
-                           admit_per_step=admit_per_step)
+                           admit_per_step=admit_per_step, client_processes=client_processes)
     result = run(cfg, "blockattn " + " ".join(sys.argv[1:]), out, log=lambda line: typer.echo(line, err=True))
     typer.echo(table(result))
     typer.echo(f"wrote {out} and {out.with_suffix('.png')}")
