@@ -1,7 +1,7 @@
 """How much TTFT `bench serve`'s own load generator adds: its clients against a stub server with known timing.
 
     .venv/bin/python scripts/loadgen_capacity.py [--clients 64] [--processes 1,2] [--requests 300]
-                                                 [--out reports/loadgen_capacity_cpu.json]
+                                                 [--out reports/bench_loadgen_cpu.json]
 
 The stub (a uvicorn + FastAPI server in its own process) answers every request like a server with no queue: the
 first content chunk 20 ms after the request, then one chunk every 25 ms, 32 in all, then the usage. Whatever the
@@ -11,6 +11,7 @@ same requests (~50 documents of ~140 tokens, as `bench serve` sends) in one clos
 
 import argparse
 import asyncio
+import datetime
 import json
 import multiprocessing
 import socket
@@ -83,13 +84,13 @@ def measure(url: str, processes: int, clients: int, requests: list[dict], docume
 
 def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    from blockattn.reportio import provenance, write_report
+    from blockattn.reportio import machine, provenance, write_report
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--processes", default="1,2")
     parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--out", type=Path, default=Path("reports/loadgen_capacity_cpu.json"))
+    parser.add_argument("--out", type=Path, default=Path("reports/bench_loadgen_cpu.json"))
     args = parser.parse_args()
     started = time.perf_counter()
     port = _free_port()
@@ -121,7 +122,8 @@ def main() -> None:
                   "summary": [f"{r['processes']} process(es), {r['clients']} clients: {r['requests_per_s']} "
                               f"requests/s, TTFT p50 {r['ttft_ms_p50']} ms (+{r['added_ttft_ms_p50']} over the "
                               f"stub's 20), p99 {r['ttft_ms_p99']} ms" for r in rows],
-                  **provenance(0, time.perf_counter() - started, command)}, args.out)
+                  **provenance(0, time.perf_counter() - started, command),
+                  "where": f"{machine()}, {datetime.date.today()}; the stub, the clients and nothing else"}, args.out)
     print(f"wrote {args.out}")
 
 

@@ -2,7 +2,7 @@
 
 Why several: one Python process streaming 64 requests at once spends its time in httpx's per-event work. Against
 a stub server that sends the first chunk after 20 ms and then one every 25 ms (`python
-scripts/loadgen_capacity.py`, 2 CPU cores, 2026-12-07, reports/loadgen_capacity_cpu.json), 64 clients in one
+scripts/loadgen_capacity.py`, 2 CPU cores, 2026-12-07, reports/bench_loadgen_cpu.json), 64 clients in one
 process measured TTFT p50 88 ms, in two processes 57.5 ms: the client's own queueing was counted as the server's
 TTFT. `ClientProcesses` runs the clients in worker processes that take the next
 request from one shared counter, so the phase stays one closed loop of `clients` clients over one request list.
