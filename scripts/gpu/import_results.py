@@ -20,8 +20,8 @@ import shutil
 from pathlib import Path
 
 REPORTS = Path(__file__).resolve().parents[2] / "reports"
-SPEED_FILES = ("bench_decode", "bench_decode_compiled", "bench_ttft", "bench_serve", "bench_serve_engineproc",
-               "profile_decode", "probe_query_attention", "probe_assemble", "profile_serve_prefill")
+SPEED_FILES = ("bench_decode", "bench_decode_compiled", "bench_ttft", "bench_serve", "bench_serve_inproc",
+               "bench_serve_compare", "profile_decode", "probe_query_attention", "probe_assemble", "profile_serve_prefill")
 
 
 def _gpu(data: dict) -> str:

@@ -389,6 +389,11 @@ def render_segmentation_train(name: str, data: dict) -> list[str]:
                 "| WindowDiff at the gold count on | shipped | candidate | command |", "|---|---:|---:|---|"]
         out += [f"| {c['on']} | {c['shipped']:.4f} | {c['candidate']:.4f} | `{c['command']}` |"
                 for c in run["comparisons"]]
+        paired = dict(run.get("paired") or {})
+        if paired:
+            command = paired.pop("command", "")
+            out += ["", f"Paired over documents, candidate − shipped, mean [95 % interval] (`{command}`): "
+                    + "; ".join(f"{k}: {v}" for k, v in paired.items()) + "."]
         out += ["", f"Verdict: {run['verdict']}."]
     return out + [""]
 
