@@ -131,6 +131,23 @@ class _Format:
         return self._envelope("chat.completion.chunk" if self.chat else "text_completion", [], usage)
 
 
+async def next_text(events: asyncio.Queue) -> tuple[str | None, bool]:
+    """The text of a stream's next SSE chunk: its next delta joined with every delta already waiting behind it,
+    and whether its end came too. Under load the event loop falls behind the model, several steps' deltas of a
+    stream queue up, and one chunk for all of them is one write instead of one per token; when the loop keeps up
+    it is one delta, as before. (None, True) at the end with nothing before it."""
+    kind, delta = await events.get()
+    if kind != "delta":
+        return None, True
+    parts = [delta]
+    while not events.empty():
+        kind, delta = events.get_nowait()
+        if kind != "delta":
+            return "".join(parts), True
+        parts.append(delta)
+    return "".join(parts), False
+
+
 def create_app(service: Service, api_key: str | None = None, max_queue: int = 256, max_batch: int = 32,
                max_body_bytes: int = 16 << 20, engine: EngineProcess | None = None,
                admit_per_step: int = 4) -> FastAPI:
@@ -239,12 +256,11 @@ def create_app(service: Service, api_key: str | None = None, max_queue: int = 25
         async def sse():
             try:
                 yield _sse(fmt.chunk(None, role=True) if fmt.chat else fmt.chunk(""))
-                while True:
-                    kind, delta = await events.get()
-                    if kind == "delta":
-                        yield _sse(fmt.chunk(delta))
-                        continue
-                    break
+                ended = False
+                while not ended:
+                    text, ended = await next_text(events)
+                    if text is not None:
+                        yield _sse(fmt.chunk(text))
                 try:
                     queued, started = pending.result()
                 except Exception as exc:  # noqa: BLE001 - the stream has started: report in-band
