@@ -72,8 +72,8 @@ class ServeBenchConfig:
     hf_max_batch: int = 16  # most requests one plain `generate` call takes together
     request_timeout_s: float = 300.0
     corpus: str | None = None  # HotpotQA file; None: $BLOCKATTN_HOTPOTQA or ../shared/data/hotpotqa/dev500.jsonl.gz
-    # the servers run the model in a process of their own (`serve --engine-process`); None: the servers' default
-    # (on with CUDA, off on the CPU), recorded resolved
+    # the servers run the model in a process of their own (`serve --engine-process`); None: the servers' own
+    # default (on with CUDA, off on the CPU; `blockattn bench serve` records it resolved)
     engine_process: bool | None = None
     admit_per_step: int = 4  # the servers' --admit-per-step
     # load-generator processes per server phase (loadgen.ClientProcesses); 0: one per 16 clients, at most a
@@ -154,7 +154,8 @@ class ServerTarget:
         self.mode = mode
         args = ["--model", model, "--mode", mode, "--max-batch", str(cfg.max_batch), "--max-queue", "4096",
                 "--admit-per-step", str(cfg.admit_per_step)]
-        args.append("--engine-process" if cfg.engine_process else "--no-engine-process")
+        if cfg.engine_process is not None:
+            args.append("--engine-process" if cfg.engine_process else "--no-engine-process")
         if mode == "block":
             args += ["--adapter", cfg.adapter]
         # as many CPU threads as plain generate gets here: one target runs at a time, the others idle (passive)
