@@ -90,4 +90,3 @@ def serve(
     finally:
         if engine is not None:
             engine.close()  # also when uvicorn never ran the app's shutdown
-
