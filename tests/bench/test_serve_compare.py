@@ -77,3 +77,6 @@ def test_cli_writes_report_and_plot_and_rejects_non_reports(tmp_path, monkeypatc
 
 def test_label_defaults_to_the_servers_defaults():
     assert label_of({}) == "in-process, admit 4"
+    assert label_of({"engine_process": True, "admit_per_step": 4, "group_prefill": True, "client_processes": 0}) \
+        == "engine process, admit 4, grouped prefill, auto client processes"
+    assert label_of({"group_prefill": False, "client_processes": 2}) == "in-process, admit 4, 2 client processes"

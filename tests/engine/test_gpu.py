@@ -472,3 +472,27 @@ def test_an_engine_process_on_cuda_answers_what_the_in_process_engine_answers(tm
         assert asyncio.run(ask()) == expected
     finally:
         engine.close()
+
+
+def test_requests_prefilled_together_on_cuda_answer_what_each_answers_alone(tmp_path):
+    """The server's grouped prefill on CUDA (bf16, packed through flash, graph-replayed): afterwards every
+    request's prefill is all cache hits and gives the logits of a cold prefill of that request alone."""
+    adapter = load_block_adapter(tiny_model("llama").to("cuda").to(torch.bfloat16), _saved_adapter(tmp_path))
+    together = BlockEngine(adapter.model.get_base_model(), "tiny", adapter)
+    alone_adapter = load_block_adapter(tiny_model("llama").to("cuda").to(torch.bfloat16), tmp_path / "adapter")
+    alone = BlockEngine(alone_adapter.model.get_base_model(), "tiny", alone_adapter)
+    for seed in range(3):  # seen, captured, replayed shapes
+        a, b, c, q1, q2 = _blocks([31, 150, 9, 5, 7], seed=seed)
+        requests = [([a, b], q1), ([c, b, a], q2)]
+        assert together.prefetch([(blocks, q, "block", 4) for blocks, q in requests]) == [2, 1]
+        for blocks, q in requests:
+            got = together.prefill(blocks, q, max_new_tokens=4, keep_logits=len(q))
+            want = alone.prefill(blocks, q, max_new_tokens=4, keep_logits=len(q))
+            assert got.computed_blocks == 0
+            scale = want.logits.float().abs().max()
+            assert (got.logits.float() - want.logits.float()).abs().max() <= 0.02 * scale + 1e-2
+
+
+def _saved_adapter(tmp_path):
+    save_random_block_adapter(tmp_path / "adapter", "llama")
+    return tmp_path / "adapter"

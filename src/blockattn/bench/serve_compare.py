@@ -29,7 +29,11 @@ METRICS = {
 def label_of(config: dict) -> str:
     """A run's server setting in words, from its config."""
     where = "engine process" if config.get("engine_process") else "in-process"
-    return f"{where}, admit {config.get('admit_per_step', 4)}"
+    # runs from before --group-prefill existed had none
+    grouped = ", grouped prefill" if config.get("group_prefill", False) else ""
+    procs = config.get("client_processes", 1)  # runs from before the option had one load-generator process
+    clients = "" if procs == 1 else ", auto client processes" if procs == 0 else f", {procs} client processes"
+    return f"{where}, admit {config.get('admit_per_step', 4)}{grouped}{clients}"
 
 
 def load_runs(paths: list[Path]) -> list[dict]:

@@ -42,6 +42,8 @@ def serve(
     admit_per_step: int = typer.Option(4, help="Most new requests started (prefilled) between two decode steps: "
                                                "more lowers the wait of a burst, fewer keeps running streams "
                                                "moving."),
+    group_prefill: bool = typer.Option(True, help="Compute the context blocks missing from the requests started "
+                                                  "together as one batched prefill, not one per request."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     engine_process: Optional[bool] = typer.Option(
         None, "--engine-process/--no-engine-process",
@@ -76,7 +78,8 @@ def serve(
     if engine_process:
         from blockattn.engine.server.engineproc import EngineProcess
 
-        engine = EngineProcess(load, max_queue=max_queue, max_batch=max_batch, admit_per_step=admit_per_step)
+        engine = EngineProcess(load, max_queue=max_queue, max_batch=max_batch, admit_per_step=admit_per_step,
+                               group_prefill=group_prefill)
         service = engine.front_service()
     else:
         service = Service.load(**load)
@@ -85,7 +88,7 @@ def serve(
                f"{', model in its own process' if engine else ''}) on http://{bound_host}:{bound_port}/v1", err=True)
     try:
         run(create_app(service, api_key=api_key, max_queue=max_queue, max_batch=max_batch, engine=engine,
-                       admit_per_step=admit_per_step), sock,
+                       admit_per_step=admit_per_step, group_prefill=group_prefill), sock,
             log_level=log_level)
     finally:
         if engine is not None:

@@ -164,6 +164,9 @@ class Generation:
     done: bool = False
     state: Prefilled | None = None
     accept_ms: float = 0.0  # a server's time from the request's arrival to handing it to the model thread
+    # set by `prefill_together`: blocks it computed that this request was the first to need, and its host ms
+    group_computed: int = 0
+    group_ms: float | None = None
 
     def start(self) -> str:
         self.begin()
@@ -178,9 +181,14 @@ class Generation:
         self._started = time.perf_counter()
         self.state = self.service.engine.prefill(self.prompt.blocks, self.prompt.query, mode=self.prompt.mode,
                                                  max_new_tokens=self.max_tokens)
-        self.usage = Usage(prompt_tokens=self.prompt.prompt_tokens, cached_blocks=self.state.cached_blocks,
-                           computed_blocks=self.state.computed_blocks,
-                           timings_ms={"tokenize": self.prompt.tokenize_ms, **self.state.timings_ms})
+        # blocks computed for this request by `prefill_together` reach its prefill as cached: counted as computed
+        # (capped: one evicted again before this prefill was computed twice, and is counted once)
+        blocks = self.state.cached_blocks + self.state.computed_blocks
+        computed = min(blocks, self.state.computed_blocks + self.group_computed)
+        group = {} if self.group_ms is None else {"group_blocks": self.group_ms}
+        self.usage = Usage(prompt_tokens=self.prompt.prompt_tokens, cached_blocks=blocks - computed,
+                           computed_blocks=computed,
+                           timings_ms={"tokenize": self.prompt.tokenize_ms, **group, **self.state.timings_ms})
         self._sampler = Sampler(self.sampling)
         self._text = TextStream(self.service.decode, self.stop)
 
@@ -234,6 +242,23 @@ class Generation:
     def text(self) -> str:
         """Run to the end; the whole generated text."""
         return "".join(self)
+
+
+def prefill_together(generations: list[Generation]) -> None:
+    """The missing blocks of generations about to `begin`, computed as one batched prefill (`BlockEngine.prefetch`)
+    instead of one per request: a server calls this for the requests it admits together. Each generation's
+    usage still counts the blocks it was the first to need as computed, and gets the shared work's host time as
+    "group_blocks" (ms). Only block-mode generations with context blocks take part; fewer than two: nothing to
+    share, nothing done."""
+    members = [g for g in generations if not g.cancel.is_set() and g.prompt.mode == "block" and g.prompt.blocks]
+    if len(members) < 2:
+        return
+    started = time.perf_counter()
+    counts = members[0].service.engine.prefetch(
+        [(g.prompt.blocks, g.prompt.query, g.prompt.mode, g.max_tokens) for g in members])
+    spent = (time.perf_counter() - started) * 1e3
+    for generation, count in zip(members, counts):
+        generation.group_computed, generation.group_ms = count, spent
 
 
 def decode_step(generations: list[Generation]) -> list[str]:

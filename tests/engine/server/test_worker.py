@@ -143,3 +143,52 @@ def test_the_relay_delivers_in_order_on_the_loop_and_not_before_a_flush():
         assert got == [("delta", "a"), ("delta", "b"), ("delta", "c")]
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("group_prefill", [True, False])
+def test_requests_admitted_together_share_one_block_prefill(tiny_dir, monkeypatch, group_prefill):
+    """The missing blocks of the requests taken in one admission are computed by one prefetch, before the first
+    of them begins; the answers and the usage counts are those of the requests run one by one."""
+    from blockattn.engine.sampling import SamplingParams
+    from blockattn.engine.service import Service
+
+    service = Service.load(str(tiny_dir), adapter="none", device="cpu")
+    prompts = _prompts(service)
+    alone = [service.generate(p, SamplingParams(), 8).text() for p in prompts]
+    service = Service.load(str(tiny_dir), adapter="none", device="cpu")  # a cold cache again
+    groups, real = [], service.engine.prefetch
+    monkeypatch.setattr(service.engine, "prefetch", lambda requests: groups.append(len(requests)) or real(requests))
+    worker = ModelWorker(admit_per_step=8, group_prefill=group_prefill)
+    gate = threading.Event()
+    worker.submit(lambda queued: gate.wait(10))
+    generations = [service.generate(p, SamplingParams(), 8) for p in prompts]
+    outputs = [[] for _ in prompts]
+    futures = [worker.submit_generation(g, outputs[i].append) for i, g in enumerate(generations)]
+    gate.set()
+    for f in futures:
+        f.result(timeout=60)
+    worker.close()
+    assert ["".join(o) for o in outputs] == alone
+    # the three block-mode requests (the full-mode completion has no blocks to share)
+    assert groups == ([3] if group_prefill else [])
+    computed = [g.usage.computed_blocks for g in generations[:3]]
+    assert computed == [2, 1, 1]  # prefix + first document; then each new document, counted once
+    assert sum(g.usage.cached_blocks + g.usage.computed_blocks for g in generations[:3]) == 2 + 3 + 4
+
+
+def test_a_failing_group_prefill_leaves_each_request_to_prefill_its_own(tiny_dir, monkeypatch):
+    from blockattn.engine.sampling import SamplingParams
+    from blockattn.engine.service import Service
+
+    service = Service.load(str(tiny_dir), adapter="none", device="cpu")
+    monkeypatch.setattr(service.engine, "prefetch", lambda requests: (_ for _ in ()).throw(RuntimeError("oom")))
+    worker = ModelWorker(admit_per_step=8)
+    gate = threading.Event()
+    worker.submit(lambda queued: gate.wait(10))
+    generations = [service.generate(p, SamplingParams(), 4) for p in _prompts(service)[:3]]
+    futures = [worker.submit_generation(g, lambda d: None) for g in generations]
+    gate.set()
+    for f in futures:
+        f.result(timeout=60)
+    worker.close()
+    assert [g.usage.computed_blocks for g in generations] == [2, 1, 1]

@@ -98,12 +98,14 @@ class RemoteGeneration:
 class EngineProcess:
     """The front end's handle on the engine process: start it, submit generations, relay their text."""
 
-    def __init__(self, load: dict, max_queue: int = 256, max_batch: int = 32, admit_per_step: int = 4):
+    def __init__(self, load: dict, max_queue: int = 256, max_batch: int = 32, admit_per_step: int = 4,
+                 group_prefill: bool = True):
         """`load`: keyword arguments of `Service.load` (run in the engine process). Raises UserError when the
         model cannot be loaded there (the engine process's own message)."""
         context = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA or threads
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=run_engine, args=(child, load, max_queue, max_batch, admit_per_step),
+        self._process = context.Process(target=run_engine, args=(child, load, max_queue, max_batch, admit_per_step,
+                                                                   group_prefill),
                                         name="blockattn-engine", daemon=True)
         self._process.start()
         child.close()
@@ -293,7 +295,8 @@ def _resolve(future: asyncio.Future, exception: BaseException | None, value=None
 
 
 # -------------------------------------------------------------------- the engine process
-def run_engine(conn, load: dict, max_queue: int, max_batch: int, admit_per_step: int = 4) -> None:
+def run_engine(conn, load: dict, max_queue: int, max_batch: int, admit_per_step: int = 4,
+               group_prefill: bool = True) -> None:
     """The engine process: load the service, then serve the front end's messages until told to close (or until
     the front end goes away)."""
     from prometheus_client import generate_latest
@@ -330,7 +333,8 @@ def run_engine(conn, load: dict, max_queue: int, max_batch: int, admit_per_step:
         if batch:
             send(("deltas", batch))
 
-    worker = ModelWorker(max_queue, max_batch=max_batch, admit_per_step=admit_per_step, flush=flush)
+    worker = ModelWorker(max_queue, max_batch=max_batch, admit_per_step=admit_per_step, flush=flush,
+                         group_prefill=group_prefill)
     registry = engine_registry(service.engine.store, lambda: worker.depth, service.engine, worker)
     running: dict[int, Generation] = {}
 

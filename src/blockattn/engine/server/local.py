@@ -14,11 +14,12 @@ from blockattn.engine.service import Generation, Service
 
 
 class LocalEngine:
-    def __init__(self, service: Service, max_queue: int = 256, max_batch: int = 32, admit_per_step: int = 4):
+    def __init__(self, service: Service, max_queue: int = 256, max_batch: int = 32, admit_per_step: int = 4,
+                 group_prefill: bool = True):
         self.service = service
         self.relay = DeltaRelay()
         self.worker = ModelWorker(max_queue, max_batch=max_batch, admit_per_step=admit_per_step,
-                                  flush=self.relay.flush)
+                                  flush=self.relay.flush, group_prefill=group_prefill)
 
     def prepare(self, service: Service, prompt, sampling, max_tokens: int | None, stop) -> Generation:
         return service.generate(prompt, sampling, max_tokens, stop)

@@ -7,7 +7,8 @@ generations (`service.decode_step`) costs little more than one for a single requ
 32 clients would each wait for the 31 others' whole answers.
 
 The loop: take new jobs (waiting for one when idle; otherwise at most `admit_per_step` between two decode
-steps, so running generations keep moving while a burst of arrivals is prefilled), start them (each prefill
+steps, so running generations keep moving while a burst of arrivals is prefilled), compute the context blocks
+those requests miss as one batched prefill (`service.prefill_together`), start them (each prefill
 queued on the device, the one before it then given its first token: the host prepares one request while the
 GPU computes the one before), then one batched decode step over every running generation (at most `max_batch`
 per forward). Plain
@@ -18,6 +19,7 @@ starts), so no worker time is spent on nobody.
 
 from __future__ import annotations
 
+import logging
 import queue
 import sys
 import threading
@@ -26,7 +28,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Callable
 
-from blockattn.engine.service import Generation, decode_step
+from blockattn.engine.service import Generation, decode_step, prefill_together
+
+log = logging.getLogger("blockattn.serve")
 
 
 # The model thread (mostly Python launching kernels) and the event loop that streams tokens share the GIL, and
@@ -62,10 +66,12 @@ class _Running:
 
 class ModelWorker:
     def __init__(self, max_queue: int = 256, max_batch: int = 32, admit_per_step: int = 4,
-                 flush: Callable[[], None] = lambda: None):
+                 flush: Callable[[], None] = lambda: None, group_prefill: bool = True):
         """`flush`: called after each batch of starts and each decode step, and before any future is settled,
-        so that a relay collecting the deltas of a step (`relay.DeltaRelay`) hands them on in order."""
-        self.max_batch, self.admit_per_step = max_batch, admit_per_step
+        so that a relay collecting the deltas of a step (`relay.DeltaRelay`) hands them on in order.
+        `group_prefill`: the missing blocks of the requests taken together are computed as one batched prefill
+        before the first of them begins (`service.prefill_together`), instead of one prefill each."""
+        self.max_batch, self.admit_per_step, self.group_prefill = max_batch, admit_per_step, group_prefill
         self._flush = flush
         self.seconds = {"admit": 0.0, "decode": 0.0, "idle": 0.0}  # the model thread's wall time, by what it did
         self.loops = self.admitted = self.decode_steps = 0
@@ -143,10 +149,11 @@ class ModelWorker:
         device runs the one before, and no request waits for the prefills admitted after it: deciding every first
         token at the end (one argmax for all) made the first of 4 admitted wait for the other three's host work,
         which is most of a cached block-mode prefill."""
+        items = [item for item in items if item[1].set_running_or_notify_cancel()]
+        if self.group_prefill:
+            self._prefill_together([job[0] for job, _future, _queued in items if not callable(job)])
         pending: _Running | None = None
         for job, future, queued_at in items:
-            if not future.set_running_or_notify_cancel():
-                continue
             queued = time.perf_counter() - queued_at
             if callable(job):
                 try:
@@ -171,6 +178,16 @@ class ModelWorker:
             pending = run
         if pending is not None:
             self._first(pending)
+
+    @staticmethod
+    def _prefill_together(generations: list[Generation]) -> None:
+        """Shared block prefill of the generations about to begin. Best effort: should it fail (out of memory,
+        say), each request's own prefill computes its blocks as before, and fails on its own if it must."""
+        try:
+            prefill_together(generations)
+        except Exception:  # noqa: BLE001 - the requests go on without it
+            log.warning("prefilling the admitted requests' blocks together failed; each prefills its own",
+                        exc_info=True)
 
     def _first(self, run: _Running) -> None:
         """A begun generation's first token (waits for its prefill), handed on at once."""
