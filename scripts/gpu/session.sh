@@ -24,7 +24,7 @@
 # between the last staging call and the first `wait` lost it again, with the runs just started). Make the first
 # call of a lease alone and batch the rest only once it got a machine: when none can be started, every call
 # after it is refused at 15 s of device time each (2026-12-03: 28 batched calls cost 7 minutes). QUALITY_PLAN=main runs only the 0.5B
-# continuation (a short lease), QUALITY_PLAN=ablations only the ablation runs, QUALITY_PLAN=capacity the LoRA-rank
+# continuation (a short lease), QUALITY_PLAN=none no quality run at all, QUALITY_PLAN=ablations only the ablation runs, QUALITY_PLAN=capacity the LoRA-rank
 # runs (below), QUALITY_PLAN=smolcap their SmolLM2 version, QUALITY_PLAN=lr the learning-rate runs; SPEED_BUDGET=5 skips the speed phase, SPEED_PHASES=tests,probe,ttft runs only those. scripts/gpu/prepare.sh builds everything this carries (.devcache/, .gpu/) on a fresh machine.
 set -u
 BA=/tmp/ba
@@ -100,6 +100,7 @@ run() {
     # training once their evaluations were reserved; nothing can be read from them). The 0.5B ablations then
     # ask their own teacher.
     local plan=${QUALITY_PLAN:-all}
+    if [ "$plan" = none ]; then log "orchestrator done (QUALITY_PLAN=none: speed only)"; touch "$RES/DONE"; return; fi
     if [ "$plan" = capacity ]; then capacity_plan "$abl" "$small"; return; fi
     if [ "$plan" = smolcap ]; then smol_capacity_plan "$small"; return; fi
     if [ "$plan" = lr ]; then lr_plan; return; fi

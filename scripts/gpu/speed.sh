@@ -5,10 +5,14 @@
 #   OUT=/some/dir scripts/gpu/speed.sh [--budget SECONDS] [--device cuda|cpu] [--smoke] [--phases LIST]
 #                                      [--serve-budget SECONDS]
 #
-# --phases: a comma-separated subset of tests,decode,probe,ttft,serve,serve_split,compiled,profile (default: all),
+# --phases: a comma-separated subset of tests,decode,probe,ttft,serve,serve_split,serve_group,compiled,profile
+# (default: all but serve_group),
 # for a short lease that re-measures what changed. serve: `bench serve` as shipped (on CUDA the servers run the
 # model in a process of their own); serve_split: the same with `--no-engine-process` (block and full mode),
 # written to bench_serve_inproc.json, and both joined by `bench serve-compare` into bench_serve_compare.json.
+# serve_group: block mode at 8 and 64 clients without `--group-prefill` (bench_serve_nogroup.json), and without it
+# in one load-generator process (bench_serve_oneclient.json: the setting of the runs before either existed),
+# joined with serve's run by `bench serve-compare` into bench_serve_group_compare.json.
 #
 # Writes to $OUT: speed_log.txt (phases, exit codes, durations, the benchmark tables), gpu_tests.txt,
 # bench_decode.json + .png, bench_ttft.json + .png, bench_serve.json + .png, bench_serve_inproc.json + .png,
@@ -37,8 +41,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 for p in ${PHASES//,/ }; do  # a misspelt phase would otherwise run nothing, silently
-    case "$p" in tests|decode|probe|ttft|serve|serve_split|compiled|profile) ;;
-        *) echo "speed.sh: unknown phase $p (tests,decode,probe,ttft,serve,serve_split,compiled,profile)" >&2
+    case "$p" in tests|decode|probe|ttft|serve|serve_split|serve_group|compiled|profile) ;;
+        *) echo "speed.sh: unknown phase $p (tests,decode,probe,ttft,serve,serve_split,serve_group,compiled,profile)" >&2
            exit 2 ;; esac
 done
 : "${OUT:?set OUT to the output directory}"
@@ -140,6 +144,18 @@ wants serve_split && phase "bench serve --no-engine-process" "$SPLIT_CAP" "$LOG"
     --out "$OUT/bench_serve_inproc.json"
 wants serve && wants serve_split && phase "bench serve-compare" "$(cap 30)" "$LOG" $PY -m blockattn bench \
     serve-compare "$OUT/bench_serve_inproc.json" "$OUT/bench_serve.json" --out "$OUT/bench_serve_compare.json"
+
+# what grouping the admitted requests' block prefill and spreading the clients over processes each change: block
+# mode only (full mode has no blocks to group), at the client counts where requests are admitted together
+GROUP_ARGS="${SERVE_ARGS/--clients 1,8,64/--clients 8,64} --modes block --time-budget $(( SERVE_BUDGET / 2 ))"
+wants serve_group && phase "bench serve --no-group-prefill" "$(cap 130)" "$LOG" $PY -m blockattn bench serve \
+    --device "$DEVICE" $GROUP_ARGS --no-group-prefill --out "$OUT/bench_serve_nogroup.json"
+wants serve_group && phase "bench serve --no-group-prefill --client-processes 1" "$(cap 130)" "$LOG" $PY -m \
+    blockattn bench serve --device "$DEVICE" $GROUP_ARGS --no-group-prefill --client-processes 1 \
+    --out "$OUT/bench_serve_oneclient.json"
+wants serve && wants serve_group && phase "bench serve-compare (grouping)" "$(cap 30)" "$LOG" $PY -m blockattn \
+    bench serve-compare "$OUT/bench_serve_oneclient.json" "$OUT/bench_serve_nogroup.json" "$OUT/bench_serve.json" \
+    --out "$OUT/bench_serve_group_compare.json"
 
 # torch.compile'd steps last and apart: each shape is a compilation (tens of seconds), its own JSON
 CMP_CAP=$(cap 130)

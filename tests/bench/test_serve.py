@@ -92,6 +92,8 @@ def test_cpu_run_end_to_end_writes_every_field(tmp_path, monkeypatch, capsys):
             assert w["seconds"]["admit"] > 0 and w["seconds"]["decode"] > 0
         if p["mode"] == "block":
             assert s["cache"]["hit_rate"] is not None and s["cache"]["hits"] + s["cache"]["computed"] > 0
+            # each block computed in the phase is counted once, for one request (grouped prefill included)
+            assert s["cache"]["computed"] == s["cache"]["tier_computed"]
             assert {"tokenize", "keys", "lookup", "assemble", "query"} <= set(s["server_timings_ms_p50"])
         else:
             assert s["cache"]["hit_rate"] is None  # no block cache in full mode nor in plain generate

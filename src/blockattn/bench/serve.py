@@ -370,9 +370,14 @@ def summarise(records: list[dict], elapsed: float, before: dict, after: dict) ->
     per_stream = [(r["tokens"] - 1) / (r["end"] - r["first"]) for r in ok if r["tokens"] > 1 and r["end"] > r["first"]]
     tokens = sum(r["tokens"] for r in ok)
     ms = lambda v: None if v is None else round(v * 1e3, 2)  # noqa: E731
-    hits = cache_counts(after)[0] - cache_counts(before)[0]
-    computed = cache_counts(after)[1] - cache_counts(before)[1]
+    # the hit rate from each request's own usage (blocks it found cached vs blocks computed for it): the tier
+    # counters of /metrics count lookups, and with grouped prefill (`serve --group-prefill`) a block computed
+    # for the group is then looked up and found by its request too, so they would count it twice
+    hits = sum((r.get("server") or {}).get("cached_blocks", 0) for r in ok)
+    computed = sum((r.get("server") or {}).get("computed_blocks", 0) for r in ok)
     looked_up = hits + computed
+    tier_hits = cache_counts(after)[0] - cache_counts(before)[0]
+    tier_computed = cache_counts(after)[1] - cache_counts(before)[1]
     timings: dict[str, list[float]] = {}
     for r in ok:
         for name, value in (r.get("server") or {}).get("timings_ms", {}).items():
@@ -393,7 +398,8 @@ def summarise(records: list[dict], elapsed: float, before: dict, after: dict) ->
         "tokens_per_s_total": _round(tokens / elapsed if elapsed > 0 else None),
         "completion_tokens_mean": _round(tokens / len(ok) if ok else None),
         "cache": {"hits": hits, "computed": computed,
-                  "hit_rate": round(hits / looked_up, 4) if looked_up else None},
+                  "hit_rate": round(hits / looked_up, 4) if looked_up else None,
+                  "tier_hits": tier_hits, "tier_computed": tier_computed},
         "gpu_max_allocated_gb": round(peak / 2**30, 3) if peak else None,
         "graphs": graph_counts(before, after),
         "worker": worker_split(before, after),

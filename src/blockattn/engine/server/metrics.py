@@ -7,6 +7,8 @@
     blockattn_queue_depth                          generations waiting for the model thread
     blockattn_cache_hits_total{tier}               block lookups served by a tier (gpu, cpu, disk)
     blockattn_cache_misses_total                   blocks no tier had (each computed once)
+    (hits count lookups, not requests: with grouped prefill a block computed for the group is looked up again, and
+    found, by each request of it; a request's own split is `usage.blockattn.cached_blocks/computed_blocks`)
     blockattn_cache_tier_misses_total{tier}        lookups that passed through a tier without finding
     blockattn_cache_bytes{tier}, blockattn_cache_entries{tier}, blockattn_cache_evictions_total{tier}
     blockattn_cache_corrupt_total                  disk entries that failed verification (dropped, recomputed)
