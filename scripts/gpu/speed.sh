@@ -12,7 +12,7 @@
 # written to bench_serve_inproc.json, and both joined by `bench serve-compare` into bench_serve_compare.json.
 # serve_group: block mode at 8 and 64 clients without `--group-prefill` (bench_serve_nogroup.json), and without it
 # in one load-generator process (bench_serve_oneclient.json: the setting of the runs before either existed),
-# joined with serve's run by `bench serve-compare` into bench_serve_group_compare.json.
+# joined with serve's run by `bench serve-compare` into bench_serve_compare_grouping.json.
 #
 # Writes to $OUT: speed_log.txt (phases, exit codes, durations, the benchmark tables), gpu_tests.txt,
 # bench_decode.json + .png, bench_ttft.json + .png, bench_serve.json + .png, bench_serve_inproc.json + .png,
@@ -155,7 +155,7 @@ wants serve_group && phase "bench serve --no-group-prefill --client-processes 1"
     --out "$OUT/bench_serve_oneclient.json"
 wants serve && wants serve_group && phase "bench serve-compare (grouping)" "$(cap 30)" "$LOG" $PY -m blockattn \
     bench serve-compare "$OUT/bench_serve_oneclient.json" "$OUT/bench_serve_nogroup.json" "$OUT/bench_serve.json" \
-    --out "$OUT/bench_serve_group_compare.json"
+    --out "$OUT/bench_serve_compare_grouping.json"
 
 # torch.compile'd steps last and apart: each shape is a compilation (tens of seconds), its own JSON
 CMP_CAP=$(cap 130)
