@@ -105,8 +105,9 @@ fi
 if wants tests; then
     $PY -c "import blockattn.attention as a, pytest; print('blockattn.attention from', a.__file__, \
         list(a.__path__), 'pytest', pytest.__version__)" >> "$OUT/gpu_tests.txt" 2>&1
+    # GPU_TESTS_K: a pytest -k expression, for a short lease that re-checks only what changed
     phase "GPU tests" "$(cap 200)" "$OUT/gpu_tests.txt" $PY -m pytest -p no:cacheprovider -q -m gpu \
-        tests/engine/test_gpu.py --no-header -rfEs
+        tests/engine/test_gpu.py --no-header -rfEs ${GPU_TESTS_K:+-k "$GPU_TESTS_K"}
     if grep -q "ERROR collecting" "$OUT/gpu_tests.txt"; then
         phase "GPU tests (import-mode=prepend)" "$(cap 200)" "$OUT/gpu_tests.txt" $PY -m pytest \
             -p no:cacheprovider -o addopts="" --import-mode=prepend -q -m gpu tests/engine/test_gpu.py --no-header -rfEs
