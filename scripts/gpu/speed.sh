@@ -154,8 +154,13 @@ wants serve_group && phase "bench serve --no-group-prefill" "$(cap 130)" "$LOG" 
 wants serve_group && phase "bench serve --no-group-prefill --client-processes 1" "$(cap 130)" "$LOG" $PY -m \
     blockattn bench serve --device "$DEVICE" $GROUP_ARGS --no-group-prefill --client-processes 1 \
     --out "$OUT/bench_serve_oneclient.json"
-wants serve && wants serve_group && phase "bench serve-compare (grouping)" "$(cap 30)" "$LOG" $PY -m blockattn \
-    bench serve-compare "$OUT/bench_serve_oneclient.json" "$OUT/bench_serve_nogroup.json" "$OUT/bench_serve.json" \
+GROUP_RUNS=""  # in this order: the first is the baseline of the comparison
+for f in bench_serve_oneclient.json bench_serve_nogroup.json bench_serve.json; do
+    [ -f "$OUT/$f" ] && GROUP_RUNS="$GROUP_RUNS $OUT/$f"
+done
+# (whichever of the three finished: a short budget skips the last ones)
+wants serve && wants serve_group && [ "$(echo "$GROUP_RUNS" | wc -w)" -ge 2 ] && phase \
+    "bench serve-compare (grouping)" "$(cap 30)" "$LOG" $PY -m blockattn bench serve-compare $GROUP_RUNS \
     --out "$OUT/bench_serve_compare_grouping.json"
 
 # torch.compile'd steps last and apart: each shape is a compilation (tens of seconds), its own JSON
