@@ -481,6 +481,7 @@ def test_requests_prefilled_together_on_cuda_answer_what_each_answers_alone(tmp_
     together = BlockEngine(adapter.model.get_base_model(), "tiny", adapter)
     alone_adapter = load_block_adapter(tiny_model("llama").to("cuda").to(torch.bfloat16), tmp_path / "adapter")
     alone = BlockEngine(alone_adapter.model.get_base_model(), "tiny", alone_adapter)
+    assert together.packs_blocks  # so a server groups by default here
     for seed in range(3):  # seen, captured, replayed shapes
         a, b, c, q1, q2 = _blocks([31, 150, 9, 5, 7], seed=seed)
         requests = [([a, b], q1), ([c, b, a], q2)]

@@ -76,7 +76,9 @@ class ServeBenchConfig:
     # default (on with CUDA, off on the CPU; `blockattn bench serve` records it resolved)
     engine_process: bool | None = None
     admit_per_step: int = 4  # the servers' --admit-per-step
-    group_prefill: bool = True  # the servers' --group-prefill (a request group's missing blocks in one prefill)
+    # the servers' --group-prefill (the missing blocks of requests admitted together in one prefill); None: the
+    # servers' own default (on with CUDA, off on the CPU; `blockattn bench serve` records it resolved)
+    group_prefill: bool | None = None
     # load-generator processes per server phase (loadgen.ClientProcesses); 0: one per 16 clients, at most a
     # quarter of this machine's cores (so 1 on a 2-core machine)
     client_processes: int = 0
@@ -154,8 +156,9 @@ class ServerTarget:
 
         self.mode = mode
         args = ["--model", model, "--mode", mode, "--max-batch", str(cfg.max_batch), "--max-queue", "4096",
-                "--admit-per-step", str(cfg.admit_per_step),
-                "--group-prefill" if cfg.group_prefill else "--no-group-prefill"]
+                "--admit-per-step", str(cfg.admit_per_step)]
+        if cfg.group_prefill is not None:
+            args.append("--group-prefill" if cfg.group_prefill else "--no-group-prefill")
         if cfg.engine_process is not None:
             args.append("--engine-process" if cfg.engine_process else "--no-engine-process")
         if mode == "block":

@@ -56,6 +56,7 @@ from blockattn.engine.assemble import BlockPlacer
 from blockattn.engine.attention import cached_attention, sdpa_backends
 from blockattn.engine.batchgraph import BatchDecoder
 from blockattn.engine.blockprefill import PrefillGraphs, prefill_blocks
+from blockattn.engine.packedprefill import packing_applies
 from blockattn.engine.cudagraph import to_device
 from blockattn.engine.disk import DiskTier
 from blockattn.engine.decodegraph import DecodeGraphs
@@ -302,6 +303,12 @@ class BlockEngine:
             found[key] = future.result()
         return ([found[k] for k in block_keys], found[shared_key] if shared_key else None,
                 set(lookup.claimed) - {shared_key})
+
+    @property
+    def packs_blocks(self) -> bool:
+        """Whether missing blocks are prefilled as one packed sequence (CUDA, bf16/fp16: `packedprefill`), where
+        more blocks in one prefill cost no padding; elsewhere they are padded batches, each padded to its longest."""
+        return packing_applies(self.block_model.get_input_embeddings().weight)
 
     @torch.no_grad()
     def prefetch(self, requests: Sequence[tuple[Sequence[Sequence[int]], Sequence[int], str, int]]) -> list[int]:

@@ -150,10 +150,10 @@ async def next_text(events: asyncio.Queue) -> tuple[str | None, bool]:
 
 def create_app(service: Service, api_key: str | None = None, max_queue: int = 256, max_batch: int = 32,
                max_body_bytes: int = 16 << 20, engine: EngineProcess | None = None,
-               admit_per_step: int = 4, group_prefill: bool = True) -> FastAPI:
+               admit_per_step: int = 4, group_prefill: bool | None = None) -> FastAPI:
     """The FastAPI app. Model work runs on one worker thread (running generations decoded together, at most
     `max_batch` per forward, at most `admit_per_step` new ones started between two decode steps, their missing
-    blocks prefilled together unless `group_prefill` is off), started here and
+    blocks prefilled together as `worker.ModelWorker`'s `group_prefill` says), started here and
     stopped at shutdown: in this process (`local.LocalEngine`), or, given `engine`, in the engine process it stands
     for (`service` is then its `front_service()`)."""
     if engine is None:

@@ -66,11 +66,12 @@ class _Running:
 
 class ModelWorker:
     def __init__(self, max_queue: int = 256, max_batch: int = 32, admit_per_step: int = 4,
-                 flush: Callable[[], None] = lambda: None, group_prefill: bool = True):
+                 flush: Callable[[], None] = lambda: None, group_prefill: bool | None = None):
         """`flush`: called after each batch of starts and each decode step, and before any future is settled,
         so that a relay collecting the deltas of a step (`relay.DeltaRelay`) hands them on in order.
         `group_prefill`: the missing blocks of the requests taken together are computed as one batched prefill
-        before the first of them begins (`service.prefill_together`), instead of one prefill each."""
+        before the first of them begins (`service.prefill_together`), instead of one prefill each; None: where
+        the engine packs blocks (CUDA, bf16/fp16), False: never."""
         self.max_batch, self.admit_per_step, self.group_prefill = max_batch, admit_per_step, group_prefill
         self._flush = flush
         self.seconds = {"admit": 0.0, "decode": 0.0, "idle": 0.0}  # the model thread's wall time, by what it did
@@ -150,8 +151,9 @@ class ModelWorker:
         token at the end (one argmax for all) made the first of 4 admitted wait for the other three's host work,
         which is most of a cached block-mode prefill."""
         items = [item for item in items if item[1].set_running_or_notify_cancel()]
-        if self.group_prefill:
-            self._prefill_together([job[0] for job, _future, _queued in items if not callable(job)])
+        if self.group_prefill is not False:
+            self._prefill_together([job[0] for job, _future, _queued in items if not callable(job)],
+                                   always=bool(self.group_prefill))
         pending: _Running | None = None
         for job, future, queued_at in items:
             queued = time.perf_counter() - queued_at
@@ -180,11 +182,11 @@ class ModelWorker:
             self._first(pending)
 
     @staticmethod
-    def _prefill_together(generations: list[Generation]) -> None:
+    def _prefill_together(generations: list[Generation], always: bool) -> None:
         """Shared block prefill of the generations about to begin. Best effort: should it fail (out of memory,
         say), each request's own prefill computes its blocks as before, and fails on its own if it must."""
         try:
-            prefill_together(generations)
+            prefill_together(generations, always)
         except Exception:  # noqa: BLE001 - the requests go on without it
             log.warning("prefilling the admitted requests' blocks together failed; each prefills its own",
                         exc_info=True)
