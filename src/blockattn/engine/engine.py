@@ -316,8 +316,9 @@ class BlockEngine:
         prefill and stored, so that each request's own `prefill` then finds all its blocks cached.
 
         Why: a request's misses are a packed prefill of their own, bound by launching kernels, not by arithmetic
-        (SmolLM2 on the H100: ~3 ms of the ~9 ms each admitted request cost the server's model thread); the
-        misses of the requests a server admits together cost about one such prefill.
+        (a serving-shaped SmolLM2 profile on an H200: 3.7 of a request's 8.9 ms of prefill,
+        reports/profile_serve_prefill_h200.json), so the misses of requests admitted together should
+        cost little more than one request's (measured by `speed.sh --phases serve,serve_group`).
 
         `requests`: (blocks, query, mode, max_new_tokens) as `prefill` takes them. Returns, per request, how
         many of the blocks computed here it was the first to need (in order), so that its usage can count them

@@ -253,8 +253,8 @@ def prefill_together(generations: list[Generation], always: bool = False) -> Non
 
     Unless `always`, only where the engine packs blocks (`packs_blocks`: CUDA in bf16/fp16). Elsewhere a batch
     is padded to its longest block, and a group's batches hold more blocks of more lengths: real SmolLM2 on 2 CPU
-    cores took 6.5 s per 4 admitted requests grouped against 4.0 s one by one (medians of 15 groups each,
-    ~1k-token HotpotQA requests, /tmp script of 2026-12-07; the machine was not idle throughout)."""
+    cores took 6.5 s per 4 admitted requests grouped against 3.9 s one by one (medians of 15 groups each,
+    ~1k-token HotpotQA requests; `scripts/group_prefill_cpu.py`, reports/group_prefill_cpu.json)."""
     members = [g for g in generations if not g.cancel.is_set() and g.prompt.mode == "block" and g.prompt.blocks]
     if len(members) < 2 or not (always or members[0].service.engine.packs_blocks):
         return
