@@ -318,7 +318,7 @@ class BlockEngine:
         Why: a request's misses are a packed prefill of their own, bound by launching kernels, not by arithmetic
         (a serving-shaped SmolLM2 profile on an H200: 3.7 of a request's 8.9 ms of prefill,
         reports/profile_serve_prefill_h200.json), so the misses of requests admitted together should
-        cost little more than one request's (measured by `speed.sh --phases serve,serve_group`).
+        cost little more than one request's (not yet measured on a GPU: `speed.sh --phases serve,serve_group`).
 
         `requests`: (blocks, query, mode, max_new_tokens) as `prefill` takes them. Returns, per request, how
         many of the blocks computed here it was the first to need (in order), so that its usage can count them
