@@ -42,11 +42,11 @@ def _f(x, spec: str = "{:.3f}") -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else spec.format(x)
 
 
-def _pct(x, ref) -> float | None:
+def pct_of(x, ref) -> float | None:
     return None if x is None or not ref else 100.0 * x / ref
 
 
-def _get(d: dict | None, *keys):
+def get(d: dict | None, *keys):
     for k in keys:
         if not isinstance(d, dict):
             return None
@@ -74,16 +74,16 @@ def index(reports: dict[str, dict]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- T2 + T4
-def _row(rows: list[dict], method: str) -> dict | None:
+def row_of(rows: list[dict], method: str) -> dict | None:
     return next((r for r in rows if r.get("method") == method), None)
 
 
-def _facts_mean(row: dict | None, key: str = "facts") -> float | None:
-    vals = [v for v in ((_get(row, key) or {}).get(c) for c in FACT_COUNTS) if v is not None]
+def facts_mean(row: dict | None, key: str = "facts") -> float | None:
+    vals = [v for v in ((get(row, key) or {}).get(c) for c in FACT_COUNTS) if v is not None]
     return sum(vals) / len(vals) if vals else None
 
 
-def _se_diff(p: float, q: float, n: int) -> float:
+def se_diff(p: float, q: float, n: int) -> float:
     """Standard error of the difference of two accuracies on the same n questions (treated as independent:
     an upper bound for paired runs)."""
     return math.sqrt(max(p * (1 - p), 1e-9) / n + max(q * (1 - q), 1e-9) / n)
@@ -92,25 +92,25 @@ def _se_diff(p: float, q: float, n: int) -> float:
 def quality_verdicts(data: dict) -> list[str]:
     """The claims of T2, each judged from the numbers."""
     rows = data.get("rows") or []
-    full, zs = _row(rows, "full"), _row(rows, "zero-shot block")
-    dist, ft = _row(rows, "distilled"), _row(rows, "block-FT")
+    full, zs = row_of(rows, "full"), row_of(rows, "zero-shot block")
+    dist, ft = row_of(rows, "distilled"), row_of(rows, "block-FT")
     out = []
-    hq_full, hq_dist = _get(full, "hotpotqa", "contains"), _get(dist, "hotpotqa", "contains")
-    pct = _pct(hq_dist, hq_full)
+    hq_full, hq_dist = get(full, "hotpotqa", "contains"), get(dist, "hotpotqa", "contains")
+    pct = pct_of(hq_dist, hq_full)
     if pct is not None:
         out.append(f"Distilled ≥ {GOAL_PCT_OF_FULL:.0f} % of full on HotpotQA: "
                    f"{'holds' if pct >= GOAL_PCT_OF_FULL else 'does not hold'} ({pct:.1f} %).")
-    on_correct = _get(dist, "hotpotqa", "contains_on_full_correct")
+    on_correct = get(dist, "hotpotqa", "contains_on_full_correct")
     if on_correct is not None:
         out.append(f"On the questions full attention gets right, distilled block mode gets {on_correct:.3f} right.")
     for key, label in (("facts", "Planted facts"), ("multihop", "Two-hop chains")):
         for count in FACT_COUNTS:
-            p = _pct(_get(dist, key, count), _get(full, key, count))
+            p = pct_of(get(dist, key, count), get(full, key, count))
             if p is not None:
                 out.append(f"{label}, {count} documents: distilled {p:.1f} % of full — "
                            f"{'holds' if p >= GOAL_PCT_OF_FULL else 'does not hold'} the {GOAL_PCT_OF_FULL:.0f} % "
                            "goal.")
-    gap_zs, gap_d = _get(zs, "delta_ppl"), _get(dist, "delta_ppl")
+    gap_zs, gap_d = get(zs, "delta_ppl"), get(dist, "delta_ppl")
     if gap_zs is not None and gap_d is not None and gap_zs <= MIN_PPL_GAP:
         # a zero-shot gap of ~0 (or below: block mode already as good as full) leaves no gap to close
         out.append(f"ΔPPL: zero-shot block mode is already within {MIN_PPL_GAP} of full ({gap_zs:+.3f}): no gap to "
@@ -120,29 +120,29 @@ def quality_verdicts(data: dict) -> list[str]:
         out.append(f"ΔPPL: {closed:.1f} % of the zero-shot gap closed — "
                    f"{'holds' if closed >= GOAL_GAP_CLOSED else 'does not hold'} the {GOAL_GAP_CLOSED:.0f} % goal.")
     if dist and ft:
-        for label, a, b in (("HotpotQA", _get(dist, "hotpotqa", "contains"), _get(ft, "hotpotqa", "contains")),
-                            ("planted facts (mean of 4/8/16)", _facts_mean(dist), _facts_mean(ft))):
+        for label, a, b in (("HotpotQA", get(dist, "hotpotqa", "contains"), get(ft, "hotpotqa", "contains")),
+                            ("planted facts (mean of 4/8/16)", facts_mean(dist), facts_mean(ft))):
             if a is not None and b is not None:
                 winner = "distillation wins" if a > b else ("block-FT wins" if b > a else "a tie")
-                n_q = _get(dist, "hotpotqa", "n") if label == "HotpotQA" else None
-                if n_q and a != b and abs(a - b) < 2 * _se_diff(a, b, n_q):
-                    winner += f", within two standard errors ({2 * _se_diff(a, b, n_q):.3f}): not shown"
+                n_q = get(dist, "hotpotqa", "n") if label == "HotpotQA" else None
+                if n_q and a != b and abs(a - b) < 2 * se_diff(a, b, n_q):
+                    winner += f", within two standard errors ({2 * se_diff(a, b, n_q):.3f}): not shown"
                 out.append(f"Distillation vs block-FT at equal tokens, {label}: {a:.3f} vs {b:.3f} — {winner}.")
-        ka, kb = _get(dist, "kl"), _get(ft, "kl")
+        ka, kb = get(dist, "kl"), get(ft, "kl")
         if ka is not None and kb is not None:
             winner = "distillation is closer to full" if ka < kb else "block-FT is closer to full"
             out.append(f"Distillation vs block-FT at equal tokens, held-out KL to full attention: {ka:.4f} vs "
                        f"{kb:.4f} — {winner}.")
-    n = _get(dist, "hotpotqa", "n") or 0
+    n = get(dist, "hotpotqa", "n") or 0
     for method, component in ABLATIONS.items():
-        abl = _row(rows, method)
+        abl = row_of(rows, method)
         if abl is None:
             continue
         parts = []
-        a, b = _get(dist, "hotpotqa", "contains"), _get(abl, "hotpotqa", "contains")
+        a, b = get(dist, "hotpotqa", "contains"), get(abl, "hotpotqa", "contains")
         if a is not None and b is not None:
             cost = a - b
-            se = _se_diff(a, b, n) if n else None
+            se = se_diff(a, b, n) if n else None
             if se is not None and abs(cost) < 2 * se:
                 parts.append(f"HotpotQA {b:.3f} without it vs {a:.3f} with it, within two standard errors "
                              f"({2 * se:.3f}): not shown either way")
@@ -150,7 +150,7 @@ def quality_verdicts(data: dict) -> list[str]:
                 parts.append(f"HotpotQA {b:.3f} without it vs {a:.3f} with it: removing it does not cost")
             else:
                 parts.append(f"HotpotQA costs {cost:.3f} ({b:.3f} without it vs {a:.3f})")
-        ka, kb = _get(dist, "kl"), _get(abl, "kl")
+        ka, kb = get(dist, "kl"), get(abl, "kl")
         if ka is not None and kb is not None and ka > 0:
             change = 100.0 * (kb - ka) / ka
             parts.append(f"held-out KL {kb:.4f} without it vs {ka:.4f} with it ({change:+.0f} %: "
@@ -164,8 +164,8 @@ def quality_verdicts(data: dict) -> list[str]:
 def render_quality(name: str, data: dict) -> list[str]:
     model = data.get("model", name) + (f" ({data['report_tag']})" if data.get("report_tag") else "")
     rows = data.get("rows") or []
-    full = _row(rows, "full")
-    hq_full = _get(full, "hotpotqa", "contains")
+    full = row_of(rows, "full")
+    hq_full = get(full, "hotpotqa", "contains")
     out = [f"### T2 Block-attention quality — {model}", ""] + _provenance(name, data)
     out += ["| method | train tokens | GPU s | HotpotQA | EM | % of full | on full-correct | facts 4 | facts 8 | "
             "facts 16 | facts % of full | 2-hop 4 | 2-hop 8 | 2-hop 16 | 2-hop % of full | ΔPPL | KL |",
@@ -176,14 +176,14 @@ def render_quality(name: str, data: dict) -> list[str]:
         hops = r.get("multihop") or {}
         out.append(
             f"| {r.get('method', '?')} | {_f(r.get('train_tokens'), '{:,}')} | {_f(r.get('gpu_seconds'), '{:.0f}')} | "
-            f"{_f(hq.get('contains'))} | {_f(hq.get('em'))} | {_f(_pct(hq.get('contains'), hq_full), '{:.1f}')} | "
+            f"{_f(hq.get('contains'))} | {_f(hq.get('em'))} | {_f(pct_of(hq.get('contains'), hq_full), '{:.1f}')} | "
             f"{_f(hq.get('contains_on_full_correct'))} | "
             + " | ".join(_f(facts.get(c)) for c in FACT_COUNTS)
-            + f" | {_f(_pct(_facts_mean(r), _facts_mean(full)), '{:.1f}')} | "
+            + f" | {_f(pct_of(facts_mean(r), facts_mean(full)), '{:.1f}')} | "
             + " | ".join(_f(hops.get(c)) for c in FACT_COUNTS)
-            + f" | {_f(_pct(_facts_mean(r, 'multihop'), _facts_mean(full, 'multihop')), '{:.1f}')} | "
+            + f" | {_f(pct_of(facts_mean(r, 'multihop'), facts_mean(full, 'multihop')), '{:.1f}')} | "
               f"{_f(r.get('delta_ppl'))} | {_f(r.get('kl'), '{:.4f}')} |")
-    n = _get(full, "hotpotqa", "n")
+    n = get(full, "hotpotqa", "n")
     out += ["", f"HotpotQA: normalised gold answer contained in the output, {n or 'n/a'} questions; % of full = "
             "the method's score over full attention's; facts % of full over the mean of 4/8/16 documents; 2-hop: "
             "held-out two-hop chains (entity → person → city) with a distractor chain in every other pair of "
@@ -262,10 +262,10 @@ def render_segkl(name: str, data: dict) -> list[str]:
             "|---|---:|" + "---:|" * len(variants)]
     for m, per in methods.items():
         blocks = next(iter(per.values()), {}).get("blocks_mean")
-        out.append(f"| {m} | {_f(blocks, '{:.1f}')} | " + " | ".join(_f(_get(per, v, 'kl'), '{:.4f}')
+        out.append(f"| {m} | {_f(blocks, '{:.1f}')} | " + " | ".join(_f(get(per, v, 'kl'), '{:.4f}')
                                                                      for v in variants) + " |")
     for v in variants:
-        scored = {m: _get(per, v, "kl") for m, per in methods.items() if m != "gold" and _get(per, v, "kl") is not None}
+        scored = {m: get(per, v, "kl") for m, per in methods.items() if m != "gold" and get(per, v, "kl") is not None}
         if len(scored) > 1:
             best, worst = min(scored, key=scored.get), max(scored, key=scored.get)
             learned = scored.get("learned")
@@ -282,7 +282,7 @@ def render_segkl(name: str, data: dict) -> list[str]:
 # ---------------------------------------------------------------------------------------------- F1
 def render_sensitivity(name: str, data: dict) -> list[str]:
     examples = data.get("examples") or []
-    variants = list(_get(examples[0], "variants") or {}) if examples else []
+    variants = list(get(examples[0], "variants") or {}) if examples else []
     out = [f"### F1 Block sensitivity — {data.get('model', name)}", ""] + _provenance(name, data)
     out += ["Per-token KL(full ‖ block) over HotpotQA prompts (each paragraph a block) with the gold answer "
             "teacher-forced after the question: mean over the paragraphs' tokens (text) and over the predictions "
@@ -292,11 +292,11 @@ def render_sensitivity(name: str, data: dict) -> list[str]:
     for ex in examples:
         vs = ex.get("variants") or {}
         out.append(f"| {ex.get('question', '')[:70]} | {ex.get('answer', '')} | "
-                   + " | ".join(f"{_f(_get(vs, v, 'kl_text'))} | {_f(_get(vs, v, 'kl_answer'))}" for v in variants)
+                   + " | ".join(f"{_f(get(vs, v, 'kl_text'))} | {_f(get(vs, v, 'kl_answer'))}" for v in variants)
                    + " |")
     if len(variants) >= 2 and examples:
         a, b = variants[0], variants[-1]
-        mean = {v: [_get(ex, "variants", v, "kl_answer") for ex in examples] for v in (a, b)}
+        mean = {v: [get(ex, "variants", v, "kl_answer") for ex in examples] for v in (a, b)}
         if all(x is not None for x in mean[a] + mean[b]):
             ma, mb = sum(mean[a]) / len(mean[a]), sum(mean[b]) / len(mean[b])
             out += ["", f"Mean answer KL: {a} {ma:.3f}, {b} {mb:.3f} — "
