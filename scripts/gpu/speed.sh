@@ -5,14 +5,17 @@
 #   OUT=/some/dir scripts/gpu/speed.sh [--budget SECONDS] [--device cuda|cpu] [--smoke] [--phases LIST]
 #                                      [--serve-budget SECONDS]
 #
-# --phases: a comma-separated subset of tests,decode,probe,ttft,serve,serve_split,serve_group,compiled,profile
-# (default: all but serve_group),
+# --phases: a comma-separated subset of tests,decode,probe,ttft,serve,serve_split,serve_group,serve_ab,compiled,
+# profile (default: all but serve_group and serve_ab),
 # for a short lease that re-measures what changed. serve: `bench serve` as shipped (on CUDA the servers run the
 # model in a process of their own); serve_split: the same with `--no-engine-process` (block and full mode),
 # written to bench_serve_inproc.json, and both joined by `bench serve-compare` into bench_serve_compare.json.
 # serve_group: block mode at 8 and 64 clients without `--group-prefill` (bench_serve_nogroup.json), and without it
 # in one load-generator process (bench_serve_oneclient.json: the setting of the runs before either existed),
 # joined with serve's run by `bench serve-compare` into bench_serve_compare_grouping.json.
+# serve_ab: grouped block prefill off / on / on / off (block mode at 1, 8 and 64 clients, every run the same
+# phases), bench_serve_ab_{off1,on1,on2,off2}.json joined into bench_serve_compare_groupab.json: the two runs of a
+# setting give the run-to-run spread the difference between settings must beat.
 #
 # Writes to $OUT: speed_log.txt (phases, exit codes, durations, the benchmark tables), gpu_tests.txt,
 # bench_decode.json + .png, bench_ttft.json + .png, bench_serve.json + .png, bench_serve_inproc.json + .png,
@@ -41,8 +44,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 for p in ${PHASES//,/ }; do  # a misspelt phase would otherwise run nothing, silently
-    case "$p" in tests|decode|probe|ttft|serve|serve_split|serve_group|compiled|profile) ;;
-        *) echo "speed.sh: unknown phase $p (tests,decode,probe,ttft,serve,serve_split,serve_group,compiled,profile)" >&2
+    case "$p" in tests|decode|probe|ttft|serve|serve_split|serve_group|serve_ab|compiled|profile) ;;
+        *) echo "speed.sh: unknown phase $p (tests,decode,probe,ttft,serve,serve_split,serve_group,serve_ab,compiled,profile)" >&2
            exit 2 ;; esac
 done
 : "${OUT:?set OUT to the output directory}"
@@ -88,7 +91,7 @@ else
     MODELS_DEC=smollm2,llama8b; MODELS_TTFT=llama8b; DEC_ARGS=""; TTFT_ARGS=""
     SERVE_ARGS="--model smollm2-135m-instruct --clients 1,8,64"; SERVE_BUDGET=90
     [ -n "$SERVE_BUDGET_ARG" ] && SERVE_BUDGET=$SERVE_BUDGET_ARG
-    if ! wants decode && ! wants serve && ! wants compiled; then
+    if ! wants decode && ! wants serve && ! wants serve_group && ! wants serve_ab && ! wants compiled; then
         :  # no phase needs SmolLM2
     elif [ -f "$BLOCKATTN_SMOLLM2_GGUF" ] || [ -d "$BLOCKATTN_HOME" ]; then
         phase "prepare SmolLM2" "$(cap 60)" "$LOG" $PY -m blockattn models prepare
@@ -162,6 +165,19 @@ done
 wants serve && wants serve_group && [ "$(echo "$GROUP_RUNS" | wc -w)" -ge 2 ] && phase \
     "bench serve-compare (grouping)" "$(cap 30)" "$LOG" $PY -m blockattn bench serve-compare $GROUP_RUNS \
     --out "$OUT/bench_serve_compare_grouping.json"
+
+# grouped prefill A/B on one machine: off, on, on, off, each run alike (2026-12-07 on an H100 the serve_group runs
+# differed in their phases: the 8-client phase came first in one and after a 1-client phase in the other)
+AB_ARGS="$SERVE_ARGS --modes block --time-budget $(( SERVE_BUDGET / 3 ))"
+AB_RUNS=""
+for run in off1 on1 on2 off2; do
+    flag=--no-group-prefill; [[ $run == on* ]] && flag=--group-prefill
+    wants serve_ab && phase "bench serve $flag ($run)" "$(cap 100)" "$LOG" $PY -m blockattn bench serve \
+        --device "$DEVICE" $AB_ARGS $flag --out "$OUT/bench_serve_ab_$run.json"
+    [ -f "$OUT/bench_serve_ab_$run.json" ] && AB_RUNS="$AB_RUNS $OUT/bench_serve_ab_$run.json"
+done
+wants serve_ab && [ "$(echo "$AB_RUNS" | wc -w)" -ge 2 ] && phase "bench serve-compare (grouping A/B)" "$(cap 30)" \
+    "$LOG" $PY -m blockattn bench serve-compare $AB_RUNS --out "$OUT/bench_serve_compare_groupab.json"
 
 # torch.compile'd steps last and apart: each shape is a compilation (tens of seconds), its own JSON
 CMP_CAP=$(cap 130)
