@@ -20,6 +20,7 @@ FORBIDDEN = {
     "bench": {"distill", "eval", "experiments", "cli"},  # the CLI imports bench, never the other way
     "reports": {"cli"},
     "paper_tables": {"cli"},
+    "paper_claims": {"cli"},
     "cli": set(),  # the thin shell over everything
 }
 # stage -> the only stages (besides itself) that may import it

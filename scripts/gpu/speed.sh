@@ -10,9 +10,10 @@
 # for a short lease that re-measures what changed. serve: `bench serve` as shipped (on CUDA the servers run the
 # model in a process of their own); serve_split: the same with `--no-engine-process` (block and full mode),
 # written to bench_serve_inproc.json, and both joined by `bench serve-compare` into bench_serve_compare.json.
-# serve_group: block mode at 8 and 64 clients without `--group-prefill` (bench_serve_nogroup.json), and without it
-# in one load-generator process (bench_serve_oneclient.json: the setting of the runs before either existed),
-# joined with serve's run by `bench serve-compare` into bench_serve_compare_grouping.json.
+# serve_group: block mode at 8 and 64 clients with `--group-prefill` (bench_serve_grouped.json; off by default
+# since 2026-12-07), and in one load-generator process (bench_serve_oneclient.json: the setting of the runs
+# before client processes existed), joined with serve's run by `bench serve-compare` into
+# bench_serve_compare_grouping.json.
 # serve_ab: grouped block prefill off / on / on / off (block mode at 1, 8 and 64 clients, every run the same
 # phases), bench_serve_ab_{off1,on1,on2,off2}.json joined into bench_serve_compare_groupab.json: the two runs of a
 # setting give the run-to-run spread the difference between settings must beat.
@@ -156,13 +157,13 @@ wants serve && wants serve_split && phase "bench serve-compare" "$(cap 30)" "$LO
 # what grouping the admitted requests' block prefill and spreading the clients over processes each change: block
 # mode only (full mode has no blocks to group), at the client counts where requests are admitted together
 GROUP_ARGS="${SERVE_ARGS/--clients 1,8,64/--clients 8,64} --modes block --time-budget $(( SERVE_BUDGET / 2 ))"
-wants serve_group && phase "bench serve --no-group-prefill" "$(cap 130)" "$LOG" $PY -m blockattn bench serve \
-    --device "$DEVICE" $GROUP_ARGS --no-group-prefill --out "$OUT/bench_serve_nogroup.json"
-wants serve_group && phase "bench serve --no-group-prefill --client-processes 1" "$(cap 130)" "$LOG" $PY -m \
-    blockattn bench serve --device "$DEVICE" $GROUP_ARGS --no-group-prefill --client-processes 1 \
+wants serve_group && phase "bench serve --group-prefill" "$(cap 130)" "$LOG" $PY -m blockattn bench serve \
+    --device "$DEVICE" $GROUP_ARGS --group-prefill --out "$OUT/bench_serve_grouped.json"
+wants serve_group && phase "bench serve --client-processes 1" "$(cap 130)" "$LOG" $PY -m \
+    blockattn bench serve --device "$DEVICE" $GROUP_ARGS --client-processes 1 \
     --out "$OUT/bench_serve_oneclient.json"
 GROUP_RUNS=""  # in this order: the first is the baseline of the comparison
-for f in bench_serve_oneclient.json bench_serve_nogroup.json bench_serve.json; do
+for f in bench_serve_oneclient.json bench_serve.json bench_serve_grouped.json; do
     [ -f "$OUT/$f" ] && GROUP_RUNS="$GROUP_RUNS $OUT/$f"
 done
 # (whichever of the three finished: a short budget skips the last ones)
@@ -171,12 +172,14 @@ wants serve && wants serve_group && [ "$(echo "$GROUP_RUNS" | wc -w)" -ge 2 ] &&
     --out "$OUT/bench_serve_compare_grouping.json"
 
 # grouped prefill A/B on one machine: off, on, on, off, each run alike (2026-12-07 on an H100 the serve_group runs
-# differed in their phases: the 8-client phase came first in one and after a 1-client phase in the other)
+# differed in their phases: the 8-client phase came first in one and after a 1-client phase in the other). A run
+# takes ~100 s on an H100, start-up and warm-up included (2026-12-07: a cap of 100 s cut three of four short):
+# give this phase ~520 s.
 AB_ARGS="$SERVE_ARGS --modes block --time-budget $(( SERVE_BUDGET / 3 ))"
 AB_RUNS=""
 for run in off1 on1 on2 off2; do
     flag=--no-group-prefill; [[ $run == on* ]] && flag=--group-prefill
-    wants serve_ab && phase "bench serve $flag ($run)" "$(cap 100)" "$LOG" $PY -m blockattn bench serve \
+    wants serve_ab && phase "bench serve $flag ($run)" "$(cap 125)" "$LOG" $PY -m blockattn bench serve \
         --device "$DEVICE" $AB_ARGS $flag --out "$OUT/bench_serve_ab_$run.json"
     [ -f "$OUT/bench_serve_ab_$run.json" ] && AB_RUNS="$AB_RUNS $OUT/bench_serve_ab_$run.json"
 done

@@ -235,9 +235,8 @@ def serve(
         help="Both servers run the model in a process of its own (`serve --engine-process`). Default: as "
              "`serve` does (on with CUDA, off on the CPU)."),
     admit_per_step: int = typer.Option(4, help="The servers' --admit-per-step."),
-    group_prefill: Optional[bool] = typer.Option(
-        None, "--group-prefill/--no-group-prefill",
-        help="The servers' --group-prefill. Default: as `serve` does (on with CUDA, off on the CPU)."),
+    group_prefill: bool = typer.Option(
+        False, "--group-prefill/--no-group-prefill", help="The servers' --group-prefill (off, as `serve`)."),
     client_processes: int = typer.Option(0, help="Load-generator processes per server phase (0: one per 16 "
                                                  "clients, at most a quarter of the cores): one Python process "
                                                  "streaming 64 requests becomes the bottleneck itself."),
@@ -270,7 +269,7 @@ def serve(
                            hf_max_batch=hf_max_batch, corpus=str(corpus),
                            engine_process=device == "cuda" if engine_process is None else engine_process,
                            admit_per_step=admit_per_step,
-                           group_prefill=device == "cuda" if group_prefill is None else group_prefill,
+                           group_prefill=group_prefill,
                            client_processes=client_processes)
     result = run(cfg, "blockattn " + " ".join(sys.argv[1:]), out, log=lambda line: typer.echo(line, err=True))
     typer.echo(table(result))

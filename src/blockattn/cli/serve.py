@@ -42,11 +42,11 @@ def serve(
     admit_per_step: int = typer.Option(4, help="Most new requests started (prefilled) between two decode steps: "
                                                "more lowers the wait of a burst, fewer keeps running streams "
                                                "moving."),
-    group_prefill: Optional[bool] = typer.Option(
-        None, "--group-prefill/--no-group-prefill",
+    group_prefill: bool = typer.Option(
+        False, "--group-prefill/--no-group-prefill",
         help="Compute the context blocks missing from the requests started together as one batched prefill, not "
-             "one per request. Default: where missing blocks are packed without padding (CUDA, bf16/fp16); on "
-             "the CPU a bigger batch is padded more, and grouping measured slower."),
+             "one per request. Off by default: on an H100 at 64 clients it served fewer requests/s than one "
+             "prefill each, and on the CPU its padded batches are slower."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
     engine_process: Optional[bool] = typer.Option(
         None, "--engine-process/--no-engine-process",

@@ -318,7 +318,10 @@ class BlockEngine:
         Why: a request's misses are a packed prefill of their own, bound by launching kernels, not by arithmetic
         (a serving-shaped SmolLM2 profile on an H200: 3.7 of a request's 8.9 ms of prefill,
         reports/profile_serve_prefill_h200.json), so the misses of requests admitted together should
-        cost little more than one request's (not yet measured on a GPU: `speed.sh --phases serve,serve_group`).
+        cost little more than one request's. Measured, it did not pay: on an H100 at 64 clients (SmolLM2, ~8k-token
+        RAG requests, block mode, ~95 % hits) two grouped runs served 65.8 and 68.6 requests/s against 79.4
+        without grouping (reports/bench_serve_h100.json, bench_serve_ab_on2_h100.json,
+        bench_serve_nogroup_h100.json), so servers leave it off unless asked (`serve --group-prefill`).
 
         `requests`: (blocks, query, mode, max_new_tokens) as `prefill` takes them. Returns, per request, how
         many of the blocks computed here it was the first to need (in order), so that its usage can count them

@@ -251,7 +251,9 @@ def prefill_together(generations: list[Generation], always: bool = False) -> Non
     "group_blocks" (ms). Only block-mode generations with context blocks take part; fewer than two: nothing to
     share, nothing done.
 
-    Unless `always`, only where the engine packs blocks (`packs_blocks`: CUDA in bf16/fp16). Elsewhere a batch
+    Servers do this only with `serve --group-prefill`: on an H100 at 64 clients it served fewer requests/s than
+    one prefill each (`BlockEngine.prefetch` has the figures). Unless `always`, only where the engine packs
+    blocks (`packs_blocks`: CUDA in bf16/fp16). Elsewhere a batch
     is padded to its longest block, and a group's batches hold more blocks of more lengths: real SmolLM2 on 2 CPU
     cores took 6.5 s per 4 admitted requests grouped against 3.9 s one by one (medians of 15 groups each,
     ~1k-token HotpotQA requests; `scripts/group_prefill_cpu.py`, reports/group_prefill_cpu.json)."""

@@ -145,11 +145,11 @@ def test_the_relay_delivers_in_order_on_the_loop_and_not_before_a_flush():
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("group_prefill", [True, False, None])
+@pytest.mark.parametrize("group_prefill", [True, False, None, "default"])
 def test_requests_admitted_together_share_one_block_prefill(tiny_dir, monkeypatch, group_prefill):
     """The missing blocks of the requests taken in one admission are computed by one prefetch, before the first
-    of them begins; the answers and the usage counts are those of the requests run one by one. By default
-    (None) only where blocks are packed without padding, which the CPU does not do."""
+    of them begins; the answers and the usage counts are those of the requests run one by one. None: only where
+    blocks are packed without padding, which the CPU does not do; by default never (it did not pay on a GPU)."""
     from blockattn.engine.sampling import SamplingParams
     from blockattn.engine.service import Service
 
@@ -159,7 +159,7 @@ def test_requests_admitted_together_share_one_block_prefill(tiny_dir, monkeypatc
     service = Service.load(str(tiny_dir), adapter="none", device="cpu")  # a cold cache again
     groups, real = [], service.engine.prefetch
     monkeypatch.setattr(service.engine, "prefetch", lambda requests: groups.append(len(requests)) or real(requests))
-    worker = ModelWorker(admit_per_step=8, group_prefill=group_prefill)
+    worker = ModelWorker(admit_per_step=8, **({} if group_prefill == "default" else {"group_prefill": group_prefill}))
     gate = threading.Event()
     worker.submit(lambda queued: gate.wait(10))
     generations = [service.generate(p, SamplingParams(), 8) for p in prompts]
@@ -171,7 +171,7 @@ def test_requests_admitted_together_share_one_block_prefill(tiny_dir, monkeypatc
     worker.close()
     assert ["".join(o) for o in outputs] == alone
     # the three block-mode requests (the full-mode completion has no blocks to share)
-    assert groups == ([3] if group_prefill else [])  # None: the CPU engine does not pack blocks
+    assert groups == ([3] if group_prefill is True else [])  # None: the CPU engine does not pack blocks
     computed = [g.usage.computed_blocks for g in generations[:3]]
     assert computed == [2, 1, 1]  # prefix + first document; then each new document, counted once
     assert sum(g.usage.cached_blocks + g.usage.computed_blocks for g in generations[:3]) == 2 + 3 + 4

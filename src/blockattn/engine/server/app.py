@@ -150,7 +150,7 @@ async def next_text(events: asyncio.Queue) -> tuple[str | None, bool]:
 
 def create_app(service: Service, api_key: str | None = None, max_queue: int = 256, max_batch: int = 32,
                max_body_bytes: int = 16 << 20, engine: EngineProcess | None = None,
-               admit_per_step: int = 4, group_prefill: bool | None = None) -> FastAPI:
+               admit_per_step: int = 4, group_prefill: bool | None = False) -> FastAPI:
     """The FastAPI app. Model work runs on one worker thread (running generations decoded together, at most
     `max_batch` per forward, at most `admit_per_step` new ones started between two decode steps, their missing
     blocks prefilled together as `worker.ModelWorker`'s `group_prefill` says), started here and

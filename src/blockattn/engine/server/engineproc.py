@@ -99,7 +99,7 @@ class EngineProcess:
     """The front end's handle on the engine process: start it, submit generations, relay their text."""
 
     def __init__(self, load: dict, max_queue: int = 256, max_batch: int = 32, admit_per_step: int = 4,
-                 group_prefill: bool | None = None):
+                 group_prefill: bool | None = False):
         """`load`: keyword arguments of `Service.load` (run in the engine process). Raises UserError when the
         model cannot be loaded there (the engine process's own message)."""
         context = multiprocessing.get_context("spawn")  # never fork a process that may hold CUDA or threads
@@ -296,7 +296,7 @@ def _resolve(future: asyncio.Future, exception: BaseException | None, value=None
 
 # -------------------------------------------------------------------- the engine process
 def run_engine(conn, load: dict, max_queue: int, max_batch: int, admit_per_step: int = 4,
-               group_prefill: bool | None = None) -> None:
+               group_prefill: bool | None = False) -> None:
     """The engine process: load the service, then serve the front end's messages until told to close (or until
     the front end goes away)."""
     from prometheus_client import generate_latest

@@ -15,7 +15,7 @@ from blockattn.engine.service import Generation, Service
 
 class LocalEngine:
     def __init__(self, service: Service, max_queue: int = 256, max_batch: int = 32, admit_per_step: int = 4,
-                 group_prefill: bool | None = None):
+                 group_prefill: bool | None = False):
         self.service = service
         self.relay = DeltaRelay()
         self.worker = ModelWorker(max_queue, max_batch=max_batch, admit_per_step=admit_per_step,

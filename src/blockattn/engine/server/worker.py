@@ -66,12 +66,13 @@ class _Running:
 
 class ModelWorker:
     def __init__(self, max_queue: int = 256, max_batch: int = 32, admit_per_step: int = 4,
-                 flush: Callable[[], None] = lambda: None, group_prefill: bool | None = None):
+                 flush: Callable[[], None] = lambda: None, group_prefill: bool | None = False):
         """`flush`: called after each batch of starts and each decode step, and before any future is settled,
         so that a relay collecting the deltas of a step (`relay.DeltaRelay`) hands them on in order.
         `group_prefill`: the missing blocks of the requests taken together are computed as one batched prefill
         before the first of them begins (`service.prefill_together`), instead of one prefill each; None: where
-        the engine packs blocks (CUDA, bf16/fp16), False: never."""
+        the engine packs blocks (CUDA, bf16/fp16), False (the default: it did not pay on an H100, see
+        `prefill_together`): never."""
         self.max_batch, self.admit_per_step, self.group_prefill = max_batch, admit_per_step, group_prefill
         self._flush = flush
         self.seconds = {"admit": 0.0, "decode": 0.0, "idle": 0.0}  # the model thread's wall time, by what it did
