@@ -323,6 +323,7 @@ def render_segmentation(name: str, data: dict) -> list[str]:
                 if all(v["learned"][k] < v[m][k] for m in methods if m != "learned" for k in ("pk", "windowdiff"))]
         out += ["", f"Learned better than every baseline on both Pk and WindowDiff in {len(wins)} of {len(cats)} "
                 "categories."]
+        out += _markup_table(data)
     ratios = data.get("free_level_count_ratio")
     if ratios:
         out += ["", "Free `--level` decoding, block count / that level's gold count (median [quartiles], "
@@ -334,6 +335,22 @@ def render_segmentation(name: str, data: dict) -> list[str]:
                     "against this data's gold (median): " + "; ".join(
                         f"{lv} {asked[lv]:.0f} vs {r['gold_block_tokens']:.0f}" for lv, r in ratios.items()) + "."]
     return out + _image(name, "segmentation") + [""]
+
+
+def _markup_table(data: dict) -> list[str]:
+    """WindowDiff with and without the text's own headings shown (`by_markup`), learned against the best
+    baseline of each subset."""
+    subsets = data.get("by_markup") or {}
+    baselines = [m for m in data["methods"] if m != "learned"]
+    if not subsets or not baselines:
+        return []
+    out = ["", "WindowDiff by whether the text shows its headings (mean over documents):", "",
+           "| documents | n | learned | best baseline | learned / best |", "|---|---:|---:|---:|---:|"]
+    for label, scores in subsets.items():
+        best = min(baselines, key=lambda m: scores[m]["windowdiff"])
+        learned, base = scores["learned"]["windowdiff"], scores[best]["windowdiff"]
+        out.append(f"| {label} | {scores['n_docs']} | {learned:.3f} | {best} {base:.3f} | {learned / base:.2f}× |")
+    return out
 
 
 def render_distill_cpu(name: str, data: dict) -> list[str]:

@@ -27,6 +27,27 @@ class TestEvaluate:
         assert all(r["gold_block_tokens"] > 0 for r in saved["free_level_count_ratio"].values())
         assert "learned_beats_all_baselines" in report
         assert "windowdiff" in capsys.readouterr().out
+        # the fixture's "notes" show their markup, its "prose" does not: scored apart
+        assert {d["category"]: d["markup"] for d in saved["per_doc"]} == {"notes": True, "prose": False}
+        subsets = saved["by_markup"]
+        assert set(subsets) == {"with markup", "without markup"}
+        assert sum(v["n_docs"] for v in subsets.values()) == 6
+        assert subsets["with markup"]["fixed"]["windowdiff"] == pytest.approx(
+            saved["per_category"]["notes"]["fixed"]["windowdiff"])  # the notes are exactly the marked-up texts
+        from blockattn.reports import render_segmentation
+
+        page = "\n".join(render_segmentation("segmentation_x.json", saved))
+        assert "| with markup | " in page and "| without markup | " in page
+
+    def test_no_markup_column_means_no_markup_table(self):
+        from blockattn.reports import render_segmentation
+        from blockattn.segment.evaluate import by_markup
+
+        scores = {"learned": {"pk": 0.1, "windowdiff": 0.2, "f1": 0.5, "f1_tol1": 0.6}}
+        assert by_markup([{"scores": scores}], ["learned"]) == {}
+        data = {"methods": ["learned", "fixed"], "split": "test", "data": "/d/x", "n_docs": 1,
+                "overall": {m: scores["learned"] for m in ("learned", "fixed")}, "per_category": {}}
+        assert "shows its headings" not in "\n".join(render_segmentation("segmentation_x.json", data))
 
     def test_free_level_counts_are_compared_with_every_levels_gold(self):
         from blockattn.segment.evaluate import level_count_ratios

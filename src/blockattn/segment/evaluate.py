@@ -46,9 +46,15 @@ def distinct_levels(boundaries: dict) -> dict[str, list[int]]:
 
 def load_rows(data: Path, split: str, per_category: int | None, seed: int) -> list[dict]:
     """The split's rows; with `per_category`, a seeded sample of at most that many per category."""
-    from blockattn.data import iter_split
+    import pyarrow.parquet as pq
 
-    rows = list(iter_split(data, split, columns=["id", "category", "text", "boundaries"]))
+    from blockattn.data import iter_split
+    from blockattn.data.parquet import split_files
+
+    columns = ["id", "category", "text", "boundaries"]
+    if all("markup" in pq.read_schema(f).names for f in split_files(data, split)):
+        columns.append("markup")  # whether the text shows its source's headings: scored apart (by_markup)
+    rows = list(iter_split(data, split, columns=columns))
     if per_category is None:
         return rows
     rng = np.random.default_rng(seed)
@@ -112,7 +118,8 @@ def evaluate_rows(rows: list[dict], methods: list[str], progress=None, reuse: di
             # Free --level decoding against every level's gold count (issue 14), identical levels included.
             free = {"level_counts": dict(zip(LEVELS, counts)),
                     "gold_counts": {lv: len(g) + 1 for lv, g in gold_levels(row["boundaries"]).items()}}
-        per_doc.append({"id": row["id"], "category": row["category"], "tokens": doc.total_tokens,
+        markup = {"markup": bool(row["markup"])} if row.get("markup") is not None else {}
+        per_doc.append({"id": row["id"], "category": row["category"], "tokens": doc.total_tokens, **markup,
                         "levels": {lv: len(g) + 1 for lv, g in levels.items()}, "scores": scores, **free})
         if progress:
             progress()
@@ -160,6 +167,9 @@ def summarise(raw: dict, methods: list[str]) -> dict:
             "categories_both": len(set(wins["pk"]) & set(wins["windowdiff"])),
             "n_categories": len(per_category),
         }
+    markup = by_markup(raw["per_doc"], methods)
+    if markup:
+        summary["by_markup"] = markup
     ratios = level_count_ratios(raw["per_doc"])
     if ratios:
         summary["free_level_count_ratio"] = ratios
@@ -167,6 +177,19 @@ def summarise(raw: dict, methods: list[str]) -> dict:
         summary["levels_rise_on_every_document"] = all(raw["monotonic"])
         summary["levels_rise_fraction"] = float(np.mean(raw["monotonic"]))
     return summary
+
+
+def by_markup(per_doc: list[dict], methods: list[str]) -> dict[str, dict]:
+    """Mean scores of the documents whose text shows its headings/separators and of those that do not (plain
+    means over documents, not category-balanced): a segmenter that leans on headings shows it here. Empty when
+    the data does not say (no `markup` column)."""
+    out = {}
+    for label, flag in (("with markup", True), ("without markup", False)):
+        docs = [d for d in per_doc if d.get("markup") is flag]
+        if docs:
+            out[label] = {m: {k: float(np.mean([d["scores"][m][k] for d in docs])) for k in METRICS}
+                          for m in methods} | {"n_docs": len(docs)}
+    return out
 
 
 def level_count_ratios(per_doc: list[dict]) -> dict[str, dict[str, float]]:
