@@ -84,6 +84,13 @@ class TestBadInput:
         assert code == 2 and err.startswith("error:") and "--dim" in err
         assert not (tmp_path / "w").exists()
 
+    @pytest.mark.parametrize("windows", ["4,x", "0,8", "-2"])
+    def test_bad_lexical_windows_exit_2_before_training(self, monkeypatch, capsys, tmp_path, windows):
+        code, err = self._main(monkeypatch, capsys, "train", "--data", tmp_path, "--work", tmp_path / "w",
+                               "--lexical-windows", windows)
+        assert code == 2 and err.startswith("error:") and "--lexical-windows" in err
+        assert not (tmp_path / "w").exists()
+
     def test_empty_stdin_in_a_real_process(self):
         result = subprocess.run([sys.executable, "-m", "blockattn", "segment", "-", "--method", "fixed"],
                                 input=b"", capture_output=True, timeout=60)

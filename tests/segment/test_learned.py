@@ -6,7 +6,7 @@ import torch
 
 from blockattn.segment.document import Document
 from blockattn.segment.learned.config import DecodeConfig, TaggerConfig
-from blockattn.segment.learned.features import N_SCALARS, unit_count, unit_features
+from blockattn.segment.learned.features import N_SCALARS, feature_count, unit_count, unit_features
 from blockattn.segment.learned.segmenter import LearnedSegmenter, load_weights, save_weights
 from blockattn.segment.learned.tagger import Tagger
 from blockattn.segment.learned.torch_tagger import BoundaryTagger
@@ -43,6 +43,39 @@ class TestFeatures:
         doc = Document(sample_text * 3)
         whole = unit_features(doc, random_embeddings)
         np.testing.assert_allclose(unit_features(doc, random_embeddings, 40, 75), whole[40:75], atol=1e-5)
+
+
+class TestLexicalFeatures:
+    WINDOWS = (2, 4, 40)  # 40: wider than the embedding windows, so it sets the margin
+
+    def test_shape_and_slices_are_exact(self, sample_text, random_embeddings):
+        doc = Document(sample_text * 3)
+        whole = unit_features(doc, random_embeddings, lexical_windows=self.WINDOWS)
+        assert whole.shape == (unit_count(doc), feature_count(random_embeddings.dim, self.WINDOWS))
+        np.testing.assert_allclose(whole[:, :-3], unit_features(doc, random_embeddings), atol=1e-6)
+        np.testing.assert_allclose(unit_features(doc, random_embeddings, 40, 75, self.WINDOWS), whole[40:75],
+                                   atol=1e-5)
+
+    def test_a_change_of_vocabulary_scores_low(self, random_embeddings):
+        text = "\n\n".join(["apples pears apples plums pears."] * 6 + ["engines gears pistons valves gears."] * 6)
+        doc = Document(text)
+        lexical = unit_features(doc, random_embeddings, lexical_windows=(4,))[:, -1]
+        # unit u starts at candidate u − 1, the blank line before "engines"
+        switch = int(np.searchsorted(doc.candidates.offsets, text.index("engines")))
+        assert 1 + int(np.argmin(lexical[1:])) == switch  # the lowest cohesion is at the switch ...
+        assert lexical[switch] < 0.5 * np.median(lexical[1:])  # ... by far (only "." is shared)
+
+    def test_the_tagger_config_carries_them_through_a_weights_file(self, tmp_path, random_embeddings):
+        torch.manual_seed(0)
+        config = TaggerConfig(in_dim=feature_count(16, (4, 8)), dim=32, layers=1, heads=4, ffn=32, window=32,
+                              margin=8, lexical_windows=[4, 8])
+        weights = {k: v.numpy() for k, v in BoundaryTagger(config).state_dict().items()}
+        save_weights(tmp_path / "w.safetensors", random_embeddings, weights, config, DecodeConfig())
+        _emb, tagger, _decoding = load_weights(tmp_path / "w.safetensors")
+        assert tagger.config.lexical_windows == (4, 8)
+        doc = Document("A first line.\n\nA second one.\n\nAnd a third.")
+        segmenter = LearnedSegmenter(random_embeddings, tagger, DecodeConfig())
+        assert segmenter.logits(doc).shape == (unit_count(doc) - 1, 3)
 
 
 class TestModes:

@@ -156,6 +156,8 @@ def train(
     dim: int = typer.Option(128, help="The tagger's hidden width (a multiple of its 4 heads)."),
     layers: int = typer.Option(4, help="The tagger's transformer layers."),
     ffn: int = typer.Option(512, help="The tagger's feed-forward width."),
+    lexical_windows: str = typer.Option("", help="Also give the tagger lexical cohesion features over these "
+                                                 "windows of units, e.g. 4,8,16,32 (hashed bags of words)."),
 ) -> None:
     """Train the learned segmenter on the train split, select on validation, export numpy weights."""
     from blockattn.errors import UserError
@@ -167,10 +169,17 @@ def train(
                + (f" --heading-share {heading_share}" if heading_share else "")
                + (f" --cross-category {cross_category}" if cross_category else "")
                + (f" --embeddings-from {embeddings_from}" if embeddings_from else "")
-               + ("" if (dim, layers, ffn) == (128, 4, 512) else f" --dim {dim} --layers {layers} --ffn {ffn}"))
+               + ("" if (dim, layers, ffn) == (128, 4, 512) else f" --dim {dim} --layers {layers} --ffn {ffn}")
+               + (f" --lexical-windows {lexical_windows}" if lexical_windows else ""))
     if min(dim, layers, ffn) < 1 or dim % 4:
         raise UserError("--dim must be a positive multiple of 4 (the tagger's heads); --layers and --ffn >= 1")
+    try:
+        windows = tuple(int(w) for w in lexical_windows.split(",") if w.strip())
+    except ValueError:
+        raise UserError(f"--lexical-windows: {lexical_windows!r} is not a comma-separated list of integers") from None
+    if any(w < 1 for w in windows):
+        raise UserError("--lexical-windows: every window must be at least 1 unit")
     run_training(data, out=out, steps=steps, batch_size=batch_size, eval_every=eval_every,
                  train_per_category=train_per_category, seed=seed, work=work, device=device, command=command,
                  heading_share=heading_share, cross_category=cross_category, embeddings_from=embeddings_from,
-                 dim=dim, layers=layers, ffn=ffn)
+                 dim=dim, layers=layers, ffn=ffn, lexical_windows=windows)

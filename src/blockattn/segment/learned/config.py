@@ -20,11 +20,15 @@ class TaggerConfig:
     window: int = 256  # units per attention window; training crops have this length
     margin: int = 32  # at inference, predictions keep at least this many units of context per side
     levels: tuple[str, ...] = LEVELS  # one output logit per level
+    # Windows (units) of the lexical cohesion features (features.py: hashed bag-of-words cosine across a
+    # candidate); () = none, as in every weights file before 2026-12-07.
+    lexical_windows: tuple[int, ...] = ()
 
     def __post_init__(self):
         if self.dim % self.heads:
             raise ValueError(f"dim {self.dim} is not divisible by heads {self.heads}")
         self.levels = tuple(self.levels)
+        self.lexical_windows = tuple(int(w) for w in self.lexical_windows)
         self.head_dim = self.dim // self.heads  # derived: width of one head
 
 

@@ -8,6 +8,11 @@ starts there, i.e. whether candidate u−1 is a boundary. Each unit is described
     scalars (N_SCALARS): the separator before it (candidate kind, newlines, indentation), its size,
         character classes, how its first and last visible characters look, and how similar the text
         just before and just after its start is (cosine of summed embeddings over 1..32 units each side)
+    lexical (optional, one per window of `lexical_windows`): the same cosine over hashed bags of words, each
+        token weighted by its embedding's norm (its rarity weight): the repetition of exact terms that
+        TextTiling measures, which the static embeddings blur. On the unmarked texts of the two unseen sets,
+        as a boundary score alone, it ranked gold boundaries a little better than the embedding cosine
+        (average precision 0.136 against 0.116 over 16 units, 69 documents; analysis of 2026-12-07)
 
 Features of units [lo, hi) depend only on the text within SIM_WINDOWS[-1] units around them, so long
 documents are featurised in chunks with bounded memory.
@@ -21,6 +26,7 @@ from blockattn.segment.document import Document
 from blockattn.segment.learned.embeddings import StaticEmbeddings
 
 SIM_WINDOWS = (1, 2, 4, 8, 16, 32)
+LEXICAL_BUCKETS = 512  # hashed vocabulary of the lexical cohesion features
 _N_KINDS = 5  # no separator (first unit), sentence, line, paragraph, word
 _FIRST_CLASSES = 6  # upper, lower, digit, markup, opening bracket/quote, other
 _LAST_CLASSES = 6  # terminator, colon, comma/semicolon, closing bracket/quote, alphanumeric, other
@@ -69,11 +75,16 @@ def unit_count(doc: Document) -> int:
     return len(doc.candidates) + 1
 
 
-def unit_features(doc: Document, emb: StaticEmbeddings, lo: int = 0, hi: int | None = None) -> np.ndarray:
-    """(hi − lo, 3·D + N_SCALARS) float32 features of units [lo, hi) (default: all units)."""
+def feature_count(embedding_dim: int, lexical_windows: tuple[int, ...] = ()) -> int:
+    return 3 * embedding_dim + N_SCALARS + len(lexical_windows)
+
+
+def unit_features(doc: Document, emb: StaticEmbeddings, lo: int = 0, hi: int | None = None,
+                  lexical_windows: tuple[int, ...] = ()) -> np.ndarray:
+    """(hi − lo, feature_count(D, lexical_windows)) float32 features of units [lo, hi) (default: all units)."""
     n_units = unit_count(doc)
     hi = n_units if hi is None else hi
-    margin = SIM_WINDOWS[-1]
+    margin = max((SIM_WINDOWS[-1], *lexical_windows))
     a, b = max(0, lo - margin), min(n_units, hi + margin)  # units whose embeddings the similarities need
     bounds = np.concatenate([[0], doc.candidates.offsets, [len(doc.text)]])[a:b + 1]  # (b−a+1,) chars
     kinds = np.concatenate([[-1], doc.candidates.kinds])[a:b].astype(np.int64) + 1  # separator before unit
@@ -84,7 +95,21 @@ def unit_features(doc: Document, emb: StaticEmbeddings, lo: int = 0, hi: int | N
     sims = _similarities(sums)  # (b−a, len(SIM_WINDOWS))
     scalars = _scalars(doc.text[bounds[0]:bounds[-1]], bounds - bounds[0], kinds, np.diff(tok))
     keep = slice(lo - a, hi - a)
-    return np.concatenate([content[keep], scalars[keep], sims[keep]], axis=1)
+    parts = [content[keep], scalars[keep], sims[keep]]
+    if lexical_windows:
+        parts.append(_lexical(ids, tok, emb, lexical_windows)[keep])
+    return np.concatenate(parts, axis=1)
+
+
+def _lexical(ids: np.ndarray, tok: np.ndarray, emb: StaticEmbeddings, windows: tuple[int, ...]) -> np.ndarray:
+    """(U, len(windows)) cosine of the hashed, rarity-weighted bags of words of the w units before unit u and
+    the w units from u on (0 at u=0)."""
+    n_units = len(tok) - 1
+    weight = np.linalg.norm(emb.lookup(ids), axis=1) if len(ids) else np.zeros(0)  # 0 for blank tokens
+    unit = np.repeat(np.arange(n_units), np.diff(tok))
+    bucket = (ids.astype(np.int64) * 2654435761) % LEXICAL_BUCKETS  # Knuth's multiplicative hash
+    bags = np.bincount(unit * LEXICAL_BUCKETS + bucket, weights=weight, minlength=n_units * LEXICAL_BUCKETS)
+    return _similarities(bags.reshape(n_units, LEXICAL_BUCKETS).astype(np.float32), windows)
 
 
 def _content(ids: np.ndarray, tok: np.ndarray, emb: StaticEmbeddings) -> tuple[np.ndarray, np.ndarray]:
@@ -108,13 +133,13 @@ def _content(ids: np.ndarray, tok: np.ndarray, emb: StaticEmbeddings) -> tuple[n
     return content, sums
 
 
-def _similarities(sums: np.ndarray) -> np.ndarray:
-    """(U, len(SIM_WINDOWS)) cosine between the w units before unit u and the w units from u on (0 at u=0)."""
+def _similarities(sums: np.ndarray, windows: tuple[int, ...] = SIM_WINDOWS) -> np.ndarray:
+    """(U, len(windows)) cosine between the w units before unit u and the w units from u on (0 at u=0)."""
     n = len(sums)
     cum = np.concatenate([np.zeros((1, sums.shape[1]), np.float32), np.cumsum(sums, axis=0)])  # (U+1, D)
     u = np.arange(n)
-    out = np.zeros((n, len(SIM_WINDOWS)), dtype=np.float32)
-    for j, w in enumerate(SIM_WINDOWS):
+    out = np.zeros((n, len(windows)), dtype=np.float32)
+    for j, w in enumerate(windows):
         left = cum[u] - cum[np.maximum(u - w, 0)]
         right = cum[np.minimum(u + w, n)] - cum[u]
         out[:, j] = np.sum(_unit_vectors(left) * _unit_vectors(right), axis=1)

@@ -75,11 +75,11 @@ class LearnedSegmenter(Segmenter):
             emb, tagger, _ = self.parts
             n_units = unit_count(doc)
             out = np.zeros((n_units, len(tagger.config.levels)), dtype=np.float32)
-            context = tagger.config.window
+            context, lexical = tagger.config.window, tagger.config.lexical_windows
             for lo in range(0, n_units, _CHUNK_UNITS):
                 hi = min(lo + _CHUNK_UNITS, n_units)
                 a, b = max(0, lo - context), min(n_units, hi + context)
-                out[lo:hi] = tagger.logits(unit_features(doc, emb, a, b))[lo - a:hi - a]
+                out[lo:hi] = tagger.logits(unit_features(doc, emb, a, b, lexical))[lo - a:hi - a]
             doc.memo["learned"] = out[1:]  # unit u ≥ 1 starts right after candidate u − 1
         return doc.memo["learned"]
 

@@ -28,7 +28,7 @@ from blockattn.segment.learned.augment import cross_category_concat, heading_var
 from blockattn.segment.learned import config as cfg
 from blockattn.segment.learned.calibrate import calibration_rows, level_mean_tokens
 from blockattn.segment.learned.embeddings import StaticEmbeddings, distill
-from blockattn.segment.learned.features import N_SCALARS, unit_features
+from blockattn.segment.learned.features import feature_count, unit_features
 from blockattn.segment.learned.segmenter import LearnedSegmenter, save_weights
 from blockattn.segment.learned.tagger import Tagger
 from blockattn.segment.request import LEVELS, Request
@@ -88,9 +88,12 @@ def embeddings(work: Path, train_rows: list[dict], log, reuse: Path | None = Non
     return emb
 
 
-def featurize(work: Path, split: str, rows: list[dict], emb: StaticEmbeddings, log) -> dict[str, np.ndarray]:
-    """Concatenated unit features (fp16), labels and per-document offsets of a split, cached."""
-    path = work / f"features-{split}.npz"
+def featurize(work: Path, split: str, rows: list[dict], emb: StaticEmbeddings, log,
+              lexical_windows: tuple[int, ...] = ()) -> dict[str, np.ndarray]:
+    """Concatenated unit features (fp16), labels and per-document offsets of a split, cached (one cache per
+    feature set)."""
+    path = work / (f"features-{split}.npz" if not lexical_windows
+                   else f"features-{split}-lexical{'_'.join(map(str, lexical_windows))}.npz")
     if path.is_file():
         with np.load(path) as f:
             return dict(f)
@@ -99,7 +102,7 @@ def featurize(work: Path, split: str, rows: list[dict], emb: StaticEmbeddings, l
     feats, labels, offsets = [], [], [0]
     for row in track(rows, description=f"featurising {split}"):
         doc = Document(row["text"])
-        feats.append(unit_features(doc, emb).astype(np.float16))
+        feats.append(unit_features(doc, emb, lexical_windows=lexical_windows).astype(np.float16))
         labels.append(labels_for(doc, row["boundaries"]))
         offsets.append(offsets[-1] + len(feats[-1]))
     cats = sorted({r["category"] for r in rows})
@@ -216,14 +219,15 @@ def train(data: Path, out: Path | None = None, steps: int = 3000, seed: int = 0,
           device: str = "cpu", batch_size: int = 32, lr: float = 1e-3, eval_every: int = 500,
           val_per_category: int = 8, train_per_category: int | None = None, command: str = "",
           heading_share: float = 0.0, cross_category: int = 0, embeddings_from: Path | None = None,
-          dim: int = 128, layers: int = 4, ffn: int = 512) -> Path:
+          dim: int = 128, layers: int = 4, ffn: int = 512, lexical_windows: tuple[int, ...] = ()) -> Path:
     """Train, select on validation, tune decoding, export; returns the weights path. WORK/train_report.json
     records `command` and this call's wall seconds (a resumed run counts only its own).
 
     heading_share, cross_category: the augmentations of augment.py (that share of the headingless prose
     rows again with synthetic headings; that many cross-category concatenations), added to the train
     rows; validation stays plain SemanticSeg. dim, layers, ffn: the tagger's size (`config.TaggerConfig`; it
-    travels in the weights file, so inference needs nothing else)."""
+    travels in the weights file, so inference needs nothing else). lexical_windows: the lexical cohesion
+    features' windows (features.py; () = none)."""
     import torch
     from rich.console import Console
 
@@ -245,12 +249,13 @@ def train(data: Path, out: Path | None = None, steps: int = 3000, seed: int = 0,
     train_rows += augmented
     val_rows = _rows(data, "validation")
     emb = embeddings(work, train_rows, log, embeddings_from)
-    train_data = featurize(work, "train", train_rows, emb, log)
+    train_data = featurize(work, "train", train_rows, emb, log, lexical_windows)
     level_tokens, level_sigma = level_stats(train_rows)
     del train_rows
     val_docs = _validation_sample(val_rows, val_per_category, seed)
 
-    tagger_config = cfg.TaggerConfig(in_dim=3 * EMBED_DIM + N_SCALARS, dim=dim, layers=layers, ffn=ffn)
+    tagger_config = cfg.TaggerConfig(in_dim=feature_count(EMBED_DIM, lexical_windows), dim=dim, layers=layers,
+                                     ffn=ffn, lexical_windows=lexical_windows)
     decoding = cfg.DecodeConfig(level_tokens={**cfg.DecodeConfig().level_tokens, **level_tokens},
                                 level_sigma={**cfg.DecodeConfig().level_sigma, **level_sigma},
                                 level_mean_tokens={**cfg.DecodeConfig().level_mean_tokens,
