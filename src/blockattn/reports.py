@@ -401,8 +401,9 @@ def render_segmentation_train(name: str, data: dict) -> list[str]:
             f"({data['tagger_parameters']:,} in the tagger). Machine: {data['machine']}."]
     for run in data.get("not_shipped", []):  # candidates measured against the shipped weights and kept out
         out += ["", f"Not shipped: {run['what']}. `{run['command']}` (data built at {run['data_built_at']}; "
-                f"{run['train_documents']} training documents, {run['wall_s'] / 60:.0f} min, peak "
-                f"{run['peak_rss_mb'] / 1024:.1f} GB, {run['machine']}).", "",
+                f"{run['train_documents']} training documents, {run['wall_s'] / 60:.0f} min, "
+                + (f"peak {run['peak_rss_mb'] / 1024:.1f} GB" if run.get("peak_rss_mb") else "peak memory not measured")
+                + f", {run['machine']}).", "",
                 "| WindowDiff at the gold count on | shipped | candidate | command |", "|---|---:|---:|---|"]
         out += [f"| {c['on']} | {c['shipped']:.4f} | {c['candidate']:.4f} | `{c['command']}` |"
                 for c in run["comparisons"]]

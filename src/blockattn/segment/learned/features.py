@@ -12,7 +12,8 @@ starts there, i.e. whether candidate u−1 is a boundary. Each unit is described
         token weighted by its embedding's norm (its rarity weight): the repetition of exact terms that
         TextTiling measures, which the static embeddings blur. On the unmarked texts of the two unseen sets,
         as a boundary score alone, it ranked gold boundaries a little better than the embedding cosine
-        (average precision 0.136 against 0.116 over 16 units, 69 documents; analysis of 2026-12-07)
+        (average precision 0.136 against 0.116 over 16 units, 69 documents; analysis of 2026-12-07). A tagger
+        trained with them was no better on either unseen set (reports/segmentation_train.json, not shipped)
 
 Features of units [lo, hi) depend only on the text within SIM_WINDOWS[-1] units around them, so long
 documents are featurised in chunks with bounded memory.
