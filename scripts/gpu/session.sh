@@ -25,7 +25,7 @@
 # call of a lease alone and batch the rest only once it got a machine: when none can be started, every call
 # after it is refused at 15 s of device time each (2026-12-03: 28 batched calls cost 7 minutes). QUALITY_PLAN=main runs only the 0.5B
 # continuation (a short lease), QUALITY_PLAN=none no quality run at all, QUALITY_PLAN=ablations only the ablation runs, QUALITY_PLAN=capacity the LoRA-rank
-# runs (below), QUALITY_PLAN=smolcap their SmolLM2 version, QUALITY_PLAN=lr the learning-rate runs; SPEED_BUDGET=5 skips the speed phase, SPEED_PHASES=tests,probe,ttft runs only those. scripts/gpu/prepare.sh builds everything this carries (.devcache/, .gpu/) on a fresh machine.
+# runs (below), QUALITY_PLAN=smolcap their SmolLM2 version, QUALITY_PLAN=lr the learning-rate runs, QUALITY_PLAN=q05abl the 0.5B ablations alone; SPEED_BUDGET=5 skips the speed phase, SPEED_PHASES=tests,probe,ttft runs only those. scripts/gpu/prepare.sh builds everything this carries (.devcache/, .gpu/) on a fresh machine.
 set -u
 BA=/tmp/ba
 RES=$BA/results
@@ -104,6 +104,7 @@ run() {
     if [ "$plan" = capacity ]; then capacity_plan "$abl" "$small"; return; fi
     if [ "$plan" = smolcap ]; then smol_capacity_plan "$small"; return; fi
     if [ "$plan" = lr ]; then lr_plan; return; fi
+    if [ "$plan" = q05abl ]; then q05_ablation_plan "$abl" "$small"; return; fi
     [ "$plan" != main ] && quality smollm2-135m-instruct "$BA/gpu/pack-smollm2.npz" "$(left)" \
         --ablations $abl $small --set train.log_every=10 $(rank 8)
     wait "$convert"  # the 0.5B conversion (started above)
@@ -161,6 +162,21 @@ lr_plan() {
         --set model.dtype=float32 --set train.snapshot_every=100
     # (full fine-tuning keeps fp32 weights under bf16 autocast: a 1e-5 step vanishes in bf16; each snapshot is the
     # whole 2 GB student, so fewer of them)
+    wait
+    log "orchestrator done"
+    touch "$RES/DONE"
+}
+
+# QUALITY_PLAN=q05abl (issue 12, T2 "at least Qwen2.5-Coder-0.5B and SmolLM2": the ablations on a model whose
+# HotpotQA score means something; until 2026-12-08 only SmolLM2 had them, the 0.5B ablation runs of 2026-12-03
+# having shared the GPU with two other runs and trained 14.7k tokens each). The 0.5B alone: distilled, -sinks,
+# -dropout, -weighting, -rag from scratch at equal tokens (block-FT at equal tokens is in the main 0.5B report),
+# its own teacher answers, the small evaluation set. Stage only q05 (no SmolLM2 GGUF) and its pack.
+q05_ablation_plan() {
+    local q05=qwen2.5-coder-0.5b-instruct
+    wait "$convert"
+    quality $q05 "$BA/gpu/pack-qwen.npz" "$(left)" --report-tag ablations --work "$BA/work/$q05-ablations" \
+        --methods distill --ablations "$1" --rag-items 2000 --teacher-minutes 2 $2 --set train.log_every=10 $(rank 8)
     wait
     log "orchestrator done"
     touch "$RES/DONE"

@@ -217,7 +217,9 @@ def render_serve(name: str, data: dict) -> list[str]:
         ratio = r.get("ttft_p50_block_over_full")
         verdict = ("n/a" if ratio is None or hit is None else
                    "met" if ratio <= 0.25 and hit >= 0.8 else "not met" if hit >= 0.8 else "hit rate below 80 %")
-        out += ["", f"{r['clients']} clients: block / full TTFT p50 ×{_fmt(ratio)}, p99 "
+        interval = r.get("ttft_p50_block_over_full_ci95")
+        within = "" if not interval else f" [95 % bootstrap interval {interval[0]:.2f}–{interval[1]:.2f}]"
+        out += ["", f"{r['clients']} clients: block / full TTFT p50 ×{_fmt(ratio)}{within}, p99 "
                    f"×{_fmt(r.get('ttft_p99_block_over_full'))}; block / hf_generate TTFT p50 "
                    f"×{_fmt(r.get('ttft_p50_block_over_hf_generate'))}; block / full tokens/s total "
                    f"×{_fmt(r.get('tokens_per_s_total_block_over_full'))}. Goal (block TTFT p50 ≤ 0.25× full at ≥ 80 % "

@@ -57,6 +57,25 @@ class TestPlan:
                                                             "tokens_per_s_total": 10.0, "requests_per_s": 1.0}}
         [row] = ratios([phase("block", 10.0), phase("full", 40.0), phase("hf_generate", 50.0)])
         assert row["ttft_p50_block_over_full"] == 0.25 and row["ttft_p99_block_over_hf_generate"] == 0.2
+        assert row["ttft_p50_block_over_full_ci95"] is None  # no per-request TTFTs (reports from before them)
+
+    def test_ratio_interval_brackets_the_ratio_and_narrows_with_more_requests(self):
+        rng = np.random.default_rng(1)
+
+        def phase(mode, center, n):
+            each = list(center + center * 0.3 * rng.standard_normal(n))
+            return {"clients": 1, "mode": mode, "summary": {
+                "ttft_ms": {"p50": float(np.median(each)), "p99": max(each)}, "ttft_ms_each": each,
+                "tokens_per_s_total": 1.0, "requests_per_s": 1.0}}
+
+        widths = []
+        for n in (16, 256):
+            [row] = ratios([phase("block", 10.0, n), phase("full", 40.0, n)])
+            low, high = row["ttft_p50_block_over_full_ci95"]
+            assert low < row["ttft_p50_block_over_full"] < high
+            widths.append(high - low)
+        assert widths[1] < widths[0] / 2  # 16x the requests: about a quarter of the width
+        assert 0.2 < low and high < 0.3
 
 
 @pytest.mark.timeout(180)

@@ -43,6 +43,7 @@ import numpy as np
 
 from blockattn.bench.load import percentile
 from blockattn.bench.loadgen import ClientProcesses, closed_loop, local_take, open_client, stream_request
+from blockattn.bench.stats import median_ratio_interval
 from blockattn.errors import UserError
 from blockattn.reportio import provenance, save_figure, write_report
 
@@ -59,7 +60,7 @@ class ServeBenchConfig:
     modes: list[str] = field(default_factory=lambda: list(MODES))
     context_tokens: int = 8192  # documents per request are drawn until about this many tokens
     new_tokens: int = 32  # greedy tokens per request, at most (a stop token may end it sooner)
-    requests: int = 0  # measured requests per phase; 0: 4 per client, at least 16
+    requests: int = 0  # measured requests per phase; 0: 4 per client, at least MIN_MEASURED
     warmup: int = 0  # unmeasured requests per phase in block mode (the others take 4: they cache no K/V, their
     #                  warm-up only heats kernels); 0: one per client, at least 96 (the block cache's hit rate
     #                  settles: 8 warm-up requests left it at 0.58 over the first phase, H200 run 2026-12-02; 48
@@ -133,13 +134,18 @@ def plan(corpus: Corpus, rank_of: np.ndarray, n: int, context_tokens: int, zipf:
     return requests
 
 
+# measured requests of a phase at least (unless --requests): with 16, two H200 runs a few commits apart read
+# 1-client p50 ratios of ×0.30 and ×0.24 (2026-12-04); 48 take ~6 s per mode at 1 client on a GPU
+MIN_MEASURED = 48
+
+
 def phase_plan(corpus: Corpus, cfg: ServeBenchConfig, index: int, clients: int, budget: int | None = None,
                per_document: int = 0) -> tuple[list[dict], list[dict]]:
     """(warm-up requests, measured requests) of phase `index`: the same for every mode. `budget`: context
     positions per request (default `cfg.context_tokens`)."""
     rng = np.random.default_rng([cfg.seed, index + 1])
     warm = cfg.warmup or max(96, clients)
-    measured = cfg.requests or max(16, 4 * clients)
+    measured = cfg.requests or max(MIN_MEASURED, 4 * clients)
     requests = plan(corpus, popularity(corpus, cfg.seed), warm + measured, budget or cfg.context_tokens, cfg.zipf,
                     rng, per_document)
     return requests[:warm], requests[warm:]
@@ -396,6 +402,8 @@ def summarise(records: list[dict], elapsed: float, before: dict, after: dict) ->
         "requests_per_s": round(len(ok) / elapsed, 3) if elapsed > 0 else None,
         "ttft_ms": {"p50": ms(percentile(ttft, 50)), "p99": ms(percentile(ttft, 99)),
                     "mean": ms(statistics.fmean(ttft)) if ttft else None},
+        # every request's, in completion order: the ratios' bootstrap intervals resample them
+        "ttft_ms_each": [ms(t) for t in ttft],
         "decode_tokens_per_s_per_stream": {"p50": _round(percentile(per_stream, 50)),
                                            "mean": _round(statistics.fmean(per_stream) if per_stream else None)},
         "tokens_per_s_total": _round(tokens / elapsed if elapsed > 0 else None),
@@ -425,7 +433,8 @@ def request_stats(corpus: Corpus, requests: list[dict]) -> dict:
 
 # ---------------------------------------------------------------- the run
 def ratios(phases: list[dict]) -> list[dict]:
-    """block / full (and block / hf_generate) per client count, where both were measured."""
+    """block / full (and block / hf_generate) per client count, where both were measured; the TTFT p50 ratios
+    with a 95 % bootstrap interval (`..._ci95`, from each request's TTFT; None in reports from before it)."""
     by = {(p["clients"], p["mode"]): p["summary"] for p in phases}
     out = []
     for clients in sorted({p["clients"] for p in phases}):
@@ -442,6 +451,8 @@ def ratios(phases: list[dict]) -> list[dict]:
                              ("requests_per_s", lambda s: s["requests_per_s"])):
                 a, b = get(block), get(base)
                 row[f"{key}_block_over_{other}"] = round(a / b, 4) if a is not None and b else None
+            interval = median_ratio_interval(block.get("ttft_ms_each") or [], base.get("ttft_ms_each") or [])
+            row[f"ttft_p50_block_over_{other}_ci95"] = None if interval is None else [round(v, 4) for v in interval]
         out.append(row)
     return out
 

@@ -48,3 +48,4 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float | No
     fn()
     torch.cuda.synchronize(device)
     return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+

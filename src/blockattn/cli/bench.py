@@ -222,7 +222,7 @@ def serve(
     modes: str = typer.Option("block,full,hf_generate", help="Comma-separated: block, full, hf_generate."),
     context_tokens: int = typer.Option(8192, help="Tokens of documents per request (about)."),
     new_tokens: int = typer.Option(32, help="Greedy tokens per request, at most."),
-    requests: int = typer.Option(0, help="Measured requests per phase (0: 4 per client, at least 16)."),
+    requests: int = typer.Option(0, help="Measured requests per phase (0: 4 per client, at least 48)."),
     warmup: int = typer.Option(0, help="Unmeasured requests per phase first (0: one per client, at least 8)."),
     time_budget: float = typer.Option(90.0, help="Seconds for all measured phases, shared equally."),
     zipf: float = typer.Option(1.1, help="Document popularity exponent (rank r drawn with weight r^-zipf)."),
