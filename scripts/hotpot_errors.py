@@ -2,6 +2,7 @@
 miss sorted by where its answer came from.
 
     python scripts/hotpot_errors.py FULL.json BLOCK.json [--hotpotqa dev500.jsonl.gz] [--show 10]
+        [--out reports/hotpot_errors_NAME.json --how "the commands that wrote FULL.json and BLOCK.json"]
 
 FULL.json / BLOCK.json: `blockattn eval hotpotqa --out` files (every output kept) of the same questions. A miss is
   distractor   its answer's content words are found in a distractor paragraph and in no supporting one: the model
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -25,6 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from blockattn.data.hotpotqa import load_items  # noqa: E402
 from blockattn.errors import UserError  # noqa: E402
 from blockattn.eval.hotpotqa import normalize  # noqa: E402
+from blockattn.reportio import provenance, write_report  # noqa: E402
+
+KINDS = ("distractor", "supporting", "question", "nowhere")
 
 # words that say nothing about which document an answer came from
 STOP = set("is was are were be been of in on at to for from by with and or as that this it its his her their "
@@ -57,7 +63,10 @@ def main() -> int:
     ap.add_argument("other", type=Path)
     ap.add_argument("--hotpotqa", default=None)
     ap.add_argument("--show", type=int, default=8, help="misses to print, per kind")
+    ap.add_argument("--out", type=Path, default=None, help="also write the counts and every miss as a report JSON")
+    ap.add_argument("--how", default="", help="with --out: how the two input files were made (their commands)")
     args = ap.parse_args()
+    started = time.perf_counter()
     try:
         ref, other = (json.loads(p.read_text()) for p in (args.reference, args.other))
     except (OSError, ValueError) as exc:
@@ -80,9 +89,19 @@ def main() -> int:
           f"{sum(ref['per_item'][q][0] for q in common)}, {other.get('name', args.other.stem)} on "
           f"{sum(other['per_item'][q][0] for q in common)}; {len(misses)} lost, {len(gains)} gained")
     counts = Counter(kinds.values())
-    print("lost answers came from: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in
-                                                 ("distractor", "supporting", "question", "nowhere")))
-    for kind in ("distractor", "supporting", "question", "nowhere"):
+    print("lost answers came from: " + ", ".join(f"{k} {counts.get(k, 0)}" for k in KINDS))
+    if args.out:
+        report = {**provenance(0, time.perf_counter() - started,
+                               "python scripts/hotpot_errors.py " + shlex.join(sys.argv[1:])),
+                  "where": args.how, "reference": ref.get("name", args.reference.stem),
+                  "other": other.get("name", args.other.stem), "n": len(common),
+                  "reference_right": sum(ref["per_item"][q][0] for q in common),
+                  "other_right": sum(other["per_item"][q][0] for q in common), "lost": len(misses),
+                  "gained": len(gains), "lost_from": {k: counts.get(k, 0) for k in KINDS},
+                  "misses": [{"question": items[q].question, "gold": items[q].answers[0], "kind": kinds[q],
+                              "reference": ref["outputs"][q], "other": other["outputs"][q]} for q in misses]}
+        print(f"wrote {write_report(report, args.out)}")
+    for kind in KINDS:
         shown = [q for q in misses if kinds[q] == kind][:args.show]
         for q in shown:
             print(f"  [{kind}] {items[q].question}\n      gold {items[q].answers[0]!r}; "

@@ -307,6 +307,24 @@ def render_sensitivity(name: str, data: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- T5
+def render_hotpot_errors(name: str, data: dict) -> list[str]:
+    """T2 diagnostic (`scripts/hotpot_errors.py`): where the HotpotQA answers lost against a reference came from."""
+    out = [f"### T2 diagnostic: where {data['other']}'s lost HotpotQA answers came from", ""] + _provenance(name, data)
+    lost_from = data.get("lost_from") or {}
+    out += [f"{data['n']} questions: {data['reference']} right on {data['reference_right']}, {data['other']} on "
+            f"{data['other_right']}; {data['lost']} lost, {data['gained']} gained. A lost answer is traced by its "
+            "content words: to a distractor paragraph only (the wrong document read), to a supporting paragraph "
+            "(the right one, the wrong span), to the question (an echo of it), or to none.", "",
+            "| from | lost answers |", "|---|---:|"]
+    out += [f"| {kind} | {count} |" for kind, count in lost_from.items()]
+    examples = [m for m in data.get("misses", []) if m.get("kind") == "distractor"][:3]
+    if examples:
+        out += ["", "Answers read from a distractor:"]
+        out += [f"- {m['question']} gold {m['gold']!r}; {data['reference']} {m['reference'][:60]!r}; "
+                f"{data['other']} {m['other'][:60]!r}" for m in examples]
+    return out + [""]
+
+
 def render_speed_generic(name: str, data: dict) -> list[str]:
     """A speed report of a schema this module does not know: its scalar fields and the scalar columns of its
     "rows", whatever they are."""

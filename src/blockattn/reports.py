@@ -529,6 +529,7 @@ RENDERERS: dict[str, Renderer] = {
     "semanticseg_levels": render_semanticseg_levels,
     "quality_": paper_tables.render_quality,  # T2 + T4
     "segkl_": paper_tables.render_segkl,  # T3
+    "hotpot_errors": paper_tables.render_hotpot_errors,  # T2 diagnostic
     "sensitivity_": paper_tables.render_sensitivity,  # F1
     "bench_serve": render_serve,  # T5 serving
     "bench_serve_compare": render_serve_compare,
