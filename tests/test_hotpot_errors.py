@@ -38,3 +38,14 @@ def test_files_without_shared_questions_exit_2(tmp_path):
     assert done.returncode == 2 and "share no questions" in done.stderr
     missing = run("--hotpotqa", str(tmp_path / "none.jsonl.gz"))
     assert missing.returncode == 2 and "not found" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_report_renders_the_counts_and_a_distractor_example():
+    from blockattn.paper_tables import render_hotpot_errors
+
+    data = {"reference": "full", "other": "distilled", "n": 3, "reference_right": 2, "other_right": 1, "lost": 1,
+            "gained": 0, "lost_from": {"distractor": 1, "supporting": 0, "question": 0, "nowhere": 0},
+            "misses": [{"question": "Who?", "gold": "Usher", "kind": "distractor", "reference": "Usher",
+                        "other": "Julie Andrews"}], "command": "python scripts/hotpot_errors.py a b"}
+    text = "\n".join(render_hotpot_errors("hotpot_errors_x.json", data))
+    assert "| distractor | 1 |" in text and "'Julie Andrews'" in text and "1 lost, 0 gained" in text

@@ -306,7 +306,6 @@ def render_sensitivity(name: str, data: dict) -> list[str]:
     return out + ["", f"![F1](../reports/{png})", ""]
 
 
-# ---------------------------------------------------------------------------------------------- T5
 def render_hotpot_errors(name: str, data: dict) -> list[str]:
     """T2 diagnostic (`scripts/hotpot_errors.py`): where the HotpotQA answers lost against a reference came from."""
     out = [f"### T2 diagnostic: where {data['other']}'s lost HotpotQA answers came from", ""] + _provenance(name, data)
@@ -325,6 +324,7 @@ def render_hotpot_errors(name: str, data: dict) -> list[str]:
     return out + [""]
 
 
+# ---------------------------------------------------------------------------------------------- T5
 def render_speed_generic(name: str, data: dict) -> list[str]:
     """A speed report of a schema this module does not know: its scalar fields and the scalar columns of its
     "rows", whatever they are."""

@@ -11,7 +11,8 @@ def median_ratio_interval(numerator: list[float], denominator: list[float], resa
 
     Why: a serving phase at 1 client measures a few dozen requests, so a p50 ratio of two such samples is rough
     (two H200 runs of 2026-12-04, a few commits apart, read ×0.30 and ×0.24 at 1 client with 16 requests a side:
-    reports/bench_serve_h200*.json); the interval says how far a goal's verdict can be trusted. None when either sample has fewer than 2 values or a median is 0."""
+    reports/bench_serve_h200*.json); the interval says how far a goal's verdict can be trusted.
+    None when either sample has fewer than 2 values or a resampled median is 0."""
     a, b = np.asarray(numerator, dtype=float), np.asarray(denominator, dtype=float)
     if len(a) < 2 or len(b) < 2:
         return None

@@ -48,4 +48,3 @@ def peak_memory_mb(fn: Callable[[], object], device: torch.device) -> float | No
     fn()
     torch.cuda.synchronize(device)
     return (torch.cuda.max_memory_allocated(device) - base) / 2**20
-
