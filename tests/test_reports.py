@@ -64,3 +64,15 @@ def test_the_query_attention_probe_shows_every_way_and_says_when_flash_was_refus
     assert "| context | buffer slots | matmul | sdpa | exact |" in text
     assert "| 2048 | 2560 | 0.107 | failed | 0.057 |" in text
     assert "not used: RuntimeError: no kernel image" in text
+
+
+def test_the_ensemble_section_marks_the_best_and_shows_the_paired_differences():
+    paired = {"mean": -0.01, "ci95": [-0.02, 0.0], "better": 7, "worse": 3}
+    data = {"command": "python scripts/compare_segmenters.py ...", "weights": {"a": "A", "a+b": "A+B"},
+            "sets": {"val": {"n_docs": 10, "mean_windowdiff": {"a": 0.2, "a+b": 0.19},
+                             "paired_vs_first": {"a+b": paired}}},
+            "verdict": "shipped"}
+    text = "\n".join(reports.renderer_for("segmentation_ensemble.json")("segmentation_ensemble.json", data))
+    assert "| val (10) | 0.2000 | **0.1900** |" in text
+    assert "- val: a+b -0.0100 [-0.0200, +0.0000] 7/3" in text
+    assert "Verdict: shipped." in text

@@ -418,6 +418,28 @@ def render_segmentation_train(name: str, data: dict) -> list[str]:
     return out + [""]
 
 
+def render_segmentation_ensemble(name: str, data: dict) -> list[str]:
+    """Weights files (and ensembles of them) side by side on the same documents (scripts/compare_segmenters.py)."""
+    out = ["### Learned segmenter: trainings and their ensembles", ""] + _provenance(name, data)
+    if data.get("note"):
+        out += [data["note"], ""]
+    names = list(data["weights"])
+    out += ["Mean WindowDiff at the gold count (lower is better); `+` = an ensemble (the members' log-odds "
+            "averaged).", "", "| documents | " + " | ".join(names) + " |", "|---" + "|---:" * len(names) + "|"]
+    for set_name, s in data["sets"].items():
+        best = min(s["mean_windowdiff"].values())
+        cells = [f"**{v:.4f}**" if v == best else f"{v:.4f}" for v in s["mean_windowdiff"].values()]
+        out.append(f"| {set_name} ({s['n_docs']}) | " + " | ".join(cells) + " |")
+    shown = data.get("paired_shown") or names[1:]
+    out += ["", f"Paired over documents, minus {names[0]}: mean [95 % interval], documents better / worse:"]
+    for set_name, s in data["sets"].items():
+        parts = [f"{k} {v['mean']:+.4f} [{v['ci95'][0]:+.4f}, {v['ci95'][1]:+.4f}] {v['better']}/{v['worse']}"
+                 for k, v in s["paired_vs_first"].items() if k in shown]
+        out.append(f"- {set_name}: " + "; ".join(parts))
+    if data.get("verdict"):
+        out += ["", f"Verdict: {data['verdict']}."]
+    return out + [""]
+
 def render_semanticseg_levels(name: str, data: dict) -> list[str]:
     where = f" of `{data['data']}`" if data.get("data") else ""
     out = [f"### SemanticSeg gold levels{where}", ""] + _provenance(name, data)
@@ -526,6 +548,7 @@ RENDERERS: dict[str, Renderer] = {
     "segmentation": render_segmentation,
     "segmentation_speed": render_segmentation_speed,
     "segmentation_train": render_segmentation_train,
+    "segmentation_ensemble": render_segmentation_ensemble,
     "semanticseg_levels": render_semanticseg_levels,
     "quality_": paper_tables.render_quality,  # T2 + T4
     "segkl_": paper_tables.render_segkl,  # T3

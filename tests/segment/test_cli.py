@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -91,7 +92,34 @@ class TestBadInput:
         assert code == 2 and err.startswith("error:") and "--lexical-windows" in err
         assert not (tmp_path / "w").exists()
 
+    def test_ensemble_of_one_file_or_a_missing_one_exits_2(self, monkeypatch, capsys, tmp_path):
+        from blockattn.segment.assets import asset
+        from blockattn.segment.learned.segmenter import WEIGHTS_ASSET
+
+        shipped = asset(WEIGHTS_ASSET)
+        for members in ([shipped], [shipped, tmp_path / "missing.safetensors"]):
+            code, err = self._main(monkeypatch, capsys, "ensemble", "--out", tmp_path / "e.safetensors", *members)
+            assert code == 2 and err.startswith("error:")
+        assert not (tmp_path / "e.safetensors").exists()
+
     def test_empty_stdin_in_a_real_process(self):
         result = subprocess.run([sys.executable, "-m", "blockattn", "segment", "-", "--method", "fixed"],
                                 input=b"", capture_output=True, timeout=60)
         assert result.returncode == 2 and b"empty" in result.stderr
+
+
+class TestEnsembleCommand:
+    def test_an_ensemble_of_the_shipped_file_with_itself_cuts_as_the_shipped_file(self, tmp_path, sample_text):
+        from blockattn.segment.assets import asset
+        from blockattn.segment.document import Document
+        from blockattn.segment.learned.segmenter import WEIGHTS_ASSET, LearnedSegmenter, load_weights
+
+        shipped = asset(WEIGHTS_ASSET)
+        out = tmp_path / "twice.safetensors"
+        result = _run("ensemble", "--out", out, shipped, shipped)
+        assert result.exit_code == 0, result.output
+        single, twice = load_weights(shipped), load_weights(out)
+        assert len(twice[1].members) == 2 * len(getattr(single[1], "members", [single[1]]))
+        doc = Document(sample_text)
+        np.testing.assert_allclose(LearnedSegmenter(*twice).logits(doc), LearnedSegmenter(*single).logits(Document(sample_text)),
+                                   atol=1e-5)

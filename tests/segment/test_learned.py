@@ -7,8 +7,9 @@ import torch
 from blockattn.segment.document import Document
 from blockattn.segment.learned.config import DecodeConfig, TaggerConfig
 from blockattn.segment.learned.features import N_SCALARS, feature_count, unit_count, unit_features
-from blockattn.segment.learned.segmenter import LearnedSegmenter, load_weights, save_weights
-from blockattn.segment.learned.tagger import Tagger
+from blockattn.errors import UserError
+from blockattn.segment.learned.segmenter import LearnedSegmenter, combine_weights, load_weights, save_weights
+from blockattn.segment.learned.tagger import Tagger, TaggerEnsemble
 from blockattn.segment.learned.torch_tagger import BoundaryTagger
 from blockattn.segment.request import LEVELS, Request
 
@@ -100,7 +101,7 @@ class TestWeightsFile:
     def test_round_trip(self, tmp_path, random_segmenter):
         emb, tagger, decoding = random_segmenter.parts
         path = tmp_path / "w.safetensors"
-        save_weights(path, emb, tagger_weights_of(tagger), tagger.config, decoding)
+        save_weights(path, emb, tagger.state_arrays(), tagger.config, decoding)
         emb2, tagger2, decoding2 = load_weights(path)
         assert decoding2 == decoding and tagger2.config.levels == tagger.config.levels
         np.testing.assert_array_equal(emb2.codes, emb.codes)
@@ -108,10 +109,64 @@ class TestWeightsFile:
         np.testing.assert_allclose(tagger2.logits(x), tagger.logits(x), atol=5e-2)  # float16 storage
 
 
-def tagger_weights_of(tagger: Tagger) -> dict[str, np.ndarray]:
-    """Tagger.w holds linear weights transposed; undo that to get the state-dict layout back."""
-    return {k: (v.T if k.endswith(".weight") and v.ndim == 2 else v) for k, v in tagger.w.items()}
+def _random_tagger(config: TaggerConfig, seed: int) -> Tagger:
+    torch.manual_seed(seed)
+    return Tagger(config, {k: v.numpy() for k, v in BoundaryTagger(config).state_dict().items()})
 
+
+class TestEnsemble:
+    IN = feature_count(16)  # the random embeddings' width
+    CONFIG = TaggerConfig(in_dim=IN, dim=16, layers=1, heads=2, ffn=16, window=32, margin=4)
+
+    def test_logits_are_the_members_mean(self):
+        a, b = _random_tagger(self.CONFIG, 0), _random_tagger(self.CONFIG, 1)
+        x = np.random.default_rng(0).normal(size=(70, self.IN)).astype(np.float32)  # longer than a window
+        np.testing.assert_allclose(TaggerEnsemble([a, b]).logits(x), (a.logits(x) + b.logits(x)) / 2, atol=1e-6)
+        np.testing.assert_allclose(TaggerEnsemble([a, a]).logits(x), a.logits(x), atol=1e-6)
+        assert TaggerEnsemble([a, b]).parameters == 2 * a.parameters
+
+    def test_members_must_share_an_architecture(self):
+        other = TaggerConfig(in_dim=self.IN, dim=16, layers=2, heads=2, ffn=16, window=32, margin=4)
+        with pytest.raises(ValueError, match="architecture"):
+            TaggerEnsemble([_random_tagger(self.CONFIG, 0), _random_tagger(other, 0)])
+
+    def test_combined_file_loads_as_the_ensemble(self, tmp_path, random_embeddings):
+        members = [_random_tagger(self.CONFIG, seed) for seed in (0, 1, 2)]
+        paths = []
+        for i, tagger in enumerate(members):
+            paths.append(tmp_path / f"m{i}.safetensors")
+            save_weights(paths[-1], random_embeddings, tagger.state_arrays(), self.CONFIG, DecodeConfig(level_bias={
+                "coarse": float(i), "medium": 0.0, "fine": 0.0}))
+        # an ensemble of an ensemble and a single file flattens to three members
+        assert combine_weights(paths[:2], tmp_path / "pair.safetensors") == 2
+        assert combine_weights([tmp_path / "pair.safetensors", paths[2]], tmp_path / "all.safetensors") == 3
+        emb, ensemble, decoding = load_weights(tmp_path / "all.safetensors")
+        assert isinstance(ensemble, TaggerEnsemble) and len(ensemble.members) == 3
+        assert decoding.level_bias["coarse"] == 0.0  # the first file's decoding settings
+        np.testing.assert_array_equal(emb.codes, random_embeddings.codes)
+        loaded = [load_weights(p)[1] for p in paths]  # float16 round trip: compare against what files hold
+        x = np.random.default_rng(3).normal(size=(40, self.IN)).astype(np.float32)
+        np.testing.assert_allclose(ensemble.logits(x), np.mean([t.logits(x) for t in loaded], axis=0), atol=1e-5)
+        doc = Document("One topic here.\n\nStill the same topic.\n\nA new topic now.\n\nAnd more of it.")
+        assert LearnedSegmenter(emb, ensemble, decoding).cut(doc, Request(num_blocks=2)).shape == (1,)
+
+    def test_bad_members_get_a_clear_error(self, tmp_path, random_embeddings):
+        path = tmp_path / "m.safetensors"
+        save_weights(path, random_embeddings, _random_tagger(self.CONFIG, 0).state_arrays(), self.CONFIG,
+                     DecodeConfig())
+        with pytest.raises(UserError, match="at least two"):
+            combine_weights([path], tmp_path / "out.safetensors")
+        with pytest.raises(UserError, match="no such weights file"):
+            combine_weights([path, tmp_path / "missing.safetensors"], tmp_path / "out.safetensors")
+        other = TaggerConfig(in_dim=self.IN, dim=16, layers=2, heads=2, ffn=16, window=32, margin=4)
+        save_weights(tmp_path / "deep.safetensors", random_embeddings, _random_tagger(other, 0).state_arrays(),
+                     other, DecodeConfig())
+        with pytest.raises(UserError, match="architecture differs"):
+            combine_weights([path, tmp_path / "deep.safetensors"], tmp_path / "out.safetensors")
+        (tmp_path / "junk.safetensors").write_bytes(b"not a weights file")
+        with pytest.raises(UserError, match="not a readable segmenter weights file"):
+            load_weights(tmp_path / "junk.safetensors")
+        assert not (tmp_path / "out.safetensors").exists()
 
 @pytest.mark.slow
 class TestLargeInput:

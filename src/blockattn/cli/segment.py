@@ -135,6 +135,17 @@ def calibrate(
                + ", ".join(f"{lv} {t:.0f}" for lv, t in measured.items()) + f" → {out or weights}")
 
 
+@app.command("ensemble")
+def ensemble(
+    weights: List[Path] = typer.Argument(..., help="Two or more weights files (single taggers or ensembles)."),
+    out: Path = typer.Option(..., help="The ensemble's weights file (decoding settings: the first file's)."),
+) -> None:
+    """Average several trained taggers' boundary log-odds: one weights file holding all of them."""
+    from blockattn.segment.learned.segmenter import combine_weights
+
+    members = combine_weights(list(weights), out)
+    typer.echo(f"{members} taggers → {out} ({out.stat().st_size / 1e6:.1f} MB)")
+
 @app.command("train")
 def train(
     data: Path = typer.Option(..., help="SemanticSeg folder (Parquet per split)."),

@@ -30,12 +30,13 @@ from blockattn.segment.fit import SPAN_FACTOR, decode_bounded
 from blockattn.segment.learned import config as cfg
 from blockattn.segment.learned.embeddings import StaticEmbeddings
 from blockattn.segment.learned.features import unit_count, unit_features
-from blockattn.segment.learned.tagger import Tagger
+from blockattn.segment.learned.tagger import Tagger, TaggerEnsemble
 from blockattn.segment.methods import Segmenter
 from blockattn.segment.request import LEVELS, Request
 
 WEIGHTS_ASSET = "learned.safetensors"
 WEIGHTS_ENV = "BLOCKATTN_SEGMENTER_WEIGHTS"  # a weights file to use instead of the shipped one
+MEMBERS_KEY = "members"  # metadata of an ensemble's weights file: how many taggers it holds
 _CHUNK_UNITS = 8192  # units featurised at once: bounds memory on very long texts
 _WORD_LOGIT = -8.0  # score of a word-level cut (only there to meet a hard maximum)
 # --level: up to this many blocks, the exact-count DP (cost grows with the count); above it (texts of
@@ -165,16 +166,29 @@ class LearnedSegmenter(Segmenter):
 
 
 @functools.cache
-def _load_cached(path: str) -> tuple[StaticEmbeddings, Tagger, cfg.DecodeConfig]:
-    from safetensors import safe_open
+def _load_cached(path: str) -> tuple[StaticEmbeddings, Tagger | TaggerEnsemble, cfg.DecodeConfig]:
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(path, framework="numpy") as f:
-        metadata = f.metadata()
-        arrays = {k: f.get_tensor(k) for k in f.keys()}
+    try:
+        with safe_open(path, framework="numpy") as f:
+            metadata = f.metadata() or {}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+    except (OSError, SafetensorError) as exc:  # missing, unreadable, or not a safetensors file
+        raise UserError(f"{path}: not a readable segmenter weights file ({exc})") from None
+    if "tagger" not in metadata or "decode" not in metadata:
+        raise UserError(f"{path}: not a segmenter weights file (no tagger/decode settings in its metadata)")
     tagger_config, decoding = cfg.load(metadata)
     emb = StaticEmbeddings.from_arrays(arrays)
-    weights = {k[len("tagger."):]: v for k, v in arrays.items() if k.startswith("tagger.")}
-    return emb, Tagger(tagger_config, weights), decoding
+    members = int(metadata.get(MEMBERS_KEY, 0))
+    if not members:  # one tagger: tensors "tagger.<name>"
+        return emb, Tagger(tagger_config, _with_prefix(arrays, "tagger.")), decoding
+    # an ensemble: tensors "tagger.<i>.<name>" for member i
+    return emb, TaggerEnsemble([Tagger(tagger_config, _with_prefix(arrays, f"tagger.{i}."))
+                                for i in range(members)]), decoding
+
+
+def _with_prefix(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
 def load_weights(path: str | Path | None = None) -> tuple[StaticEmbeddings, Tagger, cfg.DecodeConfig]:
@@ -189,15 +203,47 @@ def load_weights(path: str | Path | None = None) -> tuple[StaticEmbeddings, Tagg
     return _load_cached(str(path))
 
 
-def save_weights(path: str | Path, emb: StaticEmbeddings, tagger_weights: dict[str, np.ndarray],
+def save_weights(path: str | Path, emb: StaticEmbeddings,
+                 tagger_weights: dict[str, np.ndarray] | list[dict[str, np.ndarray]],
                  tagger_config: cfg.TaggerConfig, decoding: cfg.DecodeConfig) -> None:
-    """Write one safetensors file: embeddings, float16 tagger weights, both configs as metadata."""
+    """Write one safetensors file: embeddings, float16 tagger weights (a list of them: an ensemble), both
+    configs as metadata."""
     from safetensors.numpy import save_file
 
-    arrays = {**emb.to_arrays(), **{f"tagger.{k}": v.astype(np.float16) for k, v in tagger_weights.items()}}
+    members = tagger_weights if isinstance(tagger_weights, list) else [tagger_weights]
+    prefixes = ["tagger."] if not isinstance(tagger_weights, list) else [f"tagger.{i}." for i in range(len(members))]
+    arrays = {**emb.to_arrays(), **{f"{prefix}{k}": v.astype(np.float16)
+                                    for prefix, weights in zip(prefixes, members) for k, v in weights.items()}}
     # safetensors writes an array's raw buffer: a transposed view would come back scrambled.
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    metadata = cfg.dump(tagger_config, decoding)
+    if isinstance(tagger_weights, list):
+        metadata[MEMBERS_KEY] = str(len(members))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(f"{path}.tmp")
-    save_file(arrays, str(tmp), metadata=cfg.dump(tagger_config, decoding))
+    save_file(arrays, str(tmp), metadata=metadata)
     tmp.replace(path)  # never a half-written weights file
+
+
+def combine_weights(paths: list[str | Path], out: str | Path) -> int:
+    """One ensemble weights file from several (each a single tagger or an ensemble itself); returns its number
+    of taggers. All must share the token embeddings and the tagger architecture (train them with
+    --embeddings-from one file); the decoding settings are the first file's."""
+    if len(paths) < 2:
+        raise UserError("an ensemble needs at least two weights files")
+    loaded = []
+    for path in paths:
+        if not Path(path).is_file():
+            raise UserError(f"{path}: no such weights file")
+        loaded.append(_load_cached(str(Path(path).resolve())))
+    emb, first, decoding = loaded[0]
+    taggers: list[Tagger] = []
+    for path, (other_emb, tagger, _) in zip(paths, loaded):
+        if not (np.array_equal(other_emb.codes, emb.codes) and np.array_equal(other_emb.scales, emb.scales)):
+            raise UserError(f"{path}: its token embeddings differ from {paths[0]}'s; ensemble members must "
+                            "share them (train with --embeddings-from the same file)")
+        if tagger.config != first.config:
+            raise UserError(f"{path}: its tagger architecture differs from {paths[0]}'s")
+        taggers.extend(tagger.members if isinstance(tagger, TaggerEnsemble) else [tagger])
+    save_weights(out, emb, [t.state_arrays() for t in taggers], first.config, decoding)
+    return len(taggers)
