@@ -398,9 +398,11 @@ def render_segmentation_speed(name: str, data: dict) -> list[str]:
 def render_segmentation_train(name: str, data: dict) -> list[str]:
     out = ["### Segmenter training", ""] + _provenance(name, data)
     out += [f"{data['train_documents']} training documents, {data['steps']} steps (seed {data['seed']}); best "
-            f"validation WindowDiff {data['best_val_windowdiff']:.4f} at step {data['best_step']}; shipped weights "
-            f"`{data['weights']}`: {data['weights_bytes'] / 1e6:.1f} MB, {data['total_parameters']:,} parameters "
-            f"({data['tagger_parameters']:,} in the tagger). Machine: {data['machine']}."]
+            f"validation WindowDiff {data['best_val_windowdiff']:.4f} at step {data['best_step']}; its weights "
+            f"(`{data['weights']}` when written): {data['weights_bytes'] / 1e6:.1f} MB, {data['total_parameters']:,} "
+            f"parameters ({data['tagger_parameters']:,} in the tagger). Machine: {data['machine']}."]
+    if data.get("note"):
+        out += ["", data["note"]]
     for run in data.get("not_shipped", []):  # candidates measured against the shipped weights and kept out
         out += ["", f"Not shipped: {run['what']}. `{run['command']}` (data built at {run['data_built_at']}; "
                 f"{run['train_documents']} training documents, {run['wall_s'] / 60:.0f} min, "
