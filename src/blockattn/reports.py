@@ -422,7 +422,8 @@ def render_segmentation_train(name: str, data: dict) -> list[str]:
 
 def render_segmentation_ensemble(name: str, data: dict) -> list[str]:
     """Weights files (and ensembles of them) side by side on the same documents (scripts/compare_segmenters.py)."""
-    out = ["### Learned segmenter: trainings and their ensembles", ""] + _provenance(name, data)
+    title = data.get("title") or "Learned segmenter: trainings and their ensembles"
+    out = [f"### {title}", ""] + _provenance(name, data)
     if data.get("note"):
         out += [data["note"], ""]
     names = list(data["weights"])

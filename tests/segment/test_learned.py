@@ -150,6 +150,20 @@ class TestEnsemble:
         doc = Document("One topic here.\n\nStill the same topic.\n\nA new topic now.\n\nAnd more of it.")
         assert LearnedSegmenter(emb, ensemble, decoding).cut(doc, Request(num_blocks=2)).shape == (1,)
 
+    def test_members_with_other_lexical_windows_read_their_own_feature_columns(self, tmp_path, random_embeddings):
+        lexical = TaggerConfig(in_dim=feature_count(16, (8, 4)), dim=16, layers=1, heads=2, ffn=16, window=32,
+                               margin=4, lexical_windows=[8, 4])
+        paths = [tmp_path / "plain.safetensors", tmp_path / "lexical.safetensors"]
+        for path, config in zip(paths, (self.CONFIG, lexical)):
+            save_weights(path, random_embeddings, _random_tagger(config, 0).state_arrays(), config, DecodeConfig())
+        combine_weights(paths, tmp_path / "mixed.safetensors")
+        emb, ensemble, decoding = load_weights(tmp_path / "mixed.safetensors")
+        assert ensemble.config.lexical_windows == (4, 8) and [m.config.lexical_windows for m in ensemble.members] == [(), (8, 4)]
+        text = "\n\n".join(["apples pears apples plums pears."] * 8 + ["engines gears pistons valves gears."] * 8)
+        alone = [LearnedSegmenter(*load_weights(p)).logits(Document(text)) for p in paths]
+        np.testing.assert_allclose(LearnedSegmenter(emb, ensemble, decoding).logits(Document(text)),
+                                   (alone[0] + alone[1]) / 2, atol=1e-5)
+
     def test_bad_members_get_a_clear_error(self, tmp_path, random_embeddings):
         path = tmp_path / "m.safetensors"
         save_weights(path, random_embeddings, _random_tagger(self.CONFIG, 0).state_arrays(), self.CONFIG,

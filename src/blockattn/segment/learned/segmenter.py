@@ -18,6 +18,7 @@ max_tokens, with a low score so they are used only where needed.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from pathlib import Path
 
@@ -30,13 +31,14 @@ from blockattn.segment.fit import SPAN_FACTOR, decode_bounded
 from blockattn.segment.learned import config as cfg
 from blockattn.segment.learned.embeddings import StaticEmbeddings
 from blockattn.segment.learned.features import unit_count, unit_features
-from blockattn.segment.learned.tagger import Tagger, TaggerEnsemble
+from blockattn.segment.learned.tagger import Tagger, TaggerEnsemble, same_architecture
 from blockattn.segment.methods import Segmenter
 from blockattn.segment.request import LEVELS, Request
 
 WEIGHTS_ASSET = "learned.safetensors"
 WEIGHTS_ENV = "BLOCKATTN_SEGMENTER_WEIGHTS"  # a weights file to use instead of the shipped one
 MEMBERS_KEY = "members"  # metadata of an ensemble's weights file: how many taggers it holds
+MEMBER_CONFIGS_KEY = "member_taggers"  # ... and each one's architecture (they may differ in lexical windows)
 _CHUNK_UNITS = 8192  # units featurised at once: bounds memory on very long texts
 _WORD_LOGIT = -8.0  # score of a word-level cut (only there to meet a hard maximum)
 # --level: up to this many blocks, the exact-count DP (cost grows with the count); above it (texts of
@@ -182,9 +184,11 @@ def _load_cached(path: str) -> tuple[StaticEmbeddings, Tagger | TaggerEnsemble, 
     members = int(metadata.get(MEMBERS_KEY, 0))
     if not members:  # one tagger: tensors "tagger.<name>"
         return emb, Tagger(tagger_config, _with_prefix(arrays, "tagger.")), decoding
-    # an ensemble: tensors "tagger.<i>.<name>" for member i
-    return emb, TaggerEnsemble([Tagger(tagger_config, _with_prefix(arrays, f"tagger.{i}."))
-                                for i in range(members)]), decoding
+    # an ensemble: tensors "tagger.<i>.<name>" for member i, each member's architecture in MEMBER_CONFIGS_KEY
+    configs = ([cfg.TaggerConfig(**c) for c in json.loads(metadata[MEMBER_CONFIGS_KEY])]
+               if MEMBER_CONFIGS_KEY in metadata else [tagger_config] * members)  # written before 2026-12-08 04:30
+    return emb, TaggerEnsemble([Tagger(c, _with_prefix(arrays, f"tagger.{i}.")) for i, c in enumerate(configs)]), \
+        decoding
 
 
 def _with_prefix(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
@@ -205,20 +209,25 @@ def load_weights(path: str | Path | None = None) -> tuple[StaticEmbeddings, Tagg
 
 def save_weights(path: str | Path, emb: StaticEmbeddings,
                  tagger_weights: dict[str, np.ndarray] | list[dict[str, np.ndarray]],
-                 tagger_config: cfg.TaggerConfig, decoding: cfg.DecodeConfig) -> None:
-    """Write one safetensors file: embeddings, float16 tagger weights (a list of them: an ensemble), both
-    configs as metadata."""
+                 tagger_config: cfg.TaggerConfig | list[cfg.TaggerConfig], decoding: cfg.DecodeConfig) -> None:
+    """Write one safetensors file: embeddings, float16 tagger weights, both configs as metadata. Lists of
+    weights and configs (one per member) write an ensemble."""
     from safetensors.numpy import save_file
 
-    members = tagger_weights if isinstance(tagger_weights, list) else [tagger_weights]
-    prefixes = ["tagger."] if not isinstance(tagger_weights, list) else [f"tagger.{i}." for i in range(len(members))]
+    ensemble = isinstance(tagger_weights, list)
+    members = tagger_weights if ensemble else [tagger_weights]
+    configs = (tagger_config if isinstance(tagger_config, list) else [tagger_config] * len(members))
+    if len(configs) != len(members):
+        raise ValueError(f"{len(members)} members but {len(configs)} tagger configs")
+    prefixes = [f"tagger.{i}." for i in range(len(members))] if ensemble else ["tagger."]
     arrays = {**emb.to_arrays(), **{f"{prefix}{k}": v.astype(np.float16)
                                     for prefix, weights in zip(prefixes, members) for k, v in weights.items()}}
     # safetensors writes an array's raw buffer: a transposed view would come back scrambled.
     arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
-    metadata = cfg.dump(tagger_config, decoding)
-    if isinstance(tagger_weights, list):
+    metadata = cfg.dump(configs[0], decoding)
+    if ensemble:
         metadata[MEMBERS_KEY] = str(len(members))
+        metadata[MEMBER_CONFIGS_KEY] = json.dumps([json.loads(cfg.dump(c, decoding)["tagger"]) for c in configs])
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(f"{path}.tmp")
     save_file(arrays, str(tmp), metadata=metadata)
@@ -242,8 +251,9 @@ def combine_weights(paths: list[str | Path], out: str | Path) -> int:
         if not (np.array_equal(other_emb.codes, emb.codes) and np.array_equal(other_emb.scales, emb.scales)):
             raise UserError(f"{path}: its token embeddings differ from {paths[0]}'s; ensemble members must "
                             "share them (train with --embeddings-from the same file)")
-        if tagger.config != first.config:
-            raise UserError(f"{path}: its tagger architecture differs from {paths[0]}'s")
+        if not same_architecture(tagger.config, first.config):
+            raise UserError(f"{path}: its tagger architecture differs from {paths[0]}'s "
+                            "(members may differ in --lexical-windows only)")
         taggers.extend(tagger.members if isinstance(tagger, TaggerEnsemble) else [tagger])
-    save_weights(out, emb, [t.state_arrays() for t in taggers], first.config, decoding)
+    save_weights(out, emb, [t.state_arrays() for t in taggers], [t.config for t in taggers], decoding)
     return len(taggers)

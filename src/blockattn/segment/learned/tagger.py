@@ -11,6 +11,8 @@ is the training twin; tests check that both compute the same thing.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from blockattn.segment.learned.config import TaggerConfig
@@ -114,27 +116,43 @@ class Tagger:
 
 
 class TaggerEnsemble:
-    """Taggers of one architecture over the same features; the log-odds are their mean.
+    """Taggers over the same features; the log-odds are their mean.
 
     Two trainings of one recipe that differ only in the seed scored 0.326 and 0.350 mean WindowDiff on the
     unseen R vignettes (runs/seg8 and runs/seg9, docs/results.md): which text one training gets right is
-    partly chance, and averaging keeps what the members agree on. The features are computed once; each
-    member adds one tagger pass and 0.85M parameters."""
+    partly chance, and averaging keeps what the members agree on. Members may differ in their lexical
+    cohesion features (`lexical_windows`) and nothing else: the features are computed once, with every
+    member's windows, and each member reads its own columns. Each member adds one tagger pass."""
 
     def __init__(self, members: list[Tagger]):
         if not members:
             raise ValueError("an ensemble needs at least one tagger")
-        if any(m.config != members[0].config for m in members):
-            raise ValueError("ensemble members must share one tagger architecture")
+        first = members[0].config
+        if any(not same_architecture(m.config, first) for m in members):
+            raise ValueError("ensemble members must share one tagger architecture (lexical windows aside)")
         self.members = list(members)
-        self.config = members[0].config
+        windows = tuple(sorted({w for m in members for w in m.config.lexical_windows}))
+        base = first.in_dim - len(first.lexical_windows)  # embedding and scalar features, shared by all
+        self.config = replace(first, in_dim=base + len(windows), lexical_windows=windows)
+        # the feature columns each member was trained on, in its own order
+        columns = [np.r_[np.arange(base), [base + windows.index(w) for w in m.config.lexical_windows]]
+                   .astype(np.int64) for m in members]
+        self._columns = [None if np.array_equal(c, np.arange(self.config.in_dim)) else c for c in columns]
 
     @property
     def parameters(self) -> int:
         return sum(m.parameters for m in self.members)
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        out = self.members[0].logits(features)
-        for member in self.members[1:]:
-            out = out + member.logits(features)
+        out = None
+        for member, columns in zip(self.members, self._columns):
+            x = features if columns is None else features[:, columns]
+            out = member.logits(x) if out is None else out + member.logits(x)
         return out / len(self.members)
+
+
+def same_architecture(a: TaggerConfig, b: TaggerConfig) -> bool:
+    """Equal but for the lexical cohesion features (and the input width they add)."""
+    def core(c: TaggerConfig) -> TaggerConfig:
+        return replace(c, in_dim=c.in_dim - len(c.lexical_windows), lexical_windows=())
+    return core(a) == core(b)
