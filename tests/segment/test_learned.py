@@ -158,7 +158,8 @@ class TestEnsemble:
             save_weights(path, random_embeddings, _random_tagger(config, 0).state_arrays(), config, DecodeConfig())
         combine_weights(paths, tmp_path / "mixed.safetensors")
         emb, ensemble, decoding = load_weights(tmp_path / "mixed.safetensors")
-        assert ensemble.config.lexical_windows == (4, 8) and [m.config.lexical_windows for m in ensemble.members] == [(), (8, 4)]
+        assert ensemble.config.lexical_windows == (4, 8)
+        assert [m.config.lexical_windows for m in ensemble.members] == [(), (8, 4)]
         text = "\n\n".join(["apples pears apples plums pears."] * 8 + ["engines gears pistons valves gears."] * 8)
         alone = [LearnedSegmenter(*load_weights(p)).logits(Document(text)) for p in paths]
         np.testing.assert_allclose(LearnedSegmenter(emb, ensemble, decoding).logits(Document(text)),

@@ -146,6 +146,7 @@ def ensemble(
     members = combine_weights(list(weights), out)
     typer.echo(f"{members} taggers → {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
+
 @app.command("train")
 def train(
     data: Path = typer.Option(..., help="SemanticSeg folder (Parquet per split)."),

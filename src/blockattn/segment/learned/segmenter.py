@@ -185,8 +185,9 @@ def _load_cached(path: str) -> tuple[StaticEmbeddings, Tagger | TaggerEnsemble, 
     if not members:  # one tagger: tensors "tagger.<name>"
         return emb, Tagger(tagger_config, _with_prefix(arrays, "tagger.")), decoding
     # an ensemble: tensors "tagger.<i>.<name>" for member i, each member's architecture in MEMBER_CONFIGS_KEY
+    # (the first ensemble files, of identical members, had only the top-level architecture)
     configs = ([cfg.TaggerConfig(**c) for c in json.loads(metadata[MEMBER_CONFIGS_KEY])]
-               if MEMBER_CONFIGS_KEY in metadata else [tagger_config] * members)  # written before 2026-12-08 04:30
+               if MEMBER_CONFIGS_KEY in metadata else [tagger_config] * members)
     return emb, TaggerEnsemble([Tagger(c, _with_prefix(arrays, f"tagger.{i}.")) for i, c in enumerate(configs)]), \
         decoding
 
@@ -195,7 +196,7 @@ def _with_prefix(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.nda
     return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
-def load_weights(path: str | Path | None = None) -> tuple[StaticEmbeddings, Tagger, cfg.DecodeConfig]:
+def load_weights(path: str | Path | None = None) -> tuple[StaticEmbeddings, Tagger | TaggerEnsemble, cfg.DecodeConfig]:
     """Embeddings, tagger and decoding settings from a weights file (default: the shipped one)."""
     if path is None:
         from blockattn.segment.assets import asset
