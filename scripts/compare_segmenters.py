@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import Progress
 
+from blockattn.errors import UserError
 from blockattn.reportio import provenance
 from blockattn.segment.document import Document
 from blockattn.segment.evaluate import distinct_levels, load_rows, score_cuts
@@ -36,8 +37,7 @@ def segmenter(spec: str) -> LearnedSegmenter:
         return LearnedSegmenter(*parts[0])
     if any(not np.array_equal(p[0].codes, emb.codes) for p in parts):
         sys.exit(f"{spec}: the members' token embeddings differ")
-    members = [m for p in parts for m in (p[1].members if isinstance(p[1], TaggerEnsemble) else [p[1]])]
-    return LearnedSegmenter(emb, TaggerEnsemble(members), decoding)
+    return LearnedSegmenter(emb, TaggerEnsemble([p[1] for p in parts]), decoding)
 
 
 def paired(base: list[float], other: list[float], rng: np.random.Generator) -> dict:
@@ -53,12 +53,22 @@ def main() -> None:
     parser.add_argument("--data", action="append", required=True, help="NAME=DIR:SPLIT[:PER_CATEGORY]")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if any("=" not in w for w in args.weights + args.data):
+        parser.error("--weights and --data take NAME=VALUE")
     specs = dict(w.split("=", 1) for w in args.weights)
+    datasets = [(name, where.split(":")) for name, where in (d.split("=", 1) for d in args.data)]
+    if any(len(parts) not in (2, 3) or (len(parts) == 3 and not parts[2].isdigit()) for _, parts in datasets):
+        parser.error("--data takes NAME=DIR:SPLIT[:PER_CATEGORY]")
+    try:
+        run(specs, datasets, args.out)
+    except UserError as exc:  # a missing weights file or data folder
+        sys.exit(f"error: {exc}")
+
+
+def run(specs: dict[str, str], datasets: list[tuple[str, list[str]]], out: Path) -> None:
     segs = {name: segmenter(spec) for name, spec in specs.items()}
     started, sets = time.time(), {}
-    for item in args.data:
-        name, where = item.split("=", 1)
-        data, split, *per = where.split(":")
+    for name, (data, split, *per) in datasets:
         rows = load_rows(Path(data), split, int(per[0]) if per else None, 0)
         per_doc = {k: [] for k in segs}
         with Progress(transient=True) as bar:
@@ -81,10 +91,10 @@ def main() -> None:
         print(name, len(rows), {k: round(v, 4) for k, v in sets[name]["mean_windowdiff"].items()}, flush=True)
     report = {"benchmark": "segmenter_ensemble", "weights": specs, "sets": sets,
               **provenance(0, time.time() - started, "python " + " ".join(sys.argv))}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(f"{args.out}.tmp")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(f"{out}.tmp")
     tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(args.out)
+    tmp.replace(out)  # never a half-written report
 
 
 if __name__ == "__main__":

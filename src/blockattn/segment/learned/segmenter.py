@@ -247,7 +247,6 @@ def combine_weights(paths: list[str | Path], out: str | Path) -> int:
             raise UserError(f"{path}: no such weights file")
         loaded.append(_load_cached(str(Path(path).resolve())))
     emb, first, decoding = loaded[0]
-    taggers: list[Tagger] = []
     for path, (other_emb, tagger, _) in zip(paths, loaded):
         if not (np.array_equal(other_emb.codes, emb.codes) and np.array_equal(other_emb.scales, emb.scales)):
             raise UserError(f"{path}: its token embeddings differ from {paths[0]}'s; ensemble members must "
@@ -255,6 +254,6 @@ def combine_weights(paths: list[str | Path], out: str | Path) -> int:
         if not same_architecture(tagger.config, first.config):
             raise UserError(f"{path}: its tagger architecture differs from {paths[0]}'s "
                             "(members may differ in --lexical-windows only)")
-        taggers.extend(tagger.members if isinstance(tagger, TaggerEnsemble) else [tagger])
+    taggers = TaggerEnsemble([tagger for _, tagger, _ in loaded]).members
     save_weights(out, emb, [t.state_arrays() for t in taggers], [t.config for t in taggers], decoding)
     return len(taggers)

@@ -124,7 +124,9 @@ class TaggerEnsemble:
     cohesion features (`lexical_windows`) and nothing else: the features are computed once, with every
     member's windows, and each member reads its own columns. Each member adds one tagger pass."""
 
-    def __init__(self, members: list[Tagger]):
+    def __init__(self, members: list[Tagger | TaggerEnsemble]):
+        """members: taggers, or ensembles whose members join this one (an ensemble of ensembles is flat)."""
+        members = [t for m in members for t in (m.members if isinstance(m, TaggerEnsemble) else [m])]
         if not members:
             raise ValueError("an ensemble needs at least one tagger")
         first = members[0].config
